@@ -1,0 +1,98 @@
+//! The `mesh-host` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// mesh-host runs WebAssembly components that speak WASI HTTP and is itself a
+/// service-mesh data plane.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-host", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve one component on the embedded default: one listener (HTTP/1.1
+    /// and HTTP/2 on the same port), every request to that component,
+    /// outbound requests denied.
+    Run(RunArgs),
+}
+
+/// Arguments of `mesh-host run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The WASI HTTP component (`wasi:http/proxy@0.2`, exporting
+    /// `wasi:http/incoming-handler`) to serve.
+    #[arg(value_name = "COMPONENT.wasm")]
+    pub component: PathBuf,
+
+    /// Address to listen on; HTTP/1.1, h2c (prior knowledge) and, with
+    /// --tls-cert/--tls-key, TLS with ALPN (h2, http/1.1) share it.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// PEM certificate chain; turns on TLS (requires --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Let the component serve gRPC (policy `grpc.serve`); without it gRPC
+    /// requests get PERMISSION_DENIED.
+    #[arg(long)]
+    pub grpc: bool,
+
+    /// Address of the admin endpoint (/metrics, /ready); off when not given.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+
+    /// Deadline of a request that does not carry `grpc-timeout`.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Cap on the deadline a client may ask for with `grpc-timeout`.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub max_request_timeout: Duration,
+
+    /// Largest linear memory of one component instance.
+    #[arg(long, value_name = "SIZE", default_value = "128MiB")]
+    pub memory_limit: bytesize::ByteSize,
+
+    /// Requests one instance serves before it is replaced.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_instance_reuse: usize,
+
+    /// Requests in flight at once for the component; more get 503
+    /// (UNAVAILABLE for gRPC).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_concurrent_requests: usize,
+
+    /// Largest request body; a larger declared content-length gets 413.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub max_request_body: bytesize::ByteSize,
+
+    /// Largest request header section; larger gets 431.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB")]
+    pub max_request_headers: bytesize::ByteSize,
+
+    /// How long in-flight requests may take to finish after SIGTERM or ctrl-c.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Where compiled components are cached (default: ~/.cache/mesh-host).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile without the on-disk cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}

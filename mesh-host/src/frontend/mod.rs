@@ -1,0 +1,94 @@
+//! The front end: one listening socket that serves HTTP/1.1 (keep-alive),
+//! h2c with prior knowledge and, with a certificate, TLS with ALPN (`h2`,
+//! `http/1.1`), all through hyper-util's auto-negotiating connection builder.
+//! Requests and responses stream; trailers pass through on HTTP/2; the host
+//! answers its own failures (413, 431, gRPC-shaped errors) here.
+
+mod reply;
+mod server;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use thiserror::Error;
+use wasmtime_wasi_http::WasiBody;
+
+pub use reply::{Failure, REASON_HEADER};
+pub use server::{BoundFrontEnd, RunningFrontEnd};
+pub use tls::{TlsError, TlsFiles};
+
+use crate::body::ResponseBody;
+
+/// Limits the front end enforces before a request reaches any workload.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest request header section, in bytes (431 beyond it).
+    pub max_request_header_bytes: usize,
+    /// Largest request body, in bytes (413 when `content-length` says more;
+    /// a streamed body is cut off with an error at the limit).
+    pub max_request_body_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_request_header_bytes: 64 * 1024,
+            max_request_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Where and how a front end listens.
+#[derive(Debug, Clone)]
+pub struct FrontEndConfig {
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// Certificate and key for TLS; plaintext when `None`.
+    pub tls: Option<TlsFiles>,
+    /// Request limits.
+    pub limits: RequestLimits,
+}
+
+/// Why a front end could not start.
+#[derive(Debug, Error)]
+pub enum FrontEndError {
+    /// The address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        cause: std::io::Error,
+    },
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// What the front end knows about a request beyond the request itself.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestMeta {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The local address the request arrived on.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Whether the request is gRPC (by content type); failures for it must
+    /// be gRPC-shaped.
+    pub grpc: bool,
+}
+
+/// Where the front end hands a checked request: a handler's routing and
+/// workloads. It always produces a response; failures are answered with
+/// [`Failure::response`].
+pub trait Dispatch: Send + Sync + 'static {
+    /// Handles one request.
+    fn dispatch(
+        self: Arc<Self>,
+        request: http::Request<WasiBody>,
+        meta: RequestMeta,
+    ) -> BoxFuture<'static, http::Response<ResponseBody>>;
+}

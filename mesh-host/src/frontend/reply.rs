@@ -1,0 +1,197 @@
+use http::{HeaderValue, StatusCode, header};
+
+use crate::body::{ResponseBody, empty, full};
+
+/// Response header naming why the host, not a component, answered.
+pub const REASON_HEADER: &str = "x-mesh-host-reason";
+
+/// A failure the host answers for itself. Each maps to an HTTP status and,
+/// for gRPC requests, to a gRPC status in a trailers-only response: a gRPC
+/// client never sees an HTML or plain-text error page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No route matches the request.
+    NoRoute,
+    /// The route's workload is not bound.
+    NoWorkload,
+    /// The component trapped or exceeded its memory.
+    Trapped,
+    /// The component did not answer in time.
+    DeadlineExceeded,
+    /// The workload is at its concurrency limit.
+    Overloaded,
+    /// The host is shutting down.
+    Draining,
+    /// A policy refused the request.
+    Denied,
+    /// The request is malformed.
+    BadRequest(String),
+    /// The request body is larger than allowed.
+    PayloadTooLarge,
+    /// A gRPC request arrived over HTTP/1.x.
+    GrpcNeedsHttp2,
+}
+
+/// gRPC status codes used by the host (from `grpc/status.h`).
+mod grpc_code {
+    pub const INTERNAL: u8 = 13;
+    pub const UNIMPLEMENTED: u8 = 12;
+    pub const DEADLINE_EXCEEDED: u8 = 4;
+    pub const UNAVAILABLE: u8 = 14;
+    pub const PERMISSION_DENIED: u8 = 7;
+    pub const RESOURCE_EXHAUSTED: u8 = 8;
+}
+
+impl Failure {
+    /// The HTTP status for a plain HTTP request.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Failure::NoRoute => StatusCode::NOT_FOUND,
+            Failure::NoWorkload | Failure::Overloaded | Failure::Draining => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Failure::Trapped => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Denied => StatusCode::FORBIDDEN,
+            Failure::BadRequest(_) | Failure::GrpcNeedsHttp2 => StatusCode::BAD_REQUEST,
+            Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The gRPC status for a gRPC request.
+    pub fn grpc_code(&self) -> u8 {
+        match self {
+            Failure::NoRoute | Failure::NoWorkload | Failure::GrpcNeedsHttp2 => {
+                grpc_code::UNIMPLEMENTED
+            }
+            Failure::Trapped | Failure::BadRequest(_) => grpc_code::INTERNAL,
+            Failure::DeadlineExceeded => grpc_code::DEADLINE_EXCEEDED,
+            Failure::Overloaded | Failure::Draining => grpc_code::UNAVAILABLE,
+            Failure::Denied => grpc_code::PERMISSION_DENIED,
+            Failure::PayloadTooLarge => grpc_code::RESOURCE_EXHAUSTED,
+        }
+    }
+
+    /// A short, stable token for logs and the reason header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::NoRoute => "no_route",
+            Failure::NoWorkload => "no_workload",
+            Failure::Trapped => "component_failed",
+            Failure::DeadlineExceeded => "deadline_exceeded",
+            Failure::Overloaded => "overloaded",
+            Failure::Draining => "draining",
+            Failure::Denied => "denied",
+            Failure::BadRequest(_) => "bad_request",
+            Failure::PayloadTooLarge => "payload_too_large",
+            Failure::GrpcNeedsHttp2 => "grpc_requires_http2",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Failure::NoRoute => "no route matches the request".into(),
+            Failure::NoWorkload => "the route's workload is not available".into(),
+            Failure::Trapped => "the component failed while handling the request".into(),
+            Failure::DeadlineExceeded => "the component did not answer before the deadline".into(),
+            Failure::Overloaded => "the workload is overloaded".into(),
+            Failure::Draining => "the host is shutting down".into(),
+            Failure::Denied => "the request is not allowed by policy".into(),
+            Failure::BadRequest(why) => format!("bad request: {why}"),
+            Failure::PayloadTooLarge => "the request body is larger than allowed".into(),
+            Failure::GrpcNeedsHttp2 => {
+                "gRPC requires HTTP/2; this request arrived over HTTP/1.x".into()
+            }
+        }
+    }
+
+    /// The response the host sends: gRPC-shaped (HTTP 200, trailers-only,
+    /// `grpc-status`/`grpc-message` in the headers) when `grpc`, a plain-text
+    /// HTTP error otherwise.
+    pub fn response(&self, grpc: bool) -> http::Response<ResponseBody> {
+        let message = self.message();
+        let mut response = if grpc {
+            let mut response = http::Response::new(empty());
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(
+                "grpc-status",
+                HeaderValue::from(u16::from(self.grpc_code())),
+            );
+            if let Ok(value) = HeaderValue::from_str(&percent_encode_grpc_message(&message)) {
+                headers.insert("grpc-message", value);
+            }
+            response
+        } else {
+            let mut response = http::Response::new(full(format!("{message}\n")));
+            *response.status_mut() = self.status();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        };
+        response
+            .headers_mut()
+            .insert(REASON_HEADER, HeaderValue::from_static(self.reason()));
+        response
+    }
+}
+
+/// `grpc-message` is percent-encoded: bytes outside printable ASCII and `%`
+/// itself (gRPC over HTTP/2 protocol spec).
+fn percent_encode_grpc_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_failures_are_trailers_only_with_http_200() {
+        let response = Failure::Trapped.response(true);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        assert_eq!(response.headers()["grpc-status"], "13");
+        assert!(response.headers().contains_key("grpc-message"));
+    }
+
+    #[test]
+    fn grpc_status_mapping_follows_the_issue_table() {
+        assert_eq!(Failure::NoRoute.grpc_code(), 12);
+        assert_eq!(Failure::NoWorkload.grpc_code(), 12);
+        assert_eq!(Failure::Trapped.grpc_code(), 13);
+        assert_eq!(Failure::DeadlineExceeded.grpc_code(), 4);
+        assert_eq!(Failure::Overloaded.grpc_code(), 14);
+        assert_eq!(Failure::Draining.grpc_code(), 14);
+        assert_eq!(Failure::Denied.grpc_code(), 7);
+    }
+
+    #[test]
+    fn http_failures_carry_their_status_and_reason() {
+        let response = Failure::DeadlineExceeded.response(false);
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(response.headers()[REASON_HEADER], "deadline_exceeded");
+        assert_eq!(
+            Failure::PayloadTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode_grpc_message("50% ok\n"), "50%25 ok%0A");
+    }
+}

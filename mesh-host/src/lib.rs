@@ -1,0 +1,14 @@
+//! mesh-host runs WebAssembly components that speak WASI HTTP and is itself a
+//! service-mesh data plane: a [`handler::HostHandler`] replaces the canonical
+//! HTTP server of a Wasm host with a front end that auto-negotiates HTTP/1.1,
+//! HTTP/2 and gRPC on one port, applies per-component policy, and is the only
+//! exit for a component's outbound requests.
+
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod cli;
+pub mod frontend;
+pub mod handler;
+pub mod metrics;
+pub mod runtime;

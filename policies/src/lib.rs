@@ -1,0 +1,88 @@
+//! Per-component policy model and evaluation for mesh-host.
+//!
+//! Pure and fast: no I/O, no servers. The host parses each workload's policy
+//! section of the mesh config into a [`WorkloadPolicyConfig`], compiles it
+//! once with [`WorkloadPolicy::from_config`] (which reports every bad entry,
+//! each with its path, before failing), and then asks it per request:
+//!
+//! - inbound: [`WorkloadPolicy::check_inbound`] applies the gRPC flags
+//!   ([`grpc`]), authorization ([`rbac`], Envoy RBAC semantics) and the local
+//!   rate limit ([`rate_limit`], Envoy `local_ratelimit` semantics);
+//! - outbound: [`WorkloadPolicy::check_outbound`] applies the gRPC flags and
+//!   the egress allow rules ([`egress`]) before mesh routing;
+//! - [`limits`] holds body, header, timeout, concurrency and memory limits,
+//!   and the `grpc-timeout` rules ([`limits::parse_grpc_timeout`],
+//!   [`limits::effective_deadline`]).
+//!
+//! A denial is a [`PolicyDenied`], which carries the HTTP and gRPC status to
+//! answer with.
+//!
+//! # Configuration
+//!
+//! Every key is optional. Without any, a workload serves plain HTTP and
+//! nothing else: no gRPC, all egress denied, no authorization, default
+//! limits, no rate limit.
+//!
+//! ```
+//! # use mesh_policies::{WorkloadPolicy, WorkloadPolicyConfig};
+//! let yaml = r#"
+//! grpc: { serve: true, outbound: true }
+//! egress:
+//!   allow:
+//!     - authority: "*.example.com"     # any subdomain, not example.com itself
+//!       ports: [443]                   # omitted: any port
+//!       methods: [GET, POST]           # omitted: any method
+//!       schemes: [https]               # omitted: http and https
+//!     - authority: "greeter.default.svc"
+//!     - authority: "10.0.0.7"          # IP literals need allow_ip_literal
+//!       allow_ip_literal: true
+//! rbac:
+//!   action: ALLOW                      # or DENY
+//!   policies:
+//!     admins:
+//!       permissions: [{ url_path: { prefix: "/admin" } }]
+//!       principals: [{ authenticated: { principal_name: { exact: "spiffe://cluster.local/ns/default/sa/admin" } } }]
+//!     public-reads:
+//!       permissions:
+//!         - and_rules:
+//!             rules:
+//!               - { method: GET }
+//!               - { not_rule: { url_path: { prefix: "/admin" } } }
+//!       principals: [{ source_ip: "10.0.0.0/8" }, { any: true }]
+//! limits:
+//!   max_request_body_bytes: "10MiB"
+//!   max_request_header_bytes: "64KiB"
+//!   request_timeout: "30s"
+//!   max_request_timeout: "5m"          # cap for a client's grpc-timeout
+//!   max_concurrent_requests: 1000
+//!   memory: "128MiB"                   # per component instance
+//! rate_limit: { max_tokens: 100, tokens_per_fill: 100, fill_interval: "1s" }
+//! "#;
+//! let config: WorkloadPolicyConfig = serde_yaml::from_str(yaml)?;
+//! let policy = WorkloadPolicy::from_config(&config)?;
+//! assert!(policy.grpc.serve);
+//! assert_eq!(policy.egress.rules().len(), 3);
+//! assert_eq!(policy.limits.max_request_body_bytes, 10 * 1024 * 1024);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! RBAC uses Envoy's field names: permissions `any`, `header: { name,
+//! string_match }`, `url_path`, `method`, `destination_port`, `and_rules`,
+//! `or_rules`, `not_rule`; principals `any`, `authenticated`, `source_ip`,
+//! `direct_remote_ip`, `header`, `and_ids`, `or_ids`, `not_id`; string
+//! matchers `exact`, `prefix`, `suffix`, `contains`, `safe_regex: { regex }`
+//! (or `regex`), with `ignore_case`.
+
+pub mod egress;
+mod error;
+pub mod grpc;
+pub mod limits;
+pub mod rate_limit;
+pub mod rbac;
+pub mod workload;
+
+pub use error::{PolicyConfigError, PolicyConfigErrors, PolicyDenied};
+pub use workload::{WorkloadPolicy, WorkloadPolicyConfig};
+
+/// The `http` crate this one uses in its API (methods, header maps).
+pub use http;

