@@ -44,18 +44,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
         max_memory_bytes: args.memory_limit.as_u64(),
         ..RuntimeConfig::default()
     })?;
-    let image = {
-        let runtime = runtime.clone();
-        let path = args.component.clone();
-        tokio::task::spawn_blocking(move || ComponentImage::load(&runtime, &path))
-            .await
-            .context("component compilation panicked")??
-    };
-
     let metrics = Arc::new(Metrics::new());
     let handler = Arc::new(RouterHandler::new(
         DevRouter::new(),
-        runtime,
+        runtime.clone(),
         metrics.clone(),
         RouterHandlerConfig {
             frontend: FrontEndConfig {
@@ -76,6 +68,15 @@ async fn run_async(args: RunArgs) -> anyhow::Result<()> {
             max_request_timeout: args.max_request_timeout,
         },
     ));
+    handler.bind()?;
+    let image = {
+        let runtime = runtime.clone();
+        let path = args.component.clone();
+        tokio::task::spawn_blocking(move || ComponentImage::load(&runtime, &path))
+            .await
+            .context("component compilation panicked")??
+    };
+
     let id = WorkloadId::new(&workload_name(&args.component))?;
     handler.clone().on_workload_resolved(ResolvedWorkload {
         id,

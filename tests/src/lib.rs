@@ -3,8 +3,11 @@
 //! running mesh-host as a child process on loopback.
 
 pub mod client;
+pub mod envoy;
+pub mod grpcio;
 pub mod peers;
 pub mod process;
+pub mod proto;
 pub mod tls;
 
 use std::path::PathBuf;

@@ -280,3 +280,34 @@ async fn oversized_headers_get_431_and_oversized_bodies_get_413() {
         "the host keeps serving after refusing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_stream_the_first_chunk_arrives_long_before_the_last_is_written() {
+    let host = MeshHost::run(&component("slow"), &[]);
+    for h2 in [false, true] {
+        let request = Request::get("/?chunks=8&delay_ms=250&chunk=x")
+            .header("host", "slow.test")
+            .body(client::empty())
+            .expect("request");
+        let started = std::time::Instant::now();
+        let response = if h2 {
+            client::h2c(host.addr, request).await
+        } else {
+            client::http1(host.addr, request).await
+        };
+        let mut body = response.into_body();
+        let first = body.frame().await.expect("a first frame").expect("frame");
+        let first_at = started.elapsed();
+        assert!(first.is_data());
+        while body.frame().await.is_some() {}
+        let all_at = started.elapsed();
+        assert!(
+            all_at >= Duration::from_millis(1700),
+            "the component takes ~1.75 s, took {all_at:?}"
+        );
+        assert!(
+            first_at < Duration::from_millis(1000),
+            "h2={h2}: first chunk after {first_at:?}: the response was buffered"
+        );
+    }
+}

@@ -197,3 +197,35 @@ fn a_restart_loads_the_component_from_the_compilation_cache() {
         second.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbound_grpc_request_without_grpc_outbound_is_denied_before_any_connection() {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let target = format!(
+        "http://{}/helloworld.Greeter/SayHello",
+        upstream.local_addr().expect("addr")
+    );
+    let host = MeshHost::run(&component("outbound"), &[]);
+    let request = Request::post("/")
+        .header("host", "outbound.test")
+        .header("x-target-url", &target)
+        .header("x-target-method", "POST")
+        .header("x-target-content-type", "application/grpc")
+        .body(client::empty())
+        .expect("request");
+    let (status, headers, _, _) = client::read_all(client::http1(host.addr, request).await).await;
+    assert_eq!(status.as_u16(), 502);
+    assert_eq!(headers["x-outbound-error"], "HTTP-request-denied");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), upstream.accept())
+            .await
+            .is_err()
+    );
+    assert!(
+        host.log().contains("grpc.outbound"),
+        "the denial names the gRPC flag: {}",
+        host.log()
+    );
+}

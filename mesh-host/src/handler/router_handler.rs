@@ -46,6 +46,7 @@ pub struct RouterHandler<R> {
     workloads: ArcSwap<HashMap<WorkloadId, Arc<Bound>>>,
     // Serialises writers of `workloads`; readers only load the snapshot.
     workloads_write: Mutex<()>,
+    bound: Mutex<Option<BoundFrontEnd>>,
     running: Mutex<Option<RunningFrontEnd>>,
 }
 
@@ -64,8 +65,22 @@ impl<R: Router> RouterHandler<R> {
             config,
             workloads: ArcSwap::default(),
             workloads_write: Mutex::new(()),
+            bound: Mutex::new(None),
             running: Mutex::new(None),
         }
+    }
+
+    /// Binds the listening socket now, so a taken port is reported before
+    /// slow work such as compiling components; `start` then serves it.
+    pub fn bind(&self) -> Result<std::net::SocketAddr, HostError> {
+        let mut bound = self.bound.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = bound.as_ref() {
+            return Ok(existing.local_addr());
+        }
+        let fresh = BoundFrontEnd::bind(&self.config.frontend)?;
+        let addr = fresh.local_addr();
+        *bound = Some(fresh);
+        Ok(addr)
     }
 
     /// The bound workload with this id, if any.
@@ -172,7 +187,15 @@ impl<R: Router> HostHandler for RouterHandler<R> {
             if running.is_some() {
                 return Err(HostError::AlreadyStarted);
             }
-            let bound = BoundFrontEnd::bind(&self.config.frontend)?;
+            let prebound = self
+                .bound
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let bound = match prebound {
+                Some(bound) => bound,
+                None => BoundFrontEnd::bind(&self.config.frontend)?,
+            };
             tracing::info!(addr = %bound.local_addr(), "serving HTTP/1.1 and HTTP/2{}", if self.config.frontend.tls.is_some() { " over TLS" } else { " (h2c)" });
             *running = Some(bound.serve(self.clone()));
             Ok(())
