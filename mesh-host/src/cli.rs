@@ -19,10 +19,23 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve one component on the embedded default: one listener (HTTP/1.1
-    /// and HTTP/2 on the same port), every request to that component,
-    /// outbound requests denied.
-    Run(RunArgs),
+    /// Serve components. With one COMPONENT and no --bootstrap: the embedded
+    /// default (one listener, HTTP/1.1 and HTTP/2 on the same port, every
+    /// request to that component, outbound denied). With --bootstrap: the
+    /// listeners, routes and clusters of an Envoy v3 bootstrap file (and its
+    /// ADS control plane), components bound with --workload.
+    Run(Box<RunArgs>),
+    /// Check an Envoy v3 bootstrap file without serving: exits non-zero with
+    /// errors that name the file, the field path and the problem.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `mesh-host validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The Envoy v3 bootstrap file (YAML or JSON) to check.
+    #[arg(long, value_name = "FILE")]
+    pub bootstrap: PathBuf,
 }
 
 /// Arguments of `mesh-host run`.
@@ -30,10 +43,24 @@ pub enum Command {
 pub struct RunArgs {
     /// The WASI HTTP component (`wasi:http/proxy@0.2`, exporting
     /// `wasi:http/incoming-handler`) to serve.
-    #[arg(value_name = "COMPONENT.wasm")]
-    pub component: PathBuf,
+    #[arg(
+        value_name = "COMPONENT.wasm",
+        required_unless_present = "bootstrap",
+        conflicts_with = "bootstrap"
+    )]
+    pub component: Option<PathBuf>,
 
-    /// Address to listen on; HTTP/1.1, h2c (prior knowledge) and, with
+    /// An Envoy v3 bootstrap file (YAML or JSON): static listeners, routes
+    /// and clusters, and optionally `dynamic_resources.ads_config`.
+    #[arg(long, value_name = "FILE", requires = "workloads")]
+    pub bootstrap: Option<PathBuf>,
+
+    /// With --bootstrap: serve the xDS cluster CLUSTER with the component at
+    /// PATH (repeatable).
+    #[arg(long = "workload", value_name = "CLUSTER=PATH", value_parser = parse_workload, requires = "bootstrap")]
+    pub workloads: Vec<(String, PathBuf)>,
+
+    /// Address to listen on (embedded default only); HTTP/1.1, h2c (prior knowledge) and, with
     /// --tls-cert/--tls-key, TLS with ALPN (h2, http/1.1) share it.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -95,4 +122,13 @@ pub struct RunArgs {
     /// Compile without the on-disk cache.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+fn parse_workload(value: &str) -> Result<(String, PathBuf), String> {
+    match value.split_once('=') {
+        Some((cluster, path)) if !cluster.is_empty() && !path.is_empty() => {
+            Ok((cluster.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected CLUSTER=PATH.wasm, got {value:?}")),
+    }
 }

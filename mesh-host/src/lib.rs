@@ -10,5 +10,7 @@ pub mod body;
 pub mod cli;
 pub mod frontend;
 pub mod handler;
+pub mod mesh;
 pub mod metrics;
+pub mod routing;
 pub mod runtime;

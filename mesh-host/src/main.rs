@@ -9,7 +9,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     mesh_host::app::init_logging();
     let result = match cli.command {
-        Command::Run(args) => mesh_host::app::run(args),
+        Command::Run(args) => mesh_host::app::run(*args),
+        Command::Validate(args) => mesh_host::app::validate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod envoy;
 pub mod grpcio;
+pub mod inprocess;
 pub mod peers;
 pub mod process;
 pub mod proto;

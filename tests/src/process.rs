@@ -136,6 +136,22 @@ impl MeshHost {
     }
 }
 
+impl MeshHost {
+    /// Waits (up to 30 s) until a counter reaches `at_least`: a way to know
+    /// a request is in flight without guessing with sleeps.
+    pub async fn wait_for_metric(&self, name: &str, label: &str, at_least: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.metric(name, label).await;
+            if value >= at_least {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name}{{{label}}} stayed at {value}, wanted {at_least}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(marker)? + marker.len()..];
     let rest = rest.split("://").nth(1)?;

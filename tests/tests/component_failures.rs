@@ -5,69 +5,18 @@
 //! requests.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
-use mesh_host::frontend::{FrontEndConfig, RequestLimits};
-use mesh_host::handler::{
-    HostHandler, HostHeaderRouter, ResolvedWorkload, RouterHandler, RouterHandlerConfig, WorkloadId,
-};
-use mesh_host::metrics::Metrics;
-use mesh_host::runtime::{ComponentImage, Runtime, RuntimeConfig, WorkloadSettings};
+use mesh_host::handler::{HostHandler, WorkloadId};
 use mesh_host_tests::client;
 use mesh_host_tests::component;
+use mesh_host_tests::inprocess::canonical_host;
 use mesh_host_tests::process::MeshHost;
+use mesh_policies::grpc::GrpcFlags;
 
 const MEMORY_LIMIT: u64 = 32 * 1024 * 1024;
-
-struct Canonical {
-    handler: Arc<RouterHandler<HostHeaderRouter>>,
-    addr: SocketAddr,
-}
-
-async fn canonical(components: &[&str], request_timeout: Duration) -> Canonical {
-    let runtime = Runtime::new(RuntimeConfig {
-        max_memory_bytes: MEMORY_LIMIT,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime");
-    let handler = Arc::new(RouterHandler::new(
-        HostHeaderRouter::new(),
-        runtime.clone(),
-        Arc::new(Metrics::new()),
-        RouterHandlerConfig {
-            frontend: FrontEndConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                tls: None,
-                limits: RequestLimits::default(),
-            },
-            request_timeout,
-            max_request_timeout: request_timeout,
-        },
-    ));
-    for name in components {
-        let image = ComponentImage::load(&runtime, &component(name)).expect("load component");
-        handler
-            .clone()
-            .on_workload_resolved(ResolvedWorkload {
-                id: WorkloadId::new(name).expect("id"),
-                image: Arc::new(image),
-                settings: WorkloadSettings {
-                    memory_bytes: MEMORY_LIMIT as usize,
-                    max_request_timeout: request_timeout,
-                    ..WorkloadSettings::default()
-                },
-                hosts: vec![format!("{name}.test")],
-                grpc: Default::default(),
-            })
-            .expect("bind workload");
-    }
-    handler.clone().start().await.expect("start");
-    let addr = handler.bound_addrs()[0];
-    Canonical { handler, addr }
-}
 
 async fn get(addr: SocketAddr, host: &str) -> (u16, String, Bytes) {
     let request = Request::get("/")
@@ -93,9 +42,11 @@ async fn assert_hello(addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trap_loop_and_memory_hog_each_fail_only_their_own_request() {
-    let host = canonical(
+    let host = canonical_host(
         &["hello", "trap", "loop", "memhog"],
+        GrpcFlags::default(),
         Duration::from_millis(500),
+        MEMORY_LIMIT,
     )
     .await;
     assert_hello(host.addr).await;
@@ -124,7 +75,13 @@ async fn trap_loop_and_memory_hog_each_fail_only_their_own_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_looping_guest_is_stopped_so_the_next_request_does_not_queue_behind_it() {
-    let host = canonical(&["loop"], Duration::from_millis(300)).await;
+    let host = canonical_host(
+        &["loop"],
+        GrpcFlags::default(),
+        Duration::from_millis(300),
+        MEMORY_LIMIT,
+    )
+    .await;
     for _ in 0..3 {
         let started = Instant::now();
         assert_eq!(get(host.addr, "loop.test").await.0, 504);
@@ -138,7 +95,13 @@ async fn a_looping_guest_is_stopped_so_the_next_request_does_not_queue_behind_it
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unbinding_a_workload_stops_its_traffic_without_a_restart() {
-    let host = canonical(&["hello"], Duration::from_secs(5)).await;
+    let host = canonical_host(
+        &["hello"],
+        GrpcFlags::default(),
+        Duration::from_secs(5),
+        MEMORY_LIMIT,
+    )
+    .await;
     assert_hello(host.addr).await;
     host.handler
         .on_workload_unbind(&WorkloadId::new("hello").expect("id"))

@@ -4,16 +4,11 @@
 //! per-component `grpc.serve` flag.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Request;
-use mesh_host::frontend::{FrontEndConfig, RequestLimits};
-use mesh_host::handler::{
-    HostHandler, HostHeaderRouter, ResolvedWorkload, RouterHandler, RouterHandlerConfig, WorkloadId,
-};
-use mesh_host::metrics::Metrics;
-use mesh_host::runtime::{ComponentImage, Runtime, RuntimeConfig, WorkloadSettings};
+use mesh_host::handler::{HostHandler, WorkloadId};
+use mesh_host_tests::inprocess::canonical_host;
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::proto::helloworld::HelloRequest;
 use mesh_host_tests::proto::helloworld::greeter_client::GreeterClient;
@@ -217,7 +212,7 @@ async fn a_trailers_only_error_from_the_component_reaches_the_client() {
 #[tokio::test(flavor = "multi_thread")]
 async fn host_failures_map_to_grpc_statuses_a_grpcio_client_sees() {
     // trapped -> INTERNAL
-    let host = greeter_host(&["--max-concurrent-requests", "1"]);
+    let host = greeter_host(&["--max-concurrent-requests", "1", "--admin", "127.0.0.1:0"]);
     let target = host.addr.to_string();
     let trapped = grpcio::call(&["--target", &target, "--name", "trap"]).await;
     assert_eq!(trapped.code, "INTERNAL", "{trapped:?}");
@@ -239,7 +234,7 @@ async fn host_failures_map_to_grpc_statuses_a_grpcio_client_sees() {
         let target = target.clone();
         async move { grpcio::call(&["--target", &target, "--name", "sleep:3000"]).await }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    host.wait_for_metric("mesh_host_requests_total", "workload=\"greeter\"", 3).await;
     let refused = grpcio::call(&["--target", &target, "--name", "second"]).await;
     assert_eq!(refused.code, "UNAVAILABLE", "{refused:?}");
     assert_eq!(slow.await.expect("slow call").code, "OK");
@@ -252,36 +247,17 @@ async fn host_failures_map_to_grpc_statuses_a_grpcio_client_sees() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_route_maps_to_unimplemented() {
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
-    let handler = Arc::new(RouterHandler::new(
-        HostHeaderRouter::new(),
-        runtime.clone(),
-        Arc::new(Metrics::new()),
-        RouterHandlerConfig {
-            frontend: FrontEndConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                tls: None,
-                limits: RequestLimits::default(),
-            },
-            request_timeout: Duration::from_secs(5),
-            max_request_timeout: Duration::from_secs(5),
+    let host = canonical_host(
+        &["greeter"],
+        mesh_policies::grpc::GrpcFlags {
+            serve: true,
+            outbound: false,
         },
-    ));
-    let image = ComponentImage::load(&runtime, &component("greeter")).expect("load");
-    handler
-        .clone()
-        .on_workload_resolved(ResolvedWorkload {
-            id: WorkloadId::new("greeter").expect("id"),
-            image: Arc::new(image),
-            settings: WorkloadSettings::default(),
-            hosts: vec!["greeter.test".into()],
-            grpc: mesh_policies::grpc::GrpcFlags {
-                serve: true,
-                outbound: false,
-            },
-        })
-        .expect("bind");
-    handler.clone().start().await.expect("start");
+        Duration::from_secs(5),
+        128 * 1024 * 1024,
+    )
+    .await;
+    let handler = host.handler;
     let target = handler.bound_addrs()[0].to_string();
 
     let routed = grpcio::call(&[
@@ -323,13 +299,13 @@ async fn no_route_maps_to_unimplemented() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn draining_host_refuses_new_calls_with_unavailable() {
-    let host = greeter_host(&["--drain-timeout", "10s"]);
+    let host = greeter_host(&["--drain-timeout", "10s", "--admin", "127.0.0.1:0"]);
     let target = host.addr.to_string();
     let in_flight = tokio::spawn({
         let target = target.clone();
         async move { grpcio::call(&["--target", &target, "--name", "sleep:2500"]).await }
     });
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    host.wait_for_metric("mesh_host_requests_total", "workload=\"greeter\"", 1).await;
     host.terminate();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let refused = grpcio::call(&["--target", &target, "--name", "late", "--timeout", "2"]).await;

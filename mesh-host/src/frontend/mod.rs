@@ -65,6 +65,9 @@ pub enum FrontEndError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The listener asks for something the front end does not support.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What the front end knows about a request beyond the request itself.

@@ -1,6 +1,7 @@
 use http::{HeaderValue, StatusCode, header};
 
 use crate::body::{ResponseBody, empty, full};
+use crate::runtime::ServeError;
 
 /// Response header naming why the host, not a component, answered.
 pub const REASON_HEADER: &str = "x-mesh-host-reason";
@@ -30,6 +31,16 @@ pub enum Failure {
     PayloadTooLarge,
     /// A gRPC request arrived over HTTP/1.x.
     GrpcNeedsHttp2,
+}
+
+impl From<&ServeError> for Failure {
+    fn from(error: &ServeError) -> Self {
+        match error {
+            ServeError::Overloaded(_) => Failure::Overloaded,
+            ServeError::DeadlineExceeded(..) => Failure::DeadlineExceeded,
+            ServeError::Trapped { .. } | ServeError::Instantiation { .. } => Failure::Trapped,
+        }
+    }
 }
 
 /// gRPC status codes used by the host (from `grpc/status.h`).

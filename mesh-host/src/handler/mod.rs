@@ -40,6 +40,9 @@ pub struct ResolvedWorkload {
     /// Host names (`Host`/`:authority` without port) the workload answers,
     /// for routers that route by host.
     pub hosts: Vec<String>,
+    /// xDS clusters the workload serves (for example `inbound|8080||hello`);
+    /// the mesh handler routes those clusters to it.
+    pub clusters: Vec<String>,
     /// Whether the workload may serve and originate gRPC.
     pub grpc: mesh_policies::grpc::GrpcFlags,
 }
@@ -94,6 +97,26 @@ pub trait HostHandler: Send + Sync + 'static {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> OutgoingFuture;
+}
+
+/// The deadline a gRPC client asked for with `grpc-timeout`, if any and
+/// well-formed.
+pub(crate) fn requested_grpc_timeout(request: &http::request::Parts) -> Option<Duration> {
+    let value = request.headers.get("grpc-timeout")?.to_str().ok()?;
+    mesh_policies::limits::parse_grpc_timeout(value).ok()
+}
+
+/// Refuses an outbound request: logged with the reason, counted, and failed
+/// with `HTTP-request-denied` before any connection is made.
+pub(crate) fn deny_outbound(
+    metrics: &crate::metrics::Metrics,
+    workload: &WorkloadId,
+    uri: &http::Uri,
+    why: &str,
+) -> OutgoingFuture {
+    tracing::info!(%workload, %uri, "outbound request denied: {why}");
+    metrics.egress_denied(workload);
+    Box::pin(async { Err(HttpError::HttpRequestDenied) })
 }
 
 /// Why no workload was chosen for a request.

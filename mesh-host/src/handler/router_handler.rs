@@ -7,18 +7,18 @@ use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use http::header;
 use mesh_policies::grpc::{GrpcFlags, is_grpc_content_type};
-use mesh_policies::limits::parse_grpc_timeout;
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use super::{
     HostError, HostHandler, OutgoingFuture, ResolvedWorkload, RouteError, Router, WorkloadId,
+    deny_outbound, requested_grpc_timeout,
 };
 use crate::body::ResponseBody;
 use crate::frontend::{
     BoundFrontEnd, Dispatch, Failure, FrontEndConfig, RequestMeta, RunningFrontEnd,
 };
 use crate::metrics::Metrics;
-use crate::runtime::{Runtime, ServeError, Workload};
+use crate::runtime::{Runtime, Workload};
 
 /// Settings of a [`RouterHandler`].
 #[derive(Debug, Clone)]
@@ -108,12 +108,7 @@ impl<R: Router> RouterHandler<R> {
     /// The request's deadline: the configured one, or the client's
     /// `grpc-timeout` capped by the maximum.
     fn deadline(&self, request: &http::request::Parts, grpc: bool) -> Duration {
-        let asked = grpc
-            .then(|| request.headers.get("grpc-timeout"))
-            .flatten()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| parse_grpc_timeout(value).ok());
-        match asked {
+        match grpc.then(|| requested_grpc_timeout(request)).flatten() {
             Some(asked) => asked.min(self.config.max_request_timeout),
             None => self.config.request_timeout,
         }
@@ -155,13 +150,7 @@ impl<R: Router> RouterHandler<R> {
         {
             Ok(response) => response,
             Err(error) => {
-                let failure = match &error {
-                    ServeError::Overloaded(_) => Failure::Overloaded,
-                    ServeError::DeadlineExceeded(..) => Failure::DeadlineExceeded,
-                    ServeError::Trapped { .. } | ServeError::Instantiation { .. } => {
-                        Failure::Trapped
-                    }
-                };
+                let failure = Failure::from(&error);
                 tracing::warn!(workload = %id, "{error}");
                 self.metrics.failure(id.as_str(), failure.reason());
                 failure.response(meta.grpc)
@@ -284,8 +273,6 @@ impl<R: Router> HostHandler for RouterHandler<R> {
             Err(why) => why,
             Ok(()) => "this handler has no egress path".to_owned(),
         };
-        tracing::info!(%workload, uri = %parts.uri, "outbound request denied: {why}");
-        self.metrics.egress_denied(workload);
-        Box::pin(async { Err(HttpError::HttpRequestDenied) })
+        deny_outbound(&self.metrics, workload, &parts.uri, &why)
     }
 }

@@ -1,0 +1,135 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{HeaderValue, StatusCode, header};
+use wasmtime_wasi_http::WasiBody;
+
+use super::Shared;
+use crate::body::{ResponseBody, empty, full};
+use crate::frontend::{Dispatch, Failure, RequestMeta};
+use crate::handler::requested_grpc_timeout;
+use crate::routing::{Decision, ForwardDecision};
+
+/// Routes the requests of one listener with the route table of the snapshot
+/// in force when each request arrives.
+pub(super) struct ListenerDispatch {
+    listener: String,
+    shared: Arc<Shared>,
+}
+
+impl ListenerDispatch {
+    pub(super) fn new(listener: String, shared: Arc<Shared>) -> Self {
+        Self { listener, shared }
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        request: http::Request<WasiBody>,
+        meta: RequestMeta,
+    ) -> http::Response<ResponseBody> {
+        let snapshot = self.shared.snapshot.load_full();
+        let Some(table) = snapshot.tables.get(&self.listener) else {
+            return self.fail(Failure::NoRoute, "", meta.grpc);
+        };
+        let (mut parts, body) = request.into_parts();
+        let forward = match table.select(&parts, rand::random()) {
+            Decision::Forward(forward) => forward,
+            Decision::NoRoute => return self.fail(Failure::NoRoute, "", meta.grpc),
+            Decision::NoCluster => return self.fail(Failure::NoWorkload, "", meta.grpc),
+            Decision::DirectResponse { status, body } => {
+                return direct_response(status, body.as_deref());
+            }
+            Decision::Redirect { location, status } => return redirect(status, &location),
+        };
+        let cluster = forward.cluster.clone();
+        let Some(bound) = self.shared.by_cluster.load().get(&cluster).cloned() else {
+            // A cluster no local workload serves would go through the egress
+            // client, which this handler does not have yet.
+            let known = snapshot.config.clusters.contains_key(&cluster);
+            tracing::warn!(listener = %self.listener, %cluster, known, "no local workload serves the cluster");
+            return self.fail(Failure::NoWorkload, &cluster, meta.grpc);
+        };
+        if let Err(denied) = bound.grpc.check_inbound(meta.grpc) {
+            tracing::info!(workload = %bound.id, uri = %parts.uri, "inbound request denied: {denied}");
+            return self.fail(Failure::Denied, bound.id.as_str(), meta.grpc);
+        }
+        forward.apply_to_request(&mut parts);
+        let timeout = self.deadline(&forward, &parts, meta.grpc);
+        match bound
+            .workload
+            .serve(http::Request::from_parts(parts, body), timeout)
+            .await
+        {
+            Ok(mut response) => {
+                forward.apply_to_response(response.headers_mut());
+                response
+            }
+            Err(error) => {
+                let failure = Failure::from(&error);
+                tracing::warn!(workload = %bound.id, "{error}");
+                self.fail(failure, bound.id.as_str(), meta.grpc)
+            }
+        }
+    }
+
+    /// The route's timeout (Envoy: 15 s default, 0 = none). A gRPC client's
+    /// `grpc-timeout` is honoured for local components, capped by the
+    /// route's `grpc_timeout_header_max` or the host's maximum.
+    fn deadline(
+        &self,
+        forward: &ForwardDecision,
+        parts: &http::request::Parts,
+        grpc: bool,
+    ) -> Duration {
+        let cap = self.shared.config.max_request_timeout;
+        let route = match forward.timeout {
+            Some(timeout) if !timeout.is_zero() => timeout.min(cap),
+            _ => cap,
+        };
+        match grpc.then(|| requested_grpc_timeout(parts)).flatten() {
+            Some(asked) => {
+                let grpc_cap = forward
+                    .grpc_timeout_header_max
+                    .filter(|max| !max.is_zero())
+                    .unwrap_or(cap);
+                asked.min(grpc_cap)
+            }
+            None => route,
+        }
+    }
+
+    fn fail(&self, failure: Failure, workload: &str, grpc: bool) -> http::Response<ResponseBody> {
+        self.shared.metrics.failure(workload, failure.reason());
+        failure.response(grpc)
+    }
+}
+
+impl Dispatch for ListenerDispatch {
+    fn dispatch(
+        self: Arc<Self>,
+        request: http::Request<WasiBody>,
+        meta: RequestMeta,
+    ) -> BoxFuture<'static, http::Response<ResponseBody>> {
+        Box::pin(self.serve(request, meta))
+    }
+}
+
+fn direct_response(status: u16, body: Option<&[u8]>) -> http::Response<ResponseBody> {
+    let mut response = http::Response::new(body.map_or_else(empty, |bytes| full(bytes.to_vec())));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+fn redirect(status: u16, location: &str) -> http::Response<ResponseBody> {
+    let mut response = direct_response(status, None);
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+        }
+        Err(_) => Failure::BadRequest("the redirect location is not a valid header value".into())
+            .response(false),
+    }
+}

@@ -1,0 +1,192 @@
+//! Virtual-host selection by request authority, as Envoy's `RouteMatcher::findVirtualHost`.
+//!
+//! Precedence: exact domain, then suffix wildcards (`*.example.com`, `*-bar.example.com`)
+//! longest first, then prefix wildcards (`foo.*`) longest first, then the `*` virtual host.
+//! The port is part of the authority: `example.com` does not match `example.com:8080`
+//! (Envoy only strips it with `ignore_port_in_host_matching`, which the xds layer does not
+//! carry). Wildcards are kept in one hash map per distinct length, so a lookup costs one hash
+//! probe per distinct wildcard length, not one comparison per virtual host.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use super::RouteTableError;
+
+/// Maps a request authority to the index of its virtual host.
+#[derive(Debug, Default)]
+pub(super) struct DomainIndex {
+    exact: HashMap<Box<[u8]>, usize>,
+    /// `*.example.com` stored as `.example.com`, grouped by that length, longest first.
+    suffixes: Vec<(usize, HashMap<Box<[u8]>, usize>)>,
+    /// `foo.*` stored as `foo.`, grouped by that length, longest first.
+    prefixes: Vec<(usize, HashMap<Box<[u8]>, usize>)>,
+    default: Option<usize>,
+}
+
+impl DomainIndex {
+    /// Registers `domain` (lower-cased, as Envoy does) for virtual host `vhost`.
+    ///
+    /// A domain listed twice, in one virtual host or in two, is an error, as in Envoy.
+    pub(super) fn insert(
+        &mut self,
+        domain: &str,
+        vhost: usize,
+        route_config: &str,
+    ) -> Result<(), RouteTableError> {
+        let domain = domain.to_ascii_lowercase();
+        let duplicate = || RouteTableError::DuplicateDomain {
+            route_config: route_config.to_owned(),
+            domain: domain.clone(),
+        };
+        if domain == "*" {
+            if self.default.replace(vhost).is_some() {
+                return Err(duplicate());
+            }
+            return Ok(());
+        }
+        let (map, key) = if let Some(suffix) = domain.strip_prefix('*') {
+            (by_length(&mut self.suffixes, suffix.len()), suffix)
+        } else if let Some(prefix) = domain.strip_suffix('*') {
+            (by_length(&mut self.prefixes, prefix.len()), prefix)
+        } else {
+            (&mut self.exact, domain.as_str())
+        };
+        match map.entry(key.as_bytes().into()) {
+            Entry::Occupied(_) => Err(duplicate()),
+            Entry::Vacant(slot) => {
+                slot.insert(vhost);
+                Ok(())
+            }
+        }
+    }
+
+    /// The virtual host for `authority` (`None`: the request has none).
+    ///
+    /// With only a `*` virtual host, Envoy answers without looking at the authority at all.
+    pub(super) fn find(&self, authority: Option<&[u8]>) -> Option<usize> {
+        if self.exact.is_empty() && self.suffixes.is_empty() && self.prefixes.is_empty() {
+            return self.default;
+        }
+        let authority = authority?;
+        let host: Cow<'_, [u8]> = if authority.iter().any(u8::is_ascii_uppercase) {
+            Cow::Owned(authority.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(authority)
+        };
+        if let Some(vhost) = self.exact.get(host.as_ref()) {
+            return Some(*vhost);
+        }
+        longest_wildcard(&self.suffixes, &host, |h, len| &h[h.len() - len..])
+            .or_else(|| longest_wildcard(&self.prefixes, &host, |h, len| &h[..len]))
+            .or(self.default)
+    }
+}
+
+fn by_length(
+    groups: &mut Vec<(usize, HashMap<Box<[u8]>, usize>)>,
+    len: usize,
+) -> &mut HashMap<Box<[u8]>, usize> {
+    // Sorted longest first, so that lookups try the most specific wildcard first.
+    let at = match groups.binary_search_by(|(l, _)| len.cmp(l)) {
+        Ok(at) => at,
+        Err(at) => {
+            groups.insert(at, (len, HashMap::new()));
+            at
+        }
+    };
+    &mut groups[at].1
+}
+
+fn longest_wildcard(
+    groups: &[(usize, HashMap<Box<[u8]>, usize>)],
+    host: &[u8],
+    part: impl Fn(&[u8], usize) -> &[u8],
+) -> Option<usize> {
+    groups
+        .iter()
+        // Strictly shorter than the host: `*.foo.com` must not match `.foo.com` (Envoy).
+        .filter(|(len, _)| *len < host.len())
+        .find_map(|(len, map)| map.get(part(host, *len)).copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(domains: &[&str]) -> DomainIndex {
+        let mut index = DomainIndex::default();
+        for (vhost, domain) in domains.iter().enumerate() {
+            index.insert(domain, vhost, "rc").expect("unique domains");
+        }
+        index
+    }
+
+    fn find(index: &DomainIndex, host: &str) -> Option<usize> {
+        index.find(Some(host.as_bytes()))
+    }
+
+    #[test]
+    fn exact_domain_beats_suffix_prefix_and_default() {
+        let i = index(&["*", "foo.*", "*.example.com", "foo.example.com"]);
+        assert_eq!(find(&i, "foo.example.com"), Some(3));
+    }
+
+    #[test]
+    fn longest_suffix_wildcard_wins() {
+        let i = index(&["*.example.com", "*-bar.example.com"]);
+        assert_eq!(find(&i, "foo-bar.example.com"), Some(1));
+        assert_eq!(find(&i, "foo.example.com"), Some(0));
+    }
+
+    #[test]
+    fn suffix_wildcard_requires_a_longer_host() {
+        let i = index(&["*.example.com"]);
+        assert_eq!(find(&i, ".example.com"), None);
+        assert_eq!(find(&i, "a.example.com"), Some(0));
+    }
+
+    #[test]
+    fn suffix_beats_prefix_wildcard() {
+        let i = index(&["foo.*", "*.com"]);
+        assert_eq!(find(&i, "foo.com"), Some(1));
+    }
+
+    #[test]
+    fn longest_prefix_wildcard_wins() {
+        let i = index(&["foo.*", "foo.bar.*"]);
+        assert_eq!(find(&i, "foo.bar.com"), Some(1));
+        assert_eq!(find(&i, "foo.baz.com"), Some(0));
+    }
+
+    #[test]
+    fn host_is_lower_cased_and_domains_too() {
+        let i = index(&["Example.COM"]);
+        assert_eq!(find(&i, "EXAMPLE.com"), Some(0));
+    }
+
+    #[test]
+    fn port_is_part_of_the_authority() {
+        let i = index(&["example.com", "example.com:8080"]);
+        assert_eq!(find(&i, "example.com:8080"), Some(1));
+        assert_eq!(find(&i, "example.com:9090"), None);
+    }
+
+    #[test]
+    fn default_only_matches_without_an_authority() {
+        let i = index(&["*"]);
+        assert_eq!(i.find(None), Some(0));
+        let i = index(&["a.com", "*"]);
+        assert_eq!(i.find(None), None);
+    }
+
+    #[test]
+    fn duplicate_domains_are_rejected_with_their_name() {
+        let mut i = DomainIndex::default();
+        i.insert("a.com", 0, "rc").expect("first");
+        let error = i.insert("A.com", 1, "rc").expect_err("duplicate");
+        assert!(error.to_string().contains("a.com"), "{error}");
+        i.insert("*", 0, "rc").expect("first default");
+        assert!(i.insert("*", 1, "rc").is_err());
+    }
+}

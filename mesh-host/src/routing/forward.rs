@@ -1,0 +1,257 @@
+//! Forwarding routes: cluster resolution, rewrites, timeouts and header mutations, compiled once
+//! per route and resolved per request into a [`ForwardDecision`].
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HOST;
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use mesh_xds::config::{ClusterSpecifier, ForwardAction, RetryPolicy};
+
+use super::RouteTableError;
+use super::actions::{PathRewrite, WeightedClusters, WeightedEntry};
+use super::headers::{HeaderEdits, HeaderMutationChain};
+use super::matching::RequestView;
+
+/// Envoy's router records the path before a rewrite in this header (unless its
+/// `suppress_envoy_headers` is set, which mesh-host does not model).
+const ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+
+/// Where a forwarded request goes and how it is changed on the way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardDecision {
+    /// Name of the virtual host that matched.
+    pub vhost: Arc<str>,
+    /// Name of the route that matched (`#<index>` when it has none).
+    pub route_name: Arc<str>,
+    /// Position of the route in its virtual host.
+    pub route_index: usize,
+    /// The cluster: the route's, the weighted pick, or the `cluster_header` value.
+    pub cluster: String,
+    /// The rewritten path and query (`prefix_rewrite` or `regex_rewrite`); `None` keeps the
+    /// request's.
+    pub path_and_query: Option<String>,
+    /// The new authority (`host_rewrite_literal`), if any.
+    pub authority: Option<Arc<str>>,
+    /// Header mutations of every level, in Envoy's order.
+    pub headers: Arc<HeaderMutationChain>,
+    /// Whole-request timeout; `None` = disabled (the xds layer already applied Envoy's 15 s
+    /// default and turned an explicit 0 into `None`).
+    pub timeout: Option<Duration>,
+    /// Stream idle timeout of the route, if set.
+    pub idle_timeout: Option<Duration>,
+    /// `max_stream_duration.max_stream_duration`, if set.
+    pub max_stream_duration: Option<Duration>,
+    /// `max_stream_duration.grpc_timeout_header_max`: when set, a client's `grpc-timeout` is
+    /// honoured, capped at this value (`Some(ZERO)`: not capped).
+    pub grpc_timeout_header_max: Option<Duration>,
+    /// The route's retry policy, else its virtual host's.
+    pub retry_policy: Option<Arc<RetryPolicy>>,
+}
+
+impl ForwardDecision {
+    /// Applies the decision to the request before it is forwarded, in Envoy's order: header
+    /// mutations, then `host_rewrite_literal`, then the path rewrite (recording the old path in
+    /// `x-envoy-original-path`).
+    pub fn apply_to_request(&self, parts: &mut Parts) {
+        self.headers.apply_to_request(&mut parts.headers);
+        if let Some(authority) = &self.authority {
+            let had_uri_authority = parts.uri.authority().is_some();
+            if had_uri_authority {
+                if let Ok(authority) = Authority::from_str(authority) {
+                    replace_uri(parts, |uri| uri.authority = Some(authority));
+                }
+            }
+            // HTTP/1.1 carries the authority in `Host`; keep both in step.
+            if parts.headers.contains_key(HOST) || !had_uri_authority {
+                if let Ok(value) = HeaderValue::from_str(authority) {
+                    parts.headers.insert(HOST, value);
+                }
+            }
+        }
+        if let Some(path_and_query) = &self.path_and_query {
+            let original = parts
+                .uri
+                .path_and_query()
+                .and_then(|pq| HeaderValue::from_str(pq.as_str()).ok());
+            match PathAndQuery::from_str(path_and_query) {
+                Ok(new) => {
+                    replace_uri(parts, |uri| uri.path_and_query = Some(new));
+                    if let Some(original) = original {
+                        parts.headers.insert(ORIGINAL_PATH, original);
+                    }
+                }
+                // Rewrites are built from a valid path and validated literals; should one still
+                // not parse, the request goes out unchanged rather than failing.
+                Err(error) => tracing::warn!(
+                    route = %self.route_name,
+                    path = %path_and_query,
+                    "rewritten path is not valid, not applied: {error}"
+                ),
+            }
+        }
+    }
+
+    /// Applies the response header mutations of every level.
+    pub fn apply_to_response(&self, headers: &mut HeaderMap) {
+        self.headers.apply_to_response(headers);
+    }
+}
+
+fn replace_uri(parts: &mut Parts, change: impl FnOnce(&mut http::uri::Parts)) {
+    let mut uri = parts.uri.clone().into_parts();
+    change(&mut uri);
+    if let Ok(uri) = Uri::from_parts(uri) {
+        parts.uri = uri;
+    }
+}
+
+/// A forwarding route, compiled.
+#[derive(Debug)]
+pub(super) struct CompiledForward {
+    target: Target,
+    rewrite: Option<PathRewrite>,
+    authority: Option<Arc<str>>,
+    timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    max_stream_duration: Option<Duration>,
+    grpc_timeout_header_max: Option<Duration>,
+    retry_policy: Option<Arc<RetryPolicy>>,
+}
+
+#[derive(Debug)]
+enum Target {
+    Cluster {
+        name: String,
+        headers: Arc<HeaderMutationChain>,
+    },
+    Header {
+        name: HeaderName,
+        headers: Arc<HeaderMutationChain>,
+    },
+    Weighted(WeightedClusters),
+}
+
+impl CompiledForward {
+    /// Compiles `forward`; `levels` are the route's, virtual host's and configuration's header
+    /// mutations, most specific first.
+    pub(super) fn new(
+        forward: &ForwardAction,
+        levels: [Arc<HeaderEdits>; 3],
+        route_config: &str,
+        route: &str,
+    ) -> Result<Self, RouteTableError> {
+        let chain = || Arc::new(HeaderMutationChain::new(levels.iter().cloned()));
+        let target = match &forward.cluster {
+            ClusterSpecifier::Cluster(name) => Target::Cluster {
+                name: name.clone(),
+                headers: chain(),
+            },
+            ClusterSpecifier::ClusterHeader(header) => Target::Header {
+                name: HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    RouteTableError::InvalidHeader {
+                        route_config: route_config.to_owned(),
+                        header: header.clone(),
+                        reason: "cluster_header is not a valid HTTP header name",
+                    }
+                })?,
+                headers: chain(),
+            },
+            ClusterSpecifier::WeightedClusters {
+                total_weight,
+                clusters,
+            } => {
+                let entries = clusters
+                    .iter()
+                    .map(|c| {
+                        let own = Arc::new(HeaderEdits::compile(&c.headers, route_config)?);
+                        // Envoy: the entry's mutations, then the route's chain.
+                        let levels = std::iter::once(own).chain(levels.iter().cloned());
+                        let entry = WeightedEntry {
+                            cluster: c.name.clone(),
+                            headers: Arc::new(HeaderMutationChain::new(levels)),
+                        };
+                        Ok((entry, c.weight))
+                    })
+                    .collect::<Result<Vec<_>, RouteTableError>>()?;
+                Target::Weighted(WeightedClusters::new(entries, *total_weight).ok_or_else(
+                    || RouteTableError::InvalidWeights {
+                        route_config: route_config.to_owned(),
+                        route: route.to_owned(),
+                    },
+                )?)
+            }
+        };
+        let rewrite = match (&forward.prefix_rewrite, &forward.regex_rewrite) {
+            (Some(prefix), _) => Some(PathRewrite::Prefix(prefix.clone())),
+            (None, Some(regex)) => Some(PathRewrite::Regex(regex.clone())),
+            (None, None) => None,
+        };
+        let authority = forward
+            .host_rewrite_literal
+            .as_deref()
+            .map(|host| {
+                let valid =
+                    Authority::from_str(host).is_ok() && HeaderValue::from_str(host).is_ok();
+                valid
+                    .then(|| Arc::from(host))
+                    .ok_or_else(|| RouteTableError::InvalidHostRewrite {
+                        route_config: route_config.to_owned(),
+                        host: host.to_owned(),
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            target,
+            rewrite,
+            authority,
+            timeout: forward.timeout,
+            idle_timeout: forward.idle_timeout,
+            max_stream_duration: forward.max_stream_duration,
+            grpc_timeout_header_max: forward.grpc_timeout_header_max,
+            retry_policy: forward.retry_policy.clone().map(Arc::new),
+        })
+    }
+
+    /// The decision for a request that matched with `matched` bytes of path; `None` when no
+    /// cluster can be named (`cluster_header` absent or empty: Envoy answers 503).
+    pub(super) fn decide(
+        &self,
+        request: &RequestView<'_>,
+        matched: usize,
+        random: u64,
+        vhost: &Arc<str>,
+        route_name: &Arc<str>,
+        route_index: usize,
+    ) -> Option<ForwardDecision> {
+        let (cluster, headers) = match &self.target {
+            Target::Cluster { name, headers } => (name.clone(), headers),
+            Target::Header { name, headers } => {
+                // Untrusted and single-valued: Envoy takes the first value only.
+                let value = request.first_header(name).filter(|v| !v.is_empty())?;
+                (value.to_owned(), headers)
+            }
+            Target::Weighted(weighted) => {
+                let entry = weighted.pick(random)?;
+                (entry.cluster.clone(), &entry.headers)
+            }
+        };
+        Some(ForwardDecision {
+            vhost: vhost.clone(),
+            route_name: route_name.clone(),
+            route_index,
+            cluster,
+            path_and_query: self.rewrite.as_ref().map(|r| r.apply(request, matched)),
+            authority: self.authority.clone(),
+            headers: headers.clone(),
+            timeout: self.timeout,
+            idle_timeout: self.idle_timeout,
+            max_stream_duration: self.max_stream_duration,
+            grpc_timeout_header_max: self.grpc_timeout_header_max,
+            retry_policy: self.retry_policy.clone(),
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! The mesh handler driven by a control plane over ADS: a listener added by
+//! the control plane is bound without a restart and routes to a workload; a
+//! route change is applied while the listener keeps serving; a removed
+//! listener is closed.
+
+use std::time::{Duration, Instant};
+
+use http::Request;
+use mesh_host_tests::envoy::free_port;
+use mesh_host_tests::process::MeshHost;
+use mesh_host_tests::{client, component};
+use mesh_xds::test_control_plane::resources::{listener, prefix_route, route_config};
+use mesh_xds::test_control_plane::{Snapshot, TestControlPlane};
+
+const NODE: &str = "mesh-e2e";
+
+fn bootstrap(static_port: u16, control_plane_port: u16) -> String {
+    format!(
+        r#"
+node: {{ id: {NODE}, cluster: test }}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services:
+    - envoy_grpc: {{ cluster_name: xds }}
+  lds_config: {{ ads: {{}}, resource_api_version: V3 }}
+  cds_config: {{ ads: {{}}, resource_api_version: V3 }}
+static_resources:
+  listeners:
+  - name: static
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {static_port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: static
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                direct_response: {{ status: 200, body: {{ inline_string: "static" }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: xds
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {control_plane_port} }} }} }}
+"#
+    )
+}
+
+/// GETs `/` on `port` until the body is `expected` (the control plane's
+/// change has been applied) or 30 s pass.
+async fn eventually(port: u16, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            let request = Request::get("/")
+                .header("host", "any.test")
+                .body(client::empty())
+                .expect("request");
+            let (_, _, body, _) =
+                client::read_all(client::http1(([127, 0, 0, 1], port).into(), request).await).await;
+            last = String::from_utf8_lossy(&body).into_owned();
+            if last == expected {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("port {port} never answered {expected:?}; last answer {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listeners_and_routes_from_the_control_plane_apply_without_a_restart() {
+    let plane = TestControlPlane::start().await.expect("control plane");
+    let first_port = free_port();
+    plane.set_snapshot(
+        NODE,
+        &Snapshot {
+            version: "1".into(),
+            listeners: vec![listener("first", first_port, "routes")],
+            routes: vec![route_config("routes", vec![prefix_route("/", "hello")])],
+            ..Default::default()
+        },
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, bootstrap(free_port(), plane.addr().port())).expect("write bootstrap");
+    let host = MeshHost::spawn(&[
+        "run".into(),
+        "--bootstrap".into(),
+        path.display().to_string(),
+        "--workload".into(),
+        format!("hello={}", component("hello").display()),
+        "--workload".into(),
+        format!("echo={}", component("echo").display()),
+    ]);
+    eventually(host.addr.port(), "static").await;
+    eventually(first_port, "Hello from mesh-host!\n").await;
+
+    // A new listener on a new port, routed to another workload.
+    let second_port = free_port();
+    plane.set_snapshot(
+        NODE,
+        &Snapshot {
+            version: "2".into(),
+            listeners: vec![
+                listener("first", first_port, "routes"),
+                listener("second", second_port, "second-routes"),
+            ],
+            routes: vec![
+                route_config("routes", vec![prefix_route("/", "hello")]),
+                route_config("second-routes", vec![prefix_route("/", "echo")]),
+            ],
+            ..Default::default()
+        },
+    );
+    eventually(second_port, "").await;
+    let request = Request::post("/")
+        .header("host", "any.test")
+        .body(client::full("via xds"))
+        .expect("request");
+    let (status, headers, body, _) =
+        client::read_all(client::http1(([127, 0, 0, 1], second_port).into(), request).await).await;
+    assert_eq!((status.as_u16(), body.as_ref()), (200, &b"via xds"[..]));
+    assert_eq!(headers["x-echo-method"], "POST");
+    eventually(first_port, "Hello from mesh-host!\n").await;
+
+    // The first listener is removed: its socket closes; the second stays.
+    plane.set_snapshot(
+        NODE,
+        &Snapshot {
+            version: "3".into(),
+            listeners: vec![listener("second", second_port, "second-routes")],
+            routes: vec![route_config(
+                "second-routes",
+                vec![prefix_route("/", "echo")],
+            )],
+            ..Default::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", first_port))
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the removed listener is still bound"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually(second_port, "").await;
+    assert!(host.log().contains("configuration snapshot applied"));
+}

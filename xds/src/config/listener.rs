@@ -1,0 +1,116 @@
+//! Listeners and their HTTP connection manager.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::rbac::RbacConfig;
+use super::route::RouteConfig;
+use super::tls::DownstreamTls;
+
+/// Envoy's `config.listener.v3.Listener` (HTTP listeners only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listener {
+    /// Resource name.
+    pub name: String,
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// Whether the listener serves inbound or outbound traffic.
+    pub traffic_direction: TrafficDirection,
+    /// Whether to bind a socket (`false`: virtual listener reached by redirection).
+    pub bind_to_port: bool,
+    /// Filter chains chosen by SNI, in order.
+    pub filter_chains: Vec<FilterChain>,
+    /// The chain used when no other chain matches.
+    pub default_filter_chain: Option<FilterChain>,
+}
+
+impl Listener {
+    /// Every filter chain, the default one last.
+    pub fn all_filter_chains(&self) -> impl Iterator<Item = &FilterChain> {
+        self.filter_chains
+            .iter()
+            .chain(self.default_filter_chain.as_ref())
+    }
+
+    /// The RDS names this listener needs before it can serve.
+    pub fn rds_names(&self) -> impl Iterator<Item = &str> {
+        self.all_filter_chains()
+            .filter_map(|chain| match &chain.http.route {
+                RouteSource::Rds { route_config_name } => Some(route_config_name.as_str()),
+                RouteSource::Inline(_) => None,
+            })
+    }
+}
+
+/// Envoy's `config.core.v3.TrafficDirection`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrafficDirection {
+    /// Not set.
+    Unspecified,
+    /// Traffic to the local workloads.
+    Inbound,
+    /// Traffic leaving the local workloads.
+    Outbound,
+}
+
+/// A filter chain: optional TLS, then the HTTP connection manager.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilterChain {
+    /// Chain name.
+    pub name: String,
+    /// SNI names this chain serves (`filter_chain_match.server_names`); empty matches any.
+    pub server_names: Vec<String>,
+    /// TLS termination, if any.
+    pub tls: Option<DownstreamTls>,
+    /// The HTTP connection manager.
+    pub http: HttpConnectionManager,
+}
+
+/// Envoy's `HttpConnectionManager` (supported subset).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConnectionManager {
+    /// Statistics prefix.
+    pub stat_prefix: String,
+    /// Where the routes come from.
+    pub route: RouteSource,
+    /// Accepted HTTP versions.
+    pub codec: CodecType,
+    /// Idle timeout of a stream (Envoy default 5 min; `None` disables).
+    pub stream_idle_timeout: Option<Duration>,
+    /// Time to receive the whole request (`None`: disabled, Envoy's default).
+    pub request_timeout: Option<Duration>,
+    /// Maximum request header size in KiB (Envoy default 60).
+    pub max_request_headers_kb: u32,
+    /// Trust the connection's peer address as the client address.
+    pub use_remote_address: bool,
+    /// Trusted `x-forwarded-for` hops.
+    pub xff_num_trusted_hops: u32,
+    /// `server` response header value (`None`: the host's default).
+    pub server_name: Option<String>,
+    /// RBAC filters, in filter order (all must allow).
+    pub rbac: Vec<RbacConfig>,
+}
+
+/// Where an HTTP connection manager gets its routes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteSource {
+    /// From RDS, by name.
+    Rds {
+        /// The `RouteConfiguration` name.
+        route_config_name: String,
+    },
+    /// Inline in the listener.
+    Inline(Arc<RouteConfig>),
+}
+
+/// Envoy's `HttpConnectionManager.CodecType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodecType {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge or ALPN).
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}

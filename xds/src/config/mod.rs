@@ -1,0 +1,129 @@
+//! Validated, immutable configuration: what the rest of mesh-host reads.
+//!
+//! Nothing here is a prost type. Every resource is behind an `Arc`, so a new [`MeshConfig`]
+//! shares the unchanged resources of the previous one.
+
+mod cluster;
+mod endpoint;
+mod listener;
+mod matcher;
+mod rbac;
+mod route;
+mod tls;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+pub use cluster::{
+    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, UpstreamProtocol,
+};
+pub use endpoint::{Endpoint, HealthStatus, HostPort, LoadAssignment, Locality, LocalityEndpoints};
+pub use listener::{
+    CodecType, FilterChain, HttpConnectionManager, Listener, RouteSource, TrafficDirection,
+};
+pub use matcher::{
+    HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,
+};
+pub use rbac::{Cidr, Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
+pub use route::{
+    ClusterSpecifier, ForwardAction, HeaderAppendAction, HeaderMutations, HeaderValueOption,
+    PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy, Route,
+    RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
+};
+pub use tls::{CertificateKeyPair, DataSource, DownstreamTls, UpstreamTls};
+
+/// The four xDS resource types mesh-host consumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceKind {
+    /// LDS: `envoy.config.listener.v3.Listener`.
+    Listener,
+    /// RDS: `envoy.config.route.v3.RouteConfiguration`.
+    RouteConfig,
+    /// CDS: `envoy.config.cluster.v3.Cluster`.
+    Cluster,
+    /// EDS: `envoy.config.endpoint.v3.ClusterLoadAssignment`.
+    LoadAssignment,
+}
+
+impl ResourceKind {
+    /// All kinds, in the order Envoy subscribes to them.
+    pub const ALL: [ResourceKind; 4] = [
+        ResourceKind::Cluster,
+        ResourceKind::LoadAssignment,
+        ResourceKind::Listener,
+        ResourceKind::RouteConfig,
+    ];
+
+    /// The type URL in `Any` and in discovery requests.
+    pub fn type_url(self) -> &'static str {
+        match self {
+            Self::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            Self::RouteConfig => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            Self::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            Self::LoadAssignment => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+        }
+    }
+
+    /// The kind for a type URL, if it is one of the four.
+    pub fn from_type_url(url: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.type_url() == url)
+    }
+
+    /// Whether the client subscribes to every resource of this kind (LDS, CDS) rather than to
+    /// the names other resources reference (RDS, EDS).
+    pub fn is_wildcard(self) -> bool {
+        matches!(self, Self::Listener | Self::Cluster)
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Listener => "listener",
+            Self::RouteConfig => "route_config",
+            Self::Cluster => "cluster",
+            Self::LoadAssignment => "load_assignment",
+        })
+    }
+}
+
+/// One immutable configuration snapshot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MeshConfig {
+    /// Increases with every published snapshot.
+    pub version: u64,
+    /// Listeners by name.
+    pub listeners: BTreeMap<String, Arc<Listener>>,
+    /// RDS route configurations by name (inline ones live in their listener).
+    pub route_configs: BTreeMap<String, Arc<RouteConfig>>,
+    /// Clusters by name.
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    /// Load assignments by EDS service name.
+    pub load_assignments: BTreeMap<String, Arc<LoadAssignment>>,
+    /// The last accepted xDS version of each kind (for config dumps).
+    pub resource_versions: BTreeMap<ResourceKind, String>,
+}
+
+impl MeshConfig {
+    /// The endpoints of a cluster: EDS when it is an EDS cluster, else its inline assignment.
+    pub fn endpoints_of<'a>(&'a self, cluster: &'a Cluster) -> Option<&'a Arc<LoadAssignment>> {
+        match cluster.eds_service_name() {
+            Some(service) => self.load_assignments.get(service),
+            None => cluster.load_assignment.as_ref(),
+        }
+    }
+
+    /// The routes of a listener's connection manager, resolving RDS names.
+    pub fn routes_of<'a>(
+        &'a self,
+        http: &'a HttpConnectionManager,
+    ) -> Option<&'a Arc<RouteConfig>> {
+        match &http.route {
+            RouteSource::Inline(routes) => Some(routes),
+            RouteSource::Rds { route_config_name } => self.route_configs.get(route_config_name),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Publication of configuration snapshots to the data plane.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::config::{Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig};
+
+/// The resources received from the control plane, layered over the static bootstrap config.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DynamicResources {
+    /// Listeners (LDS).
+    pub listeners: BTreeMap<String, Arc<Listener>>,
+    /// Route configurations (RDS).
+    pub route_configs: BTreeMap<String, Arc<RouteConfig>>,
+    /// Clusters (CDS).
+    pub clusters: BTreeMap<String, Arc<Cluster>>,
+    /// Load assignments (EDS).
+    pub load_assignments: BTreeMap<String, Arc<LoadAssignment>>,
+    /// Last accepted version per kind.
+    pub resource_versions: BTreeMap<ResourceKind, String>,
+}
+
+/// Holds the current [`MeshConfig`]: readers load it without locking; a watch channel tells
+/// them when a new snapshot is published.
+#[derive(Debug)]
+pub struct ConfigStore {
+    base: MeshConfig,
+    current: ArcSwap<MeshConfig>,
+    /// Serialises publishers so versions stay monotonic.
+    publish_lock: Mutex<()>,
+    notify: watch::Sender<u64>,
+}
+
+impl ConfigStore {
+    /// A store whose base layer (and first snapshot, version 1) is `base`, usually the
+    /// bootstrap's static resources.
+    pub fn new(base: MeshConfig) -> Self {
+        let first = MeshConfig {
+            version: 1,
+            ..base.clone()
+        };
+        let (notify, _) = watch::channel(first.version);
+        Self {
+            base,
+            current: ArcSwap::from_pointee(first),
+            publish_lock: Mutex::new(()),
+            notify,
+        }
+    }
+
+    /// The static base layer.
+    pub fn base(&self) -> &MeshConfig {
+        &self.base
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<MeshConfig> {
+        self.current.load_full()
+    }
+
+    /// A receiver that changes to the version of every newly published snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    /// Publishes the base layer plus `dynamic` as a new snapshot and returns it.
+    ///
+    /// Static resources win over dynamic ones of the same name, as in Envoy, where static
+    /// resources cannot be replaced over xDS.
+    pub fn publish(&self, dynamic: DynamicResources) -> Arc<MeshConfig> {
+        let _guard = self
+            .publish_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let version = self.current.load().version + 1;
+        let next = Arc::new(MeshConfig {
+            version,
+            listeners: layer(
+                &self.base.listeners,
+                dynamic.listeners,
+                ResourceKind::Listener,
+            ),
+            route_configs: layer(
+                &self.base.route_configs,
+                dynamic.route_configs,
+                ResourceKind::RouteConfig,
+            ),
+            clusters: layer(&self.base.clusters, dynamic.clusters, ResourceKind::Cluster),
+            load_assignments: layer(
+                &self.base.load_assignments,
+                dynamic.load_assignments,
+                ResourceKind::LoadAssignment,
+            ),
+            resource_versions: dynamic.resource_versions,
+        });
+        self.current.store(next.clone());
+        self.notify.send_replace(version);
+        next
+    }
+}
+
+fn layer<T>(
+    base: &BTreeMap<String, Arc<T>>,
+    mut dynamic: BTreeMap<String, Arc<T>>,
+    kind: ResourceKind,
+) -> BTreeMap<String, Arc<T>> {
+    for (name, resource) in base {
+        if dynamic.insert(name.clone(), resource.clone()).is_some() {
+            tracing::warn!(%kind, name, "dynamic resource ignored: a static resource has the same name");
+        }
+    }
+    dynamic
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, HealthStatus, HostPort, LocalityEndpoints};
+
+    fn assignment(name: &str, port: u16) -> Arc<LoadAssignment> {
+        Arc::new(LoadAssignment {
+            cluster_name: name.to_owned(),
+            endpoints: vec![LocalityEndpoints {
+                locality: Default::default(),
+                priority: 0,
+                load_balancing_weight: None,
+                endpoints: vec![Endpoint {
+                    address: HostPort {
+                        host: "127.0.0.1".to_owned(),
+                        port,
+                    },
+                    weight: 1,
+                    health: HealthStatus::Healthy,
+                }],
+            }],
+        })
+    }
+
+    #[test]
+    fn publish_bumps_version_and_notifies() {
+        let store = ConfigStore::new(MeshConfig::default());
+        let mut rx = store.subscribe();
+        assert_eq!(store.load().version, 1);
+        let mut dynamic = DynamicResources::default();
+        dynamic
+            .load_assignments
+            .insert("a".into(), assignment("a", 1));
+        let published = store.publish(dynamic);
+        assert_eq!(published.version, 2);
+        assert!(rx.has_changed().expect("sender alive"));
+        assert_eq!(*rx.borrow_and_update(), 2);
+        assert!(store.load().load_assignments.contains_key("a"));
+    }
+
+    #[test]
+    fn static_resources_win_over_dynamic_ones_with_the_same_name() {
+        let mut base = MeshConfig::default();
+        base.load_assignments.insert("a".into(), assignment("a", 1));
+        let store = ConfigStore::new(base);
+        let mut dynamic = DynamicResources::default();
+        dynamic
+            .load_assignments
+            .insert("a".into(), assignment("a", 2));
+        dynamic
+            .load_assignments
+            .insert("b".into(), assignment("b", 3));
+        let published = store.publish(dynamic);
+        assert_eq!(published.load_assignments["a"], assignment("a", 1));
+        assert_eq!(published.load_assignments["b"], assignment("b", 3));
+    }
+}

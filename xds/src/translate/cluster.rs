@@ -1,0 +1,277 @@
+//! `Cluster` -> [`Cluster`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use xds_api::pb::envoy::config::cluster::v3 as cluster;
+use xds_api::pb::envoy::config::core::v3 as core;
+
+use super::common::{duration, metadata, u32_or};
+use super::endpoint::load_assignment;
+use super::error::{FieldError, FieldResult, TranslateError};
+use super::extensions::{HTTP_PROTOCOL_OPTIONS_KEY, HttpProtocolOptions};
+use super::path::FieldPath;
+use super::reflect::reject_unsupported;
+use super::tls::upstream_transport_socket;
+use crate::config::{
+    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, ResourceKind, UpstreamProtocol,
+};
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl TryFrom<cluster::Cluster> for Cluster {
+    type Error = TranslateError;
+
+    fn try_from(proto: cluster::Cluster) -> Result<Self, TranslateError> {
+        let name = proto.name.clone();
+        translate_cluster(proto, &FieldPath::root())
+            .map_err(|e| TranslateError::new(ResourceKind::Cluster, &name, e))
+    }
+}
+
+/// Translates a cluster found at `path` (CDS root or a bootstrap static cluster).
+pub(crate) fn translate_cluster(
+    mut c: cluster::Cluster,
+    path: &FieldPath<'_>,
+) -> FieldResult<Cluster> {
+    use cluster::cluster::{ClusterDiscoveryType, DiscoveryType};
+    let name = std::mem::take(&mut c.name);
+    if name.is_empty() {
+        return Err(FieldError::missing(&path.field("name")));
+    }
+    let discovery = match c.cluster_discovery_type.take() {
+        None => Discovery::Static,
+        Some(ClusterDiscoveryType::Type(t)) => match DiscoveryType::try_from(t) {
+            Ok(DiscoveryType::Static) => Discovery::Static,
+            Ok(DiscoveryType::StrictDns) => Discovery::StrictDns,
+            Ok(DiscoveryType::LogicalDns) => Discovery::LogicalDns,
+            Ok(DiscoveryType::Eds) => {
+                let config = c.eds_cluster_config.take().unwrap_or_default();
+                eds_config_source(
+                    config.eds_config,
+                    &path.field("eds_cluster_config").field("eds_config"),
+                )?;
+                let service_name = if config.service_name.is_empty() {
+                    name.clone()
+                } else {
+                    config.service_name
+                };
+                Discovery::Eds { service_name }
+            }
+            Ok(DiscoveryType::OriginalDst) => {
+                return Err(FieldError::unsupported(
+                    &path.field("type").field("ORIGINAL_DST"),
+                ));
+            }
+            Err(_) => return Err(FieldError::invalid(&path.field("type"), "unknown value")),
+        },
+        Some(ClusterDiscoveryType::ClusterType(_)) => {
+            return Err(FieldError::unsupported(&path.field("cluster_type")));
+        }
+    };
+    let lb_policy = match cluster::cluster::LbPolicy::try_from(std::mem::take(&mut c.lb_policy)) {
+        Ok(cluster::cluster::LbPolicy::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(cluster::cluster::LbPolicy::LeastRequest) => LbPolicy::LeastRequest,
+        Ok(cluster::cluster::LbPolicy::Random) => LbPolicy::Random,
+        Ok(other) => {
+            return Err(FieldError::invalid(
+                &path.field("lb_policy"),
+                format!("{} is not supported", other.as_str_name()),
+            ));
+        }
+        Err(_) => {
+            return Err(FieldError::invalid(
+                &path.field("lb_policy"),
+                "unknown value",
+            ));
+        }
+    };
+    // Tuning knobs of the chosen policies (choice count, slow start) keep the policy's meaning.
+    c.lb_config = None;
+    let connect_timeout = match c.connect_timeout.take() {
+        Some(d) => duration(&d, &path.field("connect_timeout"))?,
+        None => DEFAULT_CONNECT_TIMEOUT,
+    };
+    let protocol = protocol(&mut c, path)?;
+    let tls = match c.transport_socket.take() {
+        Some(socket) => upstream_transport_socket(socket, &path.field("transport_socket"))?,
+        None => None,
+    };
+    let circuit_breakers = match c.circuit_breakers.take() {
+        Some(cb) => circuit_breakers(cb, &path.field("circuit_breakers"))?,
+        None => CircuitBreakers::default(),
+    };
+    let outlier_detection = c
+        .outlier_detection
+        .take()
+        .map(|o| outlier_detection(o, &path.field("outlier_detection")))
+        .transpose()?;
+    let load_assignment = match (c.load_assignment.take(), &discovery) {
+        (Some(_), Discovery::Eds { .. }) => {
+            return Err(FieldError::invalid(
+                &path.field("load_assignment"),
+                "an EDS cluster gets its endpoints from EDS",
+            ));
+        }
+        (Some(la), _) => Some(Arc::new(load_assignment(
+            la,
+            &path.field("load_assignment"),
+        )?)),
+        (None, Discovery::Eds { .. }) => None,
+        (None, _) => return Err(FieldError::missing(&path.field("load_assignment"))),
+    };
+    let metadata = metadata(c.metadata.take());
+    tolerate_cluster_tuning(&mut c);
+    reject_unsupported(&c, path)?;
+    Ok(Cluster {
+        name,
+        discovery,
+        lb_policy,
+        connect_timeout,
+        protocol,
+        tls,
+        circuit_breakers,
+        outlier_detection,
+        metadata,
+        load_assignment,
+    })
+}
+
+/// Clears fields that tune resources, DNS refresh or statistics without changing which
+/// upstream a request reaches or how it is spoken to.
+fn tolerate_cluster_tuning(c: &mut cluster::Cluster) {
+    c.alt_stat_name.clear();
+    c.per_connection_buffer_limit_bytes = None;
+    c.dns_refresh_rate = None;
+    c.dns_failure_refresh_rate = None;
+    c.respect_dns_ttl = false;
+    c.dns_lookup_family = 0;
+    c.common_lb_config = None;
+    c.upstream_connection_options = None;
+    c.common_http_protocol_options = None;
+    c.max_requests_per_connection = None;
+    c.wait_for_warm_on_init = None;
+    c.cleanup_interval = None;
+    c.track_cluster_stats = None;
+    c.track_timeout_budgets = false;
+}
+
+/// EDS resources must come over the same ADS stream.
+fn eds_config_source(source: Option<core::ConfigSource>, path: &FieldPath<'_>) -> FieldResult<()> {
+    use core::config_source::ConfigSourceSpecifier;
+    match source.and_then(|s| s.config_source_specifier) {
+        None | Some(ConfigSourceSpecifier::Ads(_)) | Some(ConfigSourceSpecifier::Self_(_)) => {
+            Ok(())
+        }
+        Some(_) => Err(FieldError::invalid(path, "only `ads: {}` is supported")),
+    }
+}
+
+fn protocol(c: &mut cluster::Cluster, path: &FieldPath<'_>) -> FieldResult<UpstreamProtocol> {
+    let legacy_http2 = c.http2_protocol_options.take().is_some();
+    c.http_protocol_options = None;
+    let selection = cluster::cluster::ClusterProtocolSelection::try_from(std::mem::take(
+        &mut c.protocol_selection,
+    ));
+    let mut protocol = match (legacy_http2, selection) {
+        (_, Ok(cluster::cluster::ClusterProtocolSelection::UseDownstreamProtocol)) => {
+            UpstreamProtocol::UseDownstream
+        }
+        (true, _) => UpstreamProtocol::Http2,
+        (false, _) => UpstreamProtocol::Http1,
+    };
+    let options_path = path.field("typed_extension_protocol_options");
+    for (key, any) in std::mem::take(&mut c.typed_extension_protocol_options) {
+        let at = options_path.key(&key);
+        if key != HTTP_PROTOCOL_OPTIONS_KEY {
+            return Err(FieldError::unsupported(&at));
+        }
+        let options: HttpProtocolOptions = any
+            .to_msg()
+            .map_err(|e| FieldError::invalid(&at, format!("cannot decode: {e}")))?;
+        protocol = match (
+            &options.explicit_http_config,
+            &options.use_downstream_protocol_config,
+            &options.auto_config,
+        ) {
+            (Some(explicit), None, None) if explicit.http2_protocol_options.is_some() => {
+                UpstreamProtocol::Http2
+            }
+            (Some(explicit), None, None) if explicit.http3_protocol_options.is_some() => {
+                return Err(FieldError::unsupported(
+                    &at.field("explicit_http_config")
+                        .field("http3_protocol_options"),
+                ));
+            }
+            (Some(_), None, None) => UpstreamProtocol::Http1,
+            (None, Some(_), None) => UpstreamProtocol::UseDownstream,
+            (None, None, Some(_)) => UpstreamProtocol::Auto,
+            (None, None, None) => protocol,
+            _ => {
+                return Err(FieldError::invalid(
+                    &at,
+                    "more than one upstream protocol option is set",
+                ));
+            }
+        };
+    }
+    Ok(protocol)
+}
+
+fn circuit_breakers(
+    mut cb: cluster::CircuitBreakers,
+    path: &FieldPath<'_>,
+) -> FieldResult<CircuitBreakers> {
+    let defaults = CircuitBreakers::default();
+    let mut result = defaults;
+    let thresholds_path = path.field("thresholds");
+    for (i, mut t) in std::mem::take(&mut cb.thresholds).into_iter().enumerate() {
+        let at = thresholds_path.index(i);
+        // Only the default priority is modelled; HIGH priority routes are not supported.
+        if t.priority != core::RoutingPriority::Default as i32 {
+            continue;
+        }
+        result = CircuitBreakers {
+            max_connections: u32_or(t.max_connections.take(), defaults.max_connections),
+            max_pending_requests: u32_or(
+                t.max_pending_requests.take(),
+                defaults.max_pending_requests,
+            ),
+            max_requests: u32_or(t.max_requests.take(), defaults.max_requests),
+            max_retries: u32_or(t.max_retries.take(), defaults.max_retries),
+        };
+        t.track_remaining = false;
+        reject_unsupported(&t, &at)?;
+    }
+    reject_unsupported(&cb, path)?;
+    Ok(result)
+}
+
+fn outlier_detection(
+    mut o: cluster::OutlierDetection,
+    path: &FieldPath<'_>,
+) -> FieldResult<OutlierDetection> {
+    let result = OutlierDetection {
+        consecutive_5xx: u32_or(o.consecutive_5xx.take(), 5),
+        consecutive_gateway_failure: u32_or(o.consecutive_gateway_failure.take(), 5),
+        interval: o.interval.take().map_or(Ok(Duration::from_secs(10)), |d| {
+            duration(&d, &path.field("interval"))
+        })?,
+        base_ejection_time: o
+            .base_ejection_time
+            .take()
+            .map_or(Ok(Duration::from_secs(30)), |d| {
+                duration(&d, &path.field("base_ejection_time"))
+            })?,
+        max_ejection_percent: u32_or(o.max_ejection_percent.take(), 10).min(100),
+    };
+    // Enforcement percentages default to 100 for 5xx; gateway failures are enforced when
+    // configured at all, which is how Istio uses them.
+    o.enforcing_consecutive_5xx = None;
+    o.enforcing_consecutive_gateway_failure = None;
+    o.enforcing_success_rate = None;
+    o.split_external_local_origin_errors = false;
+    o.max_ejection_time = None;
+    reject_unsupported(&o, path)?;
+    Ok(result)
+}

@@ -1,0 +1,123 @@
+//! `ClusterLoadAssignment` -> [`LoadAssignment`].
+
+use xds_api::pb::envoy::config::core::v3 as core;
+use xds_api::pb::envoy::config::endpoint::v3 as endpoint;
+
+use super::common::{socket_address, u32_or};
+use super::error::{FieldError, FieldResult, TranslateError};
+use super::path::FieldPath;
+use super::reflect::reject_unsupported;
+use crate::config::{
+    Endpoint, HealthStatus, LoadAssignment, Locality, LocalityEndpoints, ResourceKind,
+};
+
+impl TryFrom<endpoint::ClusterLoadAssignment> for LoadAssignment {
+    type Error = TranslateError;
+
+    fn try_from(proto: endpoint::ClusterLoadAssignment) -> Result<Self, TranslateError> {
+        let name = proto.cluster_name.clone();
+        load_assignment(proto, &FieldPath::root())
+            .map_err(|e| TranslateError::new(ResourceKind::LoadAssignment, &name, e))
+    }
+}
+
+/// Translates an assignment found at `path` (EDS root or a cluster's `load_assignment`).
+pub(crate) fn load_assignment(
+    mut cla: endpoint::ClusterLoadAssignment,
+    path: &FieldPath<'_>,
+) -> FieldResult<LoadAssignment> {
+    let cluster_name = std::mem::take(&mut cla.cluster_name);
+    let localities_path = path.field("endpoints");
+    let endpoints = std::mem::take(&mut cla.endpoints)
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| locality_endpoints(l, &localities_path.index(i)))
+        .collect::<FieldResult<Vec<_>>>()?;
+    if let Some(mut policy) = cla.policy.take() {
+        // Overprovisioning and weighted priority health tune failover arithmetic only.
+        policy.overprovisioning_factor = None;
+        policy.endpoint_stale_after = None;
+        policy.weighted_priority_health = false;
+        reject_unsupported(&policy, &path.field("policy"))?;
+    }
+    reject_unsupported(&cla, path)?;
+    Ok(LoadAssignment {
+        cluster_name,
+        endpoints,
+    })
+}
+
+fn locality_endpoints(
+    mut l: endpoint::LocalityLbEndpoints,
+    path: &FieldPath<'_>,
+) -> FieldResult<LocalityEndpoints> {
+    let locality = l
+        .locality
+        .take()
+        .map(|loc| Locality {
+            region: loc.region,
+            zone: loc.zone,
+            sub_zone: loc.sub_zone,
+        })
+        .unwrap_or_default();
+    let lb_path = path.field("lb_endpoints");
+    let endpoints = std::mem::take(&mut l.lb_endpoints)
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| lb_endpoint(e, &lb_path.index(i)))
+        .collect::<FieldResult<Vec<_>>>()?;
+    let load_balancing_weight = l.load_balancing_weight.take().map(|w| w.value);
+    let priority = std::mem::take(&mut l.priority);
+    reject_unsupported(&l, path)?;
+    Ok(LocalityEndpoints {
+        locality,
+        priority,
+        load_balancing_weight,
+        endpoints,
+    })
+}
+
+fn lb_endpoint(mut e: endpoint::LbEndpoint, path: &FieldPath<'_>) -> FieldResult<Endpoint> {
+    use endpoint::lb_endpoint::HostIdentifier;
+    let mut ep = match e.host_identifier.take() {
+        Some(HostIdentifier::Endpoint(ep)) => ep,
+        Some(HostIdentifier::EndpointName(_)) => {
+            return Err(FieldError::unsupported(&path.field("endpoint_name")));
+        }
+        None => return Err(FieldError::missing(&path.field("endpoint"))),
+    };
+    let ep_path = path.field("endpoint");
+    let address = socket_address(ep.address.take(), &ep_path.field("address"))?;
+    // Active health checking is not implemented; its per-endpoint settings have no effect.
+    ep.health_check_config = None;
+    ep.hostname.clear();
+    reject_unsupported(&ep, &ep_path)?;
+    let health = match core::HealthStatus::try_from(std::mem::take(&mut e.health_status)) {
+        Ok(core::HealthStatus::Unknown) => HealthStatus::Unknown,
+        Ok(core::HealthStatus::Healthy) => HealthStatus::Healthy,
+        Ok(core::HealthStatus::Unhealthy) => HealthStatus::Unhealthy,
+        Ok(core::HealthStatus::Draining) => HealthStatus::Draining,
+        Ok(core::HealthStatus::Timeout) => HealthStatus::Timeout,
+        Ok(core::HealthStatus::Degraded) => HealthStatus::Degraded,
+        Err(_) => {
+            return Err(FieldError::invalid(
+                &path.field("health_status"),
+                "unknown value",
+            ));
+        }
+    };
+    let weight = u32_or(e.load_balancing_weight.take(), 1);
+    if weight == 0 {
+        return Err(FieldError::invalid(
+            &path.field("load_balancing_weight"),
+            "must be at least 1",
+        ));
+    }
+    e.metadata = None;
+    reject_unsupported(&e, path)?;
+    Ok(Endpoint {
+        address,
+        weight,
+        health,
+    })
+}

@@ -1,0 +1,243 @@
+//! The HTTP connection manager network filter and its HTTP filters.
+
+use std::collections::BTreeSet;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use xds_api::pb::google::protobuf::Any;
+
+use super::common::{timeout, u32_or};
+use super::error::{FieldError, FieldResult};
+use super::extensions::{ROUTER_TYPE_URL, RbacFilter};
+use super::path::FieldPath;
+use super::rbac::rbac_filter;
+use super::reflect::reject_unsupported;
+use super::route::route_config;
+use crate::config::{CodecType, HttpConnectionManager, RbacConfig, RouteSource};
+
+/// Envoy's `stream_idle_timeout` default.
+const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Type URL suffixes of HTTP filters that do nothing unless a route opts in through
+/// `typed_per_filter_config` (which mesh-host rejects), or only produce telemetry. The flag
+/// says whether the filter may carry a config: a fault filter with one injects faults into
+/// every request, so only an empty one is a no-op.
+const NO_OP_FILTERS: &[(&str, bool)] = &[
+    ("envoy.extensions.filters.http.cors.v3.Cors", true),
+    ("envoy.extensions.filters.http.fault.v3.HTTPFault", false),
+    (
+        "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
+        true,
+    ),
+];
+
+fn is_no_op(filter: &hcm::HttpFilter) -> bool {
+    use hcm::http_filter::ConfigType;
+    let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
+        return false;
+    };
+    NO_OP_FILTERS.iter().any(|(url, any_config)| {
+        any.type_url.ends_with(url) && (*any_config || any.value.is_empty())
+    })
+}
+
+/// Filters already reported as ignored, so each is logged once per process.
+static IGNORED_LOGGED: LazyLock<Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
+
+fn log_ignored_once(filter: &str, why: &str) {
+    let first = IGNORED_LOGGED
+        .lock()
+        .map(|mut seen| seen.insert(filter.to_owned()))
+        .unwrap_or(false);
+    if first {
+        tracing::info!(filter, "HTTP filter ignored: {why}");
+    }
+}
+
+/// Decodes and translates an `HttpConnectionManager` network filter config.
+pub(crate) fn http_connection_manager(
+    any: &Any,
+    path: &FieldPath<'_>,
+) -> FieldResult<HttpConnectionManager> {
+    let m: hcm::HttpConnectionManager = any.to_msg().map_err(|e| {
+        FieldError::invalid(path, format!("cannot decode HttpConnectionManager: {e}"))
+    })?;
+    translate(m, path)
+}
+
+fn translate(
+    mut m: hcm::HttpConnectionManager,
+    path: &FieldPath<'_>,
+) -> FieldResult<HttpConnectionManager> {
+    use hcm::http_connection_manager::{CodecType as Codec, RouteSpecifier};
+    let route = match m.route_specifier.take() {
+        Some(RouteSpecifier::Rds(rds)) => {
+            if rds.route_config_name.is_empty() {
+                return Err(FieldError::missing(
+                    &path.field("rds").field("route_config_name"),
+                ));
+            }
+            RouteSource::Rds {
+                route_config_name: rds.route_config_name,
+            }
+        }
+        Some(RouteSpecifier::RouteConfig(rc)) => RouteSource::Inline(std::sync::Arc::new(
+            route_config(rc, &path.field("route_config"))?,
+        )),
+        Some(RouteSpecifier::ScopedRoutes(_)) => {
+            return Err(FieldError::unsupported(&path.field("scoped_routes")));
+        }
+        None => return Err(FieldError::missing(&path.field("route_specifier"))),
+    };
+    let codec = match Codec::try_from(std::mem::take(&mut m.codec_type)) {
+        Ok(Codec::Auto) => CodecType::Auto,
+        Ok(Codec::Http1) => CodecType::Http1,
+        Ok(Codec::Http2) => CodecType::Http2,
+        Ok(Codec::Http3) => {
+            return Err(FieldError::unsupported(
+                &path.field("codec_type").field("HTTP3"),
+            ));
+        }
+        Err(_) => {
+            return Err(FieldError::invalid(
+                &path.field("codec_type"),
+                "unknown value",
+            ));
+        }
+    };
+    let rbac = http_filters(
+        std::mem::take(&mut m.http_filters),
+        &path.field("http_filters"),
+    )?;
+    let stream_idle_timeout = timeout(
+        m.stream_idle_timeout.take().as_ref(),
+        Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+        &path.field("stream_idle_timeout"),
+    )?;
+    let request_timeout = timeout(
+        m.request_timeout.take().as_ref(),
+        None,
+        &path.field("request_timeout"),
+    )?;
+    let result = HttpConnectionManager {
+        stat_prefix: std::mem::take(&mut m.stat_prefix),
+        route,
+        codec,
+        stream_idle_timeout,
+        request_timeout,
+        max_request_headers_kb: u32_or(m.max_request_headers_kb.take(), 60),
+        use_remote_address: m.use_remote_address.take().is_some_and(|b| b.value),
+        xff_num_trusted_hops: std::mem::take(&mut m.xff_num_trusted_hops),
+        server_name: Some(std::mem::take(&mut m.server_name)).filter(|s| !s.is_empty()),
+        rbac,
+    };
+    tolerate_hcm_extras(&mut m);
+    reject_unsupported(&m, path)?;
+    Ok(result)
+}
+
+/// Clears settings that are telemetry, protocol tuning or request-id handling: they do not
+/// change which route or upstream a request reaches. Istio and Envoy Gateway set most of them.
+fn tolerate_hcm_extras(m: &mut hcm::HttpConnectionManager) {
+    m.access_log.clear();
+    m.access_log_flush_interval = None;
+    m.flush_access_log_on_new_request = false;
+    m.access_log_options = None;
+    m.tracing = None;
+    m.generate_request_id = None;
+    m.preserve_external_request_id = false;
+    m.always_set_request_id_in_response = false;
+    m.request_id_extension = None;
+    m.common_http_protocol_options = None;
+    m.http_protocol_options = None;
+    m.http2_protocol_options = None;
+    m.server_header_transformation = 0;
+    m.delayed_close_timeout = None;
+    m.drain_timeout = None;
+    m.request_headers_timeout = None;
+    m.forward_client_cert_details = 0;
+    m.set_current_client_cert_details = None;
+    m.upgrade_configs.clear();
+    m.normalize_path = None;
+    m.merge_slashes = false;
+    m.path_with_escaped_slashes_action = 0;
+    m.stream_error_on_invalid_http_message = None;
+    m.internal_address_config = None;
+    m.add_user_agent = None;
+    m.skip_xff_append = false;
+    m.via.clear();
+    m.proxy_100_continue = false;
+    m.strip_port_mode = None;
+    m.strip_trailing_host_dot = false;
+    m.append_x_forwarded_port = false;
+}
+
+/// Validates the HTTP filter chain and returns its RBAC filters in order.
+fn http_filters(
+    filters: Vec<hcm::HttpFilter>,
+    path: &FieldPath<'_>,
+) -> FieldResult<Vec<RbacConfig>> {
+    use hcm::http_filter::ConfigType;
+    let last = filters.len().checked_sub(1);
+    let mut rbac = Vec::new();
+    let mut saw_router = false;
+    for (i, filter) in filters.into_iter().enumerate() {
+        let at = path.index(i);
+        let type_url = match &filter.config_type {
+            Some(ConfigType::TypedConfig(any)) => any.type_url.as_str(),
+            Some(ConfigType::ConfigDiscovery(_)) => {
+                return Err(FieldError::unsupported(&at.field("config_discovery")));
+            }
+            None => "",
+        };
+        let is_router = type_url == ROUTER_TYPE_URL
+            || (type_url.is_empty() && filter.name == "envoy.filters.http.router");
+        if is_router {
+            if Some(i) != last {
+                return Err(FieldError::invalid(
+                    &at,
+                    "envoy.filters.http.router must be the last HTTP filter",
+                ));
+            }
+            saw_router = true;
+            continue;
+        }
+        if filter.disabled {
+            // Disabled filters run only where a route enables them, and routes cannot here.
+            continue;
+        }
+        match (&filter.config_type, type_url) {
+            (Some(ConfigType::TypedConfig(any)), url)
+                if url.ends_with("envoy.extensions.filters.http.rbac.v3.RBAC") =>
+            {
+                let config: RbacFilter = any.to_msg().map_err(|e| {
+                    FieldError::invalid(&at.field("typed_config"), format!("cannot decode: {e}"))
+                })?;
+                rbac.push(rbac_filter(config, &at.field("typed_config"))?);
+            }
+            _ if is_no_op(&filter) => {
+                log_ignored_once(&filter.name, "no effect without per-route configuration");
+            }
+            _ if filter.is_optional => log_ignored_once(&filter.name, "optional and not supported"),
+            _ => {
+                let what = if type_url.is_empty() {
+                    filter.name.as_str()
+                } else {
+                    type_url
+                };
+                return Err(FieldError::invalid(
+                    &at,
+                    format!("HTTP filter {what} is not supported"),
+                ));
+            }
+        }
+    }
+    if !saw_router {
+        return Err(FieldError::invalid(
+            path,
+            "envoy.filters.http.router must be the last HTTP filter",
+        ));
+    }
+    Ok(rbac)
+}

@@ -1,0 +1,177 @@
+//! `Listener` -> [`Listener`].
+
+use std::net::{IpAddr, SocketAddr};
+
+use xds_api::pb::envoy::config::core::v3 as core;
+use xds_api::pb::envoy::config::listener::v3 as listener;
+
+use super::common::socket_address;
+use super::error::{FieldError, FieldResult, TranslateError};
+use super::hcm::http_connection_manager;
+use super::path::FieldPath;
+use super::reflect::reject_unsupported;
+use super::tls::downstream_transport_socket;
+use crate::config::{FilterChain, Listener, ResourceKind, TrafficDirection};
+
+const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+/// Listener filters that only inspect the connection to feed filter-chain matching.
+const INSPECTOR_FILTERS: &[&str] = &[
+    "envoy.filters.listener.tls_inspector",
+    "envoy.filters.listener.http_inspector",
+];
+
+impl TryFrom<listener::Listener> for Listener {
+    type Error = TranslateError;
+
+    fn try_from(proto: listener::Listener) -> Result<Self, TranslateError> {
+        let name = proto.name.clone();
+        translate_listener(proto, &FieldPath::root())
+            .map_err(|e| TranslateError::new(ResourceKind::Listener, &name, e))
+    }
+}
+
+/// Translates a listener found at `path` (LDS root or a bootstrap static listener).
+pub(crate) fn translate_listener(
+    mut l: listener::Listener,
+    path: &FieldPath<'_>,
+) -> FieldResult<Listener> {
+    let name = std::mem::take(&mut l.name);
+    if name.is_empty() {
+        return Err(FieldError::missing(&path.field("name")));
+    }
+    let address_path = path.field("address");
+    let host_port = socket_address(l.address.take(), &address_path)?;
+    let ip: IpAddr = host_port.host.parse().map_err(|_| {
+        FieldError::invalid(
+            &address_path.field("socket_address").field("address"),
+            format!("\"{}\" is not an IP address", host_port.host),
+        )
+    })?;
+    let traffic_direction =
+        match core::TrafficDirection::try_from(std::mem::take(&mut l.traffic_direction)) {
+            Ok(core::TrafficDirection::Unspecified) => TrafficDirection::Unspecified,
+            Ok(core::TrafficDirection::Inbound) => TrafficDirection::Inbound,
+            Ok(core::TrafficDirection::Outbound) => TrafficDirection::Outbound,
+            Err(_) => {
+                return Err(FieldError::invalid(
+                    &path.field("traffic_direction"),
+                    "unknown value",
+                ));
+            }
+        };
+    let bind_to_port = l.bind_to_port.take().is_none_or(|b| b.value);
+    let chains_path = path.field("filter_chains");
+    let filter_chains = std::mem::take(&mut l.filter_chains)
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| filter_chain(c, &chains_path.index(i)))
+        .collect::<FieldResult<Vec<_>>>()?;
+    let default_filter_chain = l
+        .default_filter_chain
+        .take()
+        .map(|c| filter_chain(c, &path.field("default_filter_chain")))
+        .transpose()?;
+    if filter_chains.is_empty() && default_filter_chain.is_none() {
+        return Err(FieldError::missing(&path.field("filter_chains")));
+    }
+    let filters_path = path.field("listener_filters");
+    for (i, f) in std::mem::take(&mut l.listener_filters)
+        .into_iter()
+        .enumerate()
+    {
+        if !INSPECTOR_FILTERS.contains(&f.name.as_str()) {
+            return Err(FieldError::invalid(
+                &filters_path.index(i),
+                format!("listener filter {} is not supported", f.name),
+            ));
+        }
+    }
+    tolerate_listener_tuning(&mut l);
+    reject_unsupported(&l, path)?;
+    Ok(Listener {
+        name,
+        address: SocketAddr::new(ip, host_port.port),
+        traffic_direction,
+        bind_to_port,
+        filter_chains,
+        default_filter_chain,
+    })
+}
+
+/// Clears socket tuning and telemetry that do not change how requests are handled.
+fn tolerate_listener_tuning(l: &mut listener::Listener) {
+    l.stat_prefix.clear();
+    l.metadata = None;
+    l.per_connection_buffer_limit_bytes = None;
+    l.drain_type = 0;
+    l.listener_filters_timeout = None;
+    l.continue_on_listener_filters_timeout = false;
+    l.socket_options.clear();
+    l.tcp_fast_open_queue_length = None;
+    l.connection_balance_config = None;
+    l.enable_reuse_port = None;
+    l.access_log.clear();
+    l.tcp_backlog_size = None;
+    l.max_connections_to_accept_per_socket_event = None;
+    l.ignore_global_conn_limit = false;
+    l.bypass_overload_manager = false;
+    // `use_original_dst: false` is the default spelled out; `true` stays and is rejected.
+    l.use_original_dst = l.use_original_dst.take().filter(|b| b.value);
+}
+
+fn filter_chain(mut c: listener::FilterChain, path: &FieldPath<'_>) -> FieldResult<FilterChain> {
+    use listener::filter::ConfigType;
+    let server_names = match c.filter_chain_match.take() {
+        Some(mut m) => {
+            let names = std::mem::take(&mut m.server_names);
+            // `tls`/`raw_buffer` only restate whether a transport socket is configured.
+            m.transport_protocol.clear();
+            reject_unsupported(&m, &path.field("filter_chain_match"))?;
+            names
+        }
+        None => Vec::new(),
+    };
+    let filters_path = path.field("filters");
+    let filters = std::mem::take(&mut c.filters);
+    if filters.len() != 1 {
+        return Err(FieldError::invalid(
+            &filters_path,
+            "exactly one network filter (envoy.filters.network.http_connection_manager) is supported",
+        ));
+    }
+    let mut http = None;
+    for (i, f) in filters.into_iter().enumerate() {
+        let at = filters_path.index(i);
+        match f.config_type {
+            Some(ConfigType::TypedConfig(any)) if any.type_url == HCM_TYPE_URL => {
+                http = Some(http_connection_manager(&any, &at.field("typed_config"))?);
+            }
+            Some(ConfigType::TypedConfig(any)) => {
+                return Err(FieldError::invalid(
+                    &at,
+                    format!("network filter {} is not supported", any.type_url),
+                ));
+            }
+            Some(ConfigType::ConfigDiscovery(_)) => {
+                return Err(FieldError::unsupported(&at.field("config_discovery")));
+            }
+            None => return Err(FieldError::missing(&at.field("typed_config"))),
+        }
+    }
+    let http = http.ok_or_else(|| FieldError::missing(&filters_path))?;
+    let tls = match c.transport_socket.take() {
+        Some(socket) => downstream_transport_socket(socket, &path.field("transport_socket"))?,
+        None => None,
+    };
+    let name = std::mem::take(&mut c.name);
+    c.metadata = None;
+    c.transport_socket_connect_timeout = None;
+    reject_unsupported(&c, path)?;
+    Ok(FilterChain {
+        name,
+        server_names,
+        tls,
+        http,
+    })
+}

@@ -1,0 +1,35 @@
+//! Translation of Envoy v3 protos into [`crate::config`] types.
+//!
+//! Each resource type has a `TryFrom<proto>` implementation. Translators move every field they
+//! implement or tolerate out of the proto; any field left set changes behaviour in Envoy and is
+//! rejected with its path, so nothing is silently ignored.
+
+// Control planes still send deprecated fields (Istio: `append`, `http2_protocol_options`),
+// so translators must read and clear them.
+#![allow(deprecated)]
+
+mod cluster;
+mod common;
+mod endpoint;
+mod error;
+pub(crate) mod extensions;
+mod hcm;
+mod listener;
+mod matcher;
+mod path;
+mod rbac;
+pub(crate) mod reflect;
+mod route;
+mod route_action;
+mod tls;
+
+pub use error::{FieldError, Problem, TranslateError};
+pub use extensions::{
+    CommonTlsContext, DownstreamTlsContext, HttpProtocolOptions, ProtocolChoice, RbacFilter,
+    UpstreamTlsContext,
+};
+pub(crate) use path::FieldPath;
+
+pub(crate) use cluster::translate_cluster;
+pub(crate) use common::{json_to_struct, struct_to_json};
+pub(crate) use listener::translate_listener;

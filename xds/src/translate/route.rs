@@ -1,0 +1,166 @@
+//! `RouteConfiguration` -> [`RouteConfig`].
+
+use xds_api::pb::envoy::config::route::v3 as route;
+
+use super::common::header_mutations;
+use super::error::{FieldError, FieldResult, TranslateError};
+use super::matcher::{header_matcher, query_parameter_matcher, safe_regex};
+use super::path::FieldPath;
+use super::reflect::reject_unsupported;
+use super::route_action::{retry_policy, route_action};
+use crate::config::{PathMatch, ResourceKind, Route, RouteConfig, RouteMatch, VirtualHost};
+
+impl TryFrom<route::RouteConfiguration> for RouteConfig {
+    type Error = TranslateError;
+
+    fn try_from(proto: route::RouteConfiguration) -> Result<Self, TranslateError> {
+        let name = proto.name.clone();
+        route_config(proto, &FieldPath::root())
+            .map_err(|e| TranslateError::new(ResourceKind::RouteConfig, &name, e))
+    }
+}
+
+/// Translates a route configuration found at `path` (RDS root or inline in a listener).
+pub(crate) fn route_config(
+    mut rc: route::RouteConfiguration,
+    path: &FieldPath<'_>,
+) -> FieldResult<RouteConfig> {
+    let name = std::mem::take(&mut rc.name);
+    let vhosts_path = path.field("virtual_hosts");
+    let virtual_hosts = std::mem::take(&mut rc.virtual_hosts)
+        .into_iter()
+        .enumerate()
+        .map(|(i, vh)| virtual_host(vh, &vhosts_path.index(i)))
+        .collect::<FieldResult<Vec<_>>>()?;
+    let headers = header_mutations(
+        std::mem::take(&mut rc.request_headers_to_add),
+        std::mem::take(&mut rc.request_headers_to_remove),
+        std::mem::take(&mut rc.response_headers_to_add),
+        std::mem::take(&mut rc.response_headers_to_remove),
+        path,
+    )?;
+    // Cluster validation only delays acceptance in Envoy; metadata is informational.
+    rc.validate_clusters = None;
+    rc.metadata = None;
+    // Envoy ignores the port in host matching only when asked; mesh-host strips it always
+    // for `*` and keeps it for explicit `host:port` domains, so both settings are accepted.
+    rc.ignore_port_in_host_matching = false;
+    rc.max_direct_response_body_size_bytes = None;
+    reject_unsupported(&rc, path)?;
+    Ok(RouteConfig {
+        name,
+        virtual_hosts,
+        headers,
+    })
+}
+
+fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult<VirtualHost> {
+    let name = std::mem::take(&mut vh.name);
+    let domains = std::mem::take(&mut vh.domains);
+    if domains.is_empty() {
+        return Err(FieldError::missing(&path.field("domains")));
+    }
+    let retry_policy = vh
+        .retry_policy
+        .take()
+        .map(|r| retry_policy(r, &path.field("retry_policy")))
+        .transpose()?;
+    let routes_path = path.field("routes");
+    let routes = std::mem::take(&mut vh.routes)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| route(r, retry_policy.as_ref(), &routes_path.index(i)))
+        .collect::<FieldResult<Vec<_>>>()?;
+    let headers = header_mutations(
+        std::mem::take(&mut vh.request_headers_to_add),
+        std::mem::take(&mut vh.request_headers_to_remove),
+        std::mem::take(&mut vh.response_headers_to_add),
+        std::mem::take(&mut vh.response_headers_to_remove),
+        path,
+    )?;
+    // Informational: attempt-count headers and metadata do not change routing.
+    vh.include_request_attempt_count = false;
+    vh.include_attempt_count_in_response = false;
+    vh.metadata = None;
+    reject_unsupported(&vh, path)?;
+    Ok(VirtualHost {
+        name,
+        domains,
+        routes,
+        headers,
+        retry_policy,
+    })
+}
+
+fn route(
+    mut r: route::Route,
+    vhost_retry: Option<&crate::config::RetryPolicy>,
+    path: &FieldPath<'_>,
+) -> FieldResult<Route> {
+    let r#match = route_match(
+        r.r#match
+            .take()
+            .ok_or_else(|| FieldError::missing(&path.field("match")))?,
+        &path.field("match"),
+    )?;
+    let action = route_action(r.action.take(), vhost_retry, path)?;
+    let headers = header_mutations(
+        std::mem::take(&mut r.request_headers_to_add),
+        std::mem::take(&mut r.request_headers_to_remove),
+        std::mem::take(&mut r.response_headers_to_add),
+        std::mem::take(&mut r.response_headers_to_remove),
+        path,
+    )?;
+    let name = std::mem::take(&mut r.name);
+    // Observability only.
+    r.metadata = None;
+    r.decorator = None;
+    r.tracing = None;
+    r.stat_prefix.clear();
+    reject_unsupported(&r, path)?;
+    Ok(Route {
+        name,
+        r#match,
+        action,
+        headers,
+    })
+}
+
+fn route_match(mut m: route::RouteMatch, path: &FieldPath<'_>) -> FieldResult<RouteMatch> {
+    use route::route_match::PathSpecifier as P;
+    let path_match = match m.path_specifier.take() {
+        Some(P::Prefix(p)) => PathMatch::Prefix(p),
+        Some(P::Path(p)) => PathMatch::Path(p),
+        Some(P::PathSeparatedPrefix(p)) => PathMatch::PathSeparatedPrefix(p),
+        Some(P::SafeRegex(r)) => PathMatch::SafeRegex(safe_regex(r, &path.field("safe_regex"))?),
+        Some(P::ConnectMatcher(_)) => {
+            return Err(FieldError::unsupported(&path.field("connect_matcher")));
+        }
+        Some(P::PathMatchPolicy(_)) => {
+            return Err(FieldError::unsupported(&path.field("path_match_policy")));
+        }
+        None => return Err(FieldError::missing(&path.field("path_specifier"))),
+    };
+    let case_sensitive = m.case_sensitive.take().is_none_or(|b| b.value);
+    let headers_path = path.field("headers");
+    let headers = std::mem::take(&mut m.headers)
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| header_matcher(h, &headers_path.index(i)))
+        .collect::<FieldResult<Vec<_>>>()?;
+    let query_path = path.field("query_parameters");
+    let query_parameters = std::mem::take(&mut m.query_parameters)
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| query_parameter_matcher(q, &query_path.index(i)))
+        .collect::<FieldResult<Vec<_>>>()?;
+    let grpc = m.grpc.take().is_some();
+    reject_unsupported(&m, path)?;
+    Ok(RouteMatch {
+        path: path_match,
+        case_sensitive,
+        headers,
+        query_parameters,
+        grpc,
+    })
+}

@@ -1,0 +1,343 @@
+//! Translation of listeners, clusters and endpoints: Envoy defaults, HCM, RBAC, TLS, and
+//! errors that name the resource and the field path.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mesh_xds::config::{
+    Cluster, HealthStatus, LbPolicy, Listener, LoadAssignment, UpstreamProtocol,
+};
+use mesh_xds::translate::{DownstreamTlsContext, HttpProtocolOptions, RbacFilter};
+use xds_api::pb::envoy::config::cluster::v3 as cds;
+use xds_api::pb::envoy::config::core::v3 as core;
+use xds_api::pb::envoy::config::endpoint::v3 as eds;
+use xds_api::pb::envoy::config::listener::v3 as lds;
+use xds_api::pb::envoy::config::rbac::v3 as rbac;
+use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+use xds_api::pb::envoy::r#type::matcher::v3 as matcher;
+use xds_api::pb::google::protobuf::{Any, Duration as PbDuration};
+
+#[test]
+fn cluster_defaults_follow_envoy() {
+    let cluster = Cluster::try_from(eds_cluster("c1")).expect("valid");
+    assert_eq!(
+        cluster.eds_service_name(),
+        Some("c1"),
+        "service_name defaults to the cluster name"
+    );
+    assert_eq!(cluster.lb_policy, LbPolicy::RoundRobin);
+    assert_eq!(cluster.protocol, UpstreamProtocol::Http1);
+    let cb = cluster.circuit_breakers;
+    assert_eq!(
+        (
+            cb.max_connections,
+            cb.max_pending_requests,
+            cb.max_requests,
+            cb.max_retries
+        ),
+        (1024, 1024, 1024, 3)
+    );
+    let mut unset = static_cluster("s1", 80);
+    unset.connect_timeout = None;
+    assert_eq!(
+        Cluster::try_from(unset).expect("valid").connect_timeout,
+        Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn cluster_http2_comes_from_typed_protocol_options() {
+    let mut c = eds_cluster("c1");
+    let options = HttpProtocolOptions {
+        explicit_http_config: Some(mesh_xds::translate::ProtocolChoice {
+            http2_protocol_options: Some(Vec::new()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    c.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+        any(&options),
+    );
+    assert_eq!(
+        Cluster::try_from(c).expect("valid").protocol,
+        UpstreamProtocol::Http2
+    );
+}
+
+#[test]
+fn cluster_unsupported_lb_policy_and_health_checks_are_named() {
+    let mut c = eds_cluster("c1");
+    c.lb_policy = cds::cluster::LbPolicy::RingHash as i32;
+    assert_eq!(
+        Cluster::try_from(c).expect_err("ring hash").to_string(),
+        "cluster \"c1\": lb_policy: RING_HASH is not supported"
+    );
+    let mut c = eds_cluster("c1");
+    c.health_checks = vec![Default::default()];
+    assert_eq!(
+        Cluster::try_from(c).expect_err("health checks").to_string(),
+        "cluster \"c1\": health_checks is not supported"
+    );
+}
+
+#[test]
+fn cluster_metadata_is_kept_as_json() {
+    let mut c = eds_cluster("c1");
+    let mut fields = std::collections::HashMap::new();
+    fields.insert(
+        "serve".to_owned(),
+        xds_api::pb::google::protobuf::Value {
+            kind: Some(xds_api::pb::google::protobuf::value::Kind::BoolValue(true)),
+        },
+    );
+    c.metadata = Some(core::Metadata {
+        filter_metadata: [(
+            "mesh-host.grpc".to_owned(),
+            xds_api::pb::google::protobuf::Struct { fields },
+        )]
+        .into(),
+        ..Default::default()
+    });
+    let cluster = Cluster::try_from(c).expect("valid");
+    assert_eq!(
+        cluster.metadata["mesh-host.grpc"],
+        serde_json::json!({"serve": true})
+    );
+}
+
+#[test]
+fn endpoint_weight_defaults_to_one_and_health_is_kept() {
+    let mut cla = assignment("c1", &[80, 81]);
+    cla.endpoints[0].lb_endpoints[1].health_status = core::HealthStatus::Draining as i32;
+    cla.endpoints[0].priority = 1;
+    let la = LoadAssignment::try_from(cla).expect("valid");
+    let endpoints = &la.endpoints[0];
+    assert_eq!(endpoints.priority, 1);
+    assert_eq!(endpoints.endpoints[0].weight, 1);
+    assert_eq!(endpoints.endpoints[1].health, HealthStatus::Draining);
+    assert!(!endpoints.endpoints[1].health.is_routable());
+}
+
+#[test]
+fn endpoint_without_port_is_named() {
+    let mut cla = assignment("c1", &[80]);
+    if let Some(eds::lb_endpoint::HostIdentifier::Endpoint(ep)) =
+        &mut cla.endpoints[0].lb_endpoints[0].host_identifier
+        && let Some(core::address::Address::SocketAddress(s)) =
+            ep.address.as_mut().and_then(|a| a.address.as_mut())
+    {
+        s.port_specifier = None;
+    }
+    let err = LoadAssignment::try_from(cla).expect_err("no port");
+    assert_eq!(
+        err.to_string(),
+        "load_assignment \"c1\": endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value is missing"
+    );
+}
+
+#[test]
+fn listener_translates_hcm_settings() {
+    let mut manager = hcm_rds("r1");
+    manager.codec_type = hcm::http_connection_manager::CodecType::Http2 as i32;
+    manager.request_timeout = Some(PbDuration {
+        seconds: 10,
+        nanos: 0,
+    });
+    manager.xff_num_trusted_hops = 2;
+    manager.server_name = "mesh-host".to_owned();
+    let mut l = listener_with("l1", 8080, &manager);
+    l.traffic_direction = core::TrafficDirection::Outbound as i32;
+    l.bind_to_port = Some(false.into());
+    let listener = Listener::try_from(l).expect("valid");
+    assert_eq!(listener.address.to_string(), "127.0.0.1:8080");
+    assert!(!listener.bind_to_port);
+    assert_eq!(listener.rds_names().collect::<Vec<_>>(), vec!["r1"]);
+    let http = &listener.filter_chains[0].http;
+    assert_eq!(http.codec, mesh_xds::config::CodecType::Http2);
+    assert_eq!(http.request_timeout, Some(Duration::from_secs(10)));
+    assert_eq!(
+        http.stream_idle_timeout,
+        Some(Duration::from_secs(300)),
+        "Envoy's default"
+    );
+    assert_eq!(http.max_request_headers_kb, 60);
+    assert_eq!(http.xff_num_trusted_hops, 2);
+    assert_eq!(http.server_name.as_deref(), Some("mesh-host"));
+}
+
+#[test]
+fn hcm_must_end_with_the_router() {
+    let mut manager = hcm_rds("r1");
+    manager.http_filters.clear();
+    let err = Listener::try_from(listener_with("l1", 8080, &manager)).expect_err("no router");
+    assert!(
+        err.to_string()
+            .contains("envoy.filters.http.router must be the last HTTP filter"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_http_filter_is_rejected_unless_optional_or_a_no_op() {
+    let filter = |url: &str, optional: bool| hcm::HttpFilter {
+        name: url.rsplit('.').next().unwrap_or_default().to_owned(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(Any {
+            type_url: url.to_owned(),
+            value: Vec::new(),
+        })),
+        is_optional: optional,
+        ..Default::default()
+    };
+    let with = |f: hcm::HttpFilter| {
+        let mut manager = hcm_rds("r1");
+        manager.http_filters.insert(0, f);
+        Listener::try_from(listener_with("l1", 8080, &manager))
+    };
+    let lua = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua";
+    let err = with(filter(lua, false)).expect_err("lua changes behaviour");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "listener \"l1\": filter_chains[0].filters[0].typed_config.http_filters[0]: HTTP filter {lua} is not supported"
+        )
+    );
+    assert!(
+        with(filter(lua, true)).is_ok(),
+        "optional filters may be skipped"
+    );
+    assert!(
+        with(filter(
+            "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors",
+            false
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
+fn rbac_filter_translates_permissions_and_principals() {
+    let policy = rbac::Policy {
+        permissions: vec![rbac::Permission {
+            rule: Some(rbac::permission::Rule::AndRules(rbac::permission::Set {
+                rules: vec![
+                    rbac::Permission {
+                        rule: Some(rbac::permission::Rule::DestinationPort(8080)),
+                    },
+                    rbac::Permission {
+                        rule: Some(rbac::permission::Rule::NotRule(Box::new(
+                            rbac::Permission {
+                                rule: Some(rbac::permission::Rule::UrlPath(matcher::PathMatcher {
+                                    rule: Some(matcher::path_matcher::Rule::Path(
+                                        matcher::StringMatcher {
+                                            match_pattern: Some(
+                                                matcher::string_matcher::MatchPattern::Prefix(
+                                                    "/admin".to_owned(),
+                                                ),
+                                            ),
+                                            ignore_case: false,
+                                        },
+                                    )),
+                                })),
+                            },
+                        ))),
+                    },
+                ],
+            })),
+        }],
+        principals: vec![rbac::Principal {
+            identifier: Some(rbac::principal::Identifier::Authenticated(
+                rbac::principal::Authenticated {
+                    principal_name: Some(matcher::StringMatcher {
+                        match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(
+                            "spiffe://mesh/ns/a/sa/b".to_owned(),
+                        )),
+                        ignore_case: false,
+                    }),
+                },
+            )),
+        }],
+        ..Default::default()
+    };
+    let filter = RbacFilter {
+        rules: Some(rbac::Rbac {
+            action: rbac::rbac::Action::Deny as i32,
+            policies: [("deny-admin".to_owned(), policy)].into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut manager = hcm_rds("r1");
+    manager.http_filters.insert(
+        0,
+        hcm::HttpFilter {
+            name: "envoy.filters.http.rbac".to_owned(),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(&filter))),
+            ..Default::default()
+        },
+    );
+    let listener = Listener::try_from(listener_with("l1", 8080, &manager)).expect("valid");
+    let rules = listener.filter_chains[0].http.rbac[0]
+        .rules
+        .clone()
+        .expect("rules");
+    assert_eq!(rules.action, mesh_xds::config::RbacAction::Deny);
+    let policy = &rules.policies["deny-admin"];
+    assert!(
+        matches!(&policy.permissions[0], mesh_xds::config::Permission::And(rules) if rules.len() == 2)
+    );
+    assert!(matches!(
+        &policy.principals[0],
+        mesh_xds::config::Principal::Authenticated(Some(_))
+    ));
+}
+
+#[test]
+fn downstream_tls_translates_and_sds_is_rejected() {
+    let cert = tls::TlsCertificate {
+        certificate_chain: Some(core::DataSource {
+            specifier: Some(core::data_source::Specifier::Filename(
+                "/etc/certs/cert.pem".to_owned(),
+            )),
+            ..Default::default()
+        }),
+        private_key: Some(core::DataSource {
+            specifier: Some(core::data_source::Specifier::InlineString("KEY".to_owned())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let context = |sds: bool| DownstreamTlsContext {
+        common_tls_context: Some(mesh_xds::translate::CommonTlsContext {
+            tls_certificates: vec![cert.clone()],
+            alpn_protocols: vec!["h2".to_owned(), "http/1.1".to_owned()],
+            tls_certificate_sds_secret_configs: if sds { vec![Vec::new()] } else { Vec::new() },
+            ..Default::default()
+        }),
+        require_client_certificate: Some(true.into()),
+    };
+    let with = |ctx: DownstreamTlsContext| {
+        let mut l: lds::Listener = listener("l1", 8443, "r1");
+        l.filter_chains[0].transport_socket = Some(core::TransportSocket {
+            name: "envoy.transport_sockets.tls".to_owned(),
+            config_type: Some(core::transport_socket::ConfigType::TypedConfig(any(&ctx))),
+        });
+        Listener::try_from(l)
+    };
+    let listener = with(context(false)).expect("valid");
+    let tls = listener.filter_chains[0].tls.clone().expect("tls");
+    assert_eq!(tls.alpn_protocols, vec!["h2", "http/1.1"]);
+    assert!(tls.require_client_certificate);
+    assert_eq!(
+        tls.certificate.private_key,
+        mesh_xds::config::DataSource::Inline(b"KEY".to_vec().into())
+    );
+    let err = with(context(true)).expect_err("SDS");
+    assert_eq!(
+        err.to_string(),
+        "listener \"l1\": filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs is not supported"
+    );
+}
