@@ -1,10 +1,13 @@
-//! Wires the runtime, the handler and the signals together for the binary.
+//! Wires the runtime, the handlers and the signals together for the binary.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use mesh_policies::WorkloadPolicy;
 use mesh_policies::grpc::GrpcFlags;
+use mesh_policies::limits::Limits;
 use mesh_xds::ads::{AdsClient, AdsClientConfig};
 use mesh_xds::bootstrap::Bootstrap;
 use mesh_xds::store::ConfigStore;
@@ -13,9 +16,11 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{RunArgs, ValidateArgs};
 use crate::frontend::{FrontEndConfig, RequestLimits, TlsFiles};
 use crate::handler::{
-    DevRouter, HostHandler, ResolvedWorkload, RouterHandler, RouterHandlerConfig, WorkloadId,
+    DevRouter, HostHandler, HostHeaderRouter, ResolvedWorkload, Router, RouterHandler,
+    RouterHandlerConfig, WorkloadId,
 };
 use crate::mesh::{MeshHandler, MeshHandlerConfig};
+use crate::mesh_config::{MeshConfigFile, WorkloadEntry};
 use crate::metrics::Metrics;
 use crate::runtime::{ComponentImage, Runtime, RuntimeConfig, WorkloadSettings, default_cache_dir};
 
@@ -28,17 +33,25 @@ pub fn init_logging() {
         .init();
 }
 
-/// `mesh-host run`: the embedded default, or the mesh handler with a bootstrap.
+/// `mesh-host run`: the embedded default, a config file, or the mesh handler
+/// on a bootstrap.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
+        if let Some(config) = &args.config {
+            return run_config_file(&args, config).await;
+        }
         match (&args.component, &args.bootstrap) {
-            (_, Some(bootstrap)) => run_mesh(&args, bootstrap).await,
+            (_, Some(bootstrap)) => {
+                run_mesh(&args, bootstrap, flag_workloads(&args)?, args.admin).await
+            }
             (Some(component), None) => run_embedded(&args, component).await,
-            (None, None) => anyhow::bail!("give a COMPONENT.wasm, or --bootstrap with --workload"),
+            (None, None) => {
+                anyhow::bail!("give a COMPONENT.wasm, --bootstrap with --workload, or --config")
+            }
         }
     })
 }
@@ -57,6 +70,15 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn frontend_limits(args: &RunArgs) -> anyhow::Result<RequestLimits> {
+    Ok(RequestLimits {
+        max_request_header_bytes: usize::try_from(args.max_request_headers.as_u64())
+            .context("--max-request-headers is too large")?,
+        max_request_body_bytes: usize::try_from(args.max_request_body.as_u64())
+            .context("--max-request-body is too large")?,
+    })
+}
+
 fn runtime(args: &RunArgs) -> anyhow::Result<Runtime> {
     Ok(Runtime::new(RuntimeConfig {
         cache_dir: if args.no_cache {
@@ -69,6 +91,44 @@ fn runtime(args: &RunArgs) -> anyhow::Result<Runtime> {
     })?)
 }
 
+/// The policy the command-line flags describe (the embedded default and
+/// `--workload` bindings): gRPC serving per `--grpc`, nothing outbound.
+fn cli_policy(args: &RunArgs) -> anyhow::Result<Arc<WorkloadPolicy>> {
+    Ok(Arc::new(WorkloadPolicy {
+        grpc: GrpcFlags {
+            serve: args.grpc,
+            outbound: false,
+        },
+        limits: Limits {
+            max_request_body_bytes: args.max_request_body.as_u64(),
+            max_request_header_bytes: args.max_request_headers.as_u64(),
+            request_timeout: args.request_timeout,
+            max_request_timeout: args.max_request_timeout,
+            max_concurrent_requests: u32::try_from(args.max_concurrent_requests)
+                .context("--max-concurrent-requests is too large")?,
+            memory_bytes: args.memory_limit.as_u64(),
+        },
+        ..WorkloadPolicy::default()
+    }))
+}
+
+/// The `--workload CLUSTER=PATH` flags as workload entries with the
+/// command-line policy.
+fn flag_workloads(args: &RunArgs) -> anyhow::Result<Vec<WorkloadEntry>> {
+    let policy = cli_policy(args)?;
+    Ok(args
+        .workloads
+        .iter()
+        .map(|(cluster, path)| WorkloadEntry {
+            name: cluster.clone(),
+            component: path.clone(),
+            clusters: vec![cluster.clone()],
+            hosts: Vec::new(),
+            policy: policy.clone(),
+        })
+        .collect())
+}
+
 async fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Arc<ComponentImage>> {
     let runtime = runtime.clone();
     let path = path.to_owned();
@@ -78,78 +138,108 @@ async fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Arc<ComponentIma
     Ok(Arc::new(image))
 }
 
-fn workload_settings(args: &RunArgs) -> anyhow::Result<WorkloadSettings> {
-    Ok(WorkloadSettings {
-        max_instance_reuse: args.max_instance_reuse,
-        memory_bytes: usize::try_from(args.memory_limit.as_u64())
-            .context("--memory-limit is too large")?,
-        max_concurrent_requests: args.max_concurrent_requests,
-        max_request_timeout: args.max_request_timeout,
-        ..WorkloadSettings::default()
-    })
+/// Compiles each workload's component and binds it to `handler`.
+async fn bind_workloads(
+    args: &RunArgs,
+    runtime: &Runtime,
+    handler: Arc<dyn HostHandler>,
+    workloads: Vec<WorkloadEntry>,
+) -> anyhow::Result<()> {
+    for workload in workloads {
+        let image = load(runtime, &workload.component).await?;
+        handler.clone().on_workload_resolved(ResolvedWorkload {
+            id: WorkloadId::new(&workload.name)?,
+            image,
+            settings: WorkloadSettings {
+                max_instance_reuse: args.max_instance_reuse,
+                ..WorkloadSettings::from_limits(&workload.policy.limits)
+            },
+            hosts: workload.hosts,
+            clusters: workload.clusters,
+            policy: workload.policy,
+        })?;
+    }
+    Ok(())
 }
 
-fn grpc_flags(args: &RunArgs) -> GrpcFlags {
-    GrpcFlags {
-        serve: args.grpc,
-        outbound: false,
+/// The embedded default: one listener, every request to one component.
+async fn run_embedded(args: &RunArgs, component: &Path) -> anyhow::Result<()> {
+    let tls = args.tls_cert.clone().zip(args.tls_key.clone());
+    let workload = WorkloadEntry {
+        name: workload_name(component),
+        component: component.to_owned(),
+        clusters: Vec::new(),
+        hosts: Vec::new(),
+        policy: cli_policy(args)?,
+    };
+    run_router(
+        args,
+        DevRouter::new(),
+        args.listen,
+        tls,
+        vec![workload],
+        args.admin,
+    )
+    .await
+}
+
+async fn run_config_file(args: &RunArgs, path: &Path) -> anyhow::Result<()> {
+    let file = MeshConfigFile::load(path)?;
+    let admin = file.admin.or(args.admin);
+    match &file.bootstrap {
+        Some(bootstrap) => run_mesh(args, bootstrap, file.workloads, admin).await,
+        None => {
+            let listen = file.listen.context("the config file sets no `listen`")?;
+            run_router(
+                args,
+                HostHeaderRouter::new(),
+                listen,
+                file.tls.clone(),
+                file.workloads,
+                admin,
+            )
+            .await
+        }
     }
 }
 
-async fn run_embedded(args: &RunArgs, component: &Path) -> anyhow::Result<()> {
+/// A [`RouterHandler`] on one listener.
+async fn run_router<R: Router>(
+    args: &RunArgs,
+    router: R,
+    listen: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
+    workloads: Vec<WorkloadEntry>,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
     let handler = Arc::new(RouterHandler::new(
-        DevRouter::new(),
+        router,
         runtime.clone(),
         metrics.clone(),
         RouterHandlerConfig {
             frontend: FrontEndConfig {
-                listen: args.listen,
-                tls: args
-                    .tls_cert
-                    .clone()
-                    .zip(args.tls_key.clone())
-                    .map(|(cert, key)| TlsFiles { cert, key }),
-                limits: RequestLimits {
-                    max_request_header_bytes: usize::try_from(args.max_request_headers.as_u64())
-                        .context("--max-request-headers is too large")?,
-                    max_request_body_bytes: usize::try_from(args.max_request_body.as_u64())
-                        .context("--max-request-body is too large")?,
-                },
+                listen,
+                tls: tls.map(|(cert, key)| TlsFiles { cert, key }),
+                limits: frontend_limits(args)?,
             },
-            request_timeout: args.request_timeout,
-            max_request_timeout: args.max_request_timeout,
         },
     ));
     // A taken port is reported before the (possibly slow) compilation.
     handler.bind()?;
-    let image = load(&runtime, component).await?;
-    handler.clone().on_workload_resolved(ResolvedWorkload {
-        id: WorkloadId::new(&workload_name(component))?,
-        image,
-        settings: workload_settings(args)?,
-        hosts: Vec::new(),
-        clusters: Vec::new(),
-        grpc: grpc_flags(args),
-    })?;
+    bind_workloads(args, &runtime, handler.clone(), workloads).await?;
     handler.clone().start().await?;
-    let scheme = if args.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    for addr in handler.bound_addrs() {
-        eprintln!("Serving HTTP on {scheme}://{addr}/");
-    }
-    serve_admin(args, metrics).await?;
-    shutdown_signal().await?;
-    tracing::info!(drain = ?args.drain_timeout, "shutting down");
-    handler.stop(args.drain_timeout).await;
-    Ok(())
+    serve_until_signal(args, handler.as_ref(), metrics, admin).await
 }
 
-async fn run_mesh(args: &RunArgs, bootstrap_path: &Path) -> anyhow::Result<()> {
+/// The mesh handler on an Envoy bootstrap (and its control plane).
+async fn run_mesh(
+    args: &RunArgs,
+    bootstrap_path: &Path,
+    workloads: Vec<WorkloadEntry>,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let bootstrap = Bootstrap::load(bootstrap_path)?;
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
@@ -159,46 +249,47 @@ async fn run_mesh(args: &RunArgs, bootstrap_path: &Path) -> anyhow::Result<()> {
         runtime.clone(),
         metrics.clone(),
         MeshHandlerConfig {
-            max_request_timeout: args.max_request_timeout,
             listener_drain: args.drain_timeout,
         },
     ));
-    for (cluster, path) in &args.workloads {
-        let image = load(&runtime, path).await?;
-        handler.clone().on_workload_resolved(ResolvedWorkload {
-            id: WorkloadId::new(cluster)?,
-            image,
-            settings: workload_settings(args)?,
-            hosts: Vec::new(),
-            clusters: vec![cluster.clone()],
-            grpc: grpc_flags(args),
-        })?;
-    }
+    bind_workloads(args, &runtime, handler.clone(), workloads).await?;
     handler.clone().start().await?;
-    for addr in handler.bound_addrs() {
-        eprintln!("Serving HTTP on http://{addr}/");
-    }
     let ads = bootstrap.ads.as_ref().map(|source| {
         tracing::info!(cluster = %source.cluster_name, endpoint = %source.endpoint, "connecting to the ADS control plane");
         AdsClient::spawn(AdsClientConfig::from_source(source, bootstrap.node.clone()), store.clone())
     });
-    serve_admin(args, metrics).await?;
-    shutdown_signal().await?;
-    tracing::info!(drain = ?args.drain_timeout, "shutting down");
+    let served = serve_until_signal(args, handler.as_ref(), metrics, admin).await;
     if let Some(ads) = ads {
         ads.shutdown().await;
     }
-    handler.stop(args.drain_timeout).await;
-    Ok(())
+    served
 }
 
-async fn serve_admin(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    if let Some(admin) = args.admin {
+/// Announces the bound addresses, serves the admin endpoint, waits for
+/// SIGTERM or ctrl-c and drains.
+async fn serve_until_signal(
+    args: &RunArgs,
+    handler: &dyn HostHandler,
+    metrics: Arc<Metrics>,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for addr in handler.bound_addrs() {
+        eprintln!("Serving HTTP on {scheme}://{addr}/");
+    }
+    if let Some(admin) = admin {
         let addr = crate::admin::serve(admin, metrics)
             .await
             .with_context(|| format!("cannot listen on {admin} for the admin endpoint"))?;
         eprintln!("Admin on http://{addr}/");
     }
+    shutdown_signal().await?;
+    tracing::info!(drain = ?args.drain_timeout, "shutting down");
+    handler.stop(args.drain_timeout).await;
     Ok(())
 }
 

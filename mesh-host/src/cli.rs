@@ -45,10 +45,16 @@ pub struct RunArgs {
     /// `wasi:http/incoming-handler`) to serve.
     #[arg(
         value_name = "COMPONENT.wasm",
-        required_unless_present = "bootstrap",
-        conflicts_with = "bootstrap"
+        required_unless_present_any = ["bootstrap", "config"],
+        conflicts_with_all = ["bootstrap", "config"]
     )]
     pub component: Option<PathBuf>,
+
+    /// A mesh config file (YAML): an optional Envoy bootstrap, the workloads
+    /// with their components and the clusters or hosts they serve, and each
+    /// workload's policy (gRPC flags, egress rules, RBAC, limits).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bootstrap", "workloads"])]
+    pub config: Option<PathBuf>,
 
     /// An Envoy v3 bootstrap file (YAML or JSON): static listeners, routes
     /// and clusters, and optionally `dynamic_resources.ads_config`.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod frontend;
 pub mod handler;
 pub mod mesh;
+pub mod mesh_config;
 pub mod metrics;
 pub mod routing;
 pub mod runtime;

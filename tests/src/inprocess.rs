@@ -11,7 +11,9 @@ use mesh_host::handler::{
 };
 use mesh_host::metrics::Metrics;
 use mesh_host::runtime::{ComponentImage, Runtime, RuntimeConfig, WorkloadSettings};
+use mesh_policies::WorkloadPolicy;
 use mesh_policies::grpc::GrpcFlags;
+use mesh_policies::limits::Limits;
 
 /// A started canonical handler; each component answers the host
 /// `<component>.test`.
@@ -45,10 +47,18 @@ pub async fn canonical_host(
                 tls: None,
                 limits: RequestLimits::default(),
             },
-            request_timeout,
-            max_request_timeout: request_timeout,
         },
     ));
+    let policy = Arc::new(WorkloadPolicy {
+        grpc,
+        limits: Limits {
+            request_timeout,
+            max_request_timeout: request_timeout,
+            memory_bytes,
+            ..Limits::default()
+        },
+        ..WorkloadPolicy::default()
+    });
     for name in components {
         let image =
             ComponentImage::load(&runtime, &crate::component(name)).expect("load component");
@@ -57,14 +67,10 @@ pub async fn canonical_host(
             .on_workload_resolved(ResolvedWorkload {
                 id: WorkloadId::new(name).expect("id"),
                 image: Arc::new(image),
-                settings: WorkloadSettings {
-                    memory_bytes: usize::try_from(memory_bytes).expect("memory fits usize"),
-                    max_request_timeout: request_timeout,
-                    ..WorkloadSettings::default()
-                },
+                settings: WorkloadSettings::from_limits(&policy.limits),
                 hosts: vec![format!("{name}.test")],
                 clusters: Vec::new(),
-                grpc,
+                policy: policy.clone(),
             })
             .expect("bind workload");
     }

@@ -146,7 +146,10 @@ impl MeshHost {
             if value >= at_least {
                 return;
             }
-            assert!(Instant::now() < deadline, "{name}{{{label}}} stayed at {value}, wanted {at_least}");
+            assert!(
+                Instant::now() < deadline,
+                "{name}{{{label}}} stayed at {value}, wanted {at_least}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -234,7 +234,8 @@ async fn host_failures_map_to_grpc_statuses_a_grpcio_client_sees() {
         let target = target.clone();
         async move { grpcio::call(&["--target", &target, "--name", "sleep:3000"]).await }
     });
-    host.wait_for_metric("mesh_host_requests_total", "workload=\"greeter\"", 3).await;
+    host.wait_for_metric("mesh_host_requests_total", "workload=\"greeter\"", 3)
+        .await;
     let refused = grpcio::call(&["--target", &target, "--name", "second"]).await;
     assert_eq!(refused.code, "UNAVAILABLE", "{refused:?}");
     assert_eq!(slow.await.expect("slow call").code, "OK");
@@ -305,7 +306,8 @@ async fn draining_host_refuses_new_calls_with_unavailable() {
         let target = target.clone();
         async move { grpcio::call(&["--target", &target, "--name", "sleep:2500"]).await }
     });
-    host.wait_for_metric("mesh_host_requests_total", "workload=\"greeter\"", 1).await;
+    host.wait_for_metric("mesh_host_requests_total", "workload=\"greeter\"", 1)
+        .await;
     host.terminate();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let refused = grpcio::call(&["--target", &target, "--name", "late", "--timeout", "2"]).await;

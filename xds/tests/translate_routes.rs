@@ -301,3 +301,14 @@ fn rewrites_redirects_and_direct_responses_translate() {
         }
     );
 }
+
+#[test]
+fn ignore_port_in_host_matching_true_is_rejected_by_name() {
+    let mut config = route_config("r1", vec![prefix_route("/", "c")]);
+    config.ignore_port_in_host_matching = true;
+    let error = mesh_xds::config::RouteConfig::try_from(config).expect_err("must be rejected");
+    assert!(
+        error.to_string().contains("ignore_port_in_host_matching"),
+        "{error}"
+    );
+}

@@ -43,8 +43,8 @@ pub struct ResolvedWorkload {
     /// xDS clusters the workload serves (for example `inbound|8080||hello`);
     /// the mesh handler routes those clusters to it.
     pub clusters: Vec<String>,
-    /// Whether the workload may serve and originate gRPC.
-    pub grpc: mesh_policies::grpc::GrpcFlags,
+    /// Its policy: gRPC flags, egress rules, authorization, limits.
+    pub policy: Arc<mesh_policies::WorkloadPolicy>,
 }
 
 /// Errors of the handler lifecycle.

@@ -6,7 +6,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use http::header;
-use mesh_policies::grpc::{GrpcFlags, is_grpc_content_type};
+use mesh_policies::WorkloadPolicy;
+use mesh_policies::grpc::is_grpc_content_type;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use super::{
@@ -25,15 +26,11 @@ use crate::runtime::{Runtime, Workload};
 pub struct RouterHandlerConfig {
     /// The listening socket.
     pub frontend: FrontEndConfig,
-    /// The deadline of a request that does not ask for one.
-    pub request_timeout: Duration,
-    /// The longest deadline a client may ask for with `grpc-timeout`.
-    pub max_request_timeout: Duration,
 }
 
 struct Bound {
     workload: Arc<Workload>,
-    grpc: GrpcFlags,
+    policy: Arc<WorkloadPolicy>,
 }
 
 /// A handler built from a [`Router`]: one front end, workloads served
@@ -105,15 +102,6 @@ impl<R: Router> RouterHandler<R> {
         Ok(())
     }
 
-    /// The request's deadline: the configured one, or the client's
-    /// `grpc-timeout` capped by the maximum.
-    fn deadline(&self, request: &http::request::Parts, grpc: bool) -> Duration {
-        match grpc.then(|| requested_grpc_timeout(request)).flatten() {
-            Some(asked) => asked.min(self.config.max_request_timeout),
-            None => self.config.request_timeout,
-        }
-    }
-
     async fn serve(
         self: Arc<Self>,
         request: http::Request<WasiBody>,
@@ -137,12 +125,13 @@ impl<R: Router> RouterHandler<R> {
                 .failure(id.as_str(), Failure::NoWorkload.reason());
             return Failure::NoWorkload.response(meta.grpc);
         };
-        if let Err(denied) = bound.grpc.check_inbound(meta.grpc) {
+        if let Err(denied) = bound.policy.grpc.check_inbound(meta.grpc) {
             tracing::info!(workload = %id, uri = %parts.uri, "inbound request denied: {denied}");
             self.metrics.failure(id.as_str(), Failure::Denied.reason());
             return Failure::Denied.response(meta.grpc);
         }
-        let timeout = self.deadline(&parts, meta.grpc);
+        let asked = meta.grpc.then(|| requested_grpc_timeout(&parts)).flatten();
+        let timeout = bound.policy.limits.deadline(None, asked);
         match bound
             .workload
             .serve(http::Request::from_parts(parts, body), timeout)
@@ -221,7 +210,7 @@ impl<R: Router> HostHandler for RouterHandler<R> {
         );
         let bound = Arc::new(Bound {
             workload: Arc::new(workload),
-            grpc: resolved.grpc,
+            policy: resolved.policy.clone(),
         });
         self.update_workloads(|workloads| {
             if workloads.contains_key(&resolved.id) {
@@ -260,7 +249,7 @@ impl<R: Router> HostHandler for RouterHandler<R> {
             .workloads
             .load()
             .get(workload)
-            .map(|bound| bound.grpc)
+            .map(|bound| bound.policy.grpc)
             .unwrap_or_default();
         let why = match flags
             .check_outbound(grpc)

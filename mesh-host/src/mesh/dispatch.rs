@@ -5,6 +5,8 @@ use futures::future::BoxFuture;
 use http::{HeaderValue, StatusCode, header};
 use wasmtime_wasi_http::WasiBody;
 
+use mesh_policies::limits::Limits;
+
 use super::Shared;
 use crate::body::{ResponseBody, empty, full};
 use crate::frontend::{Dispatch, Failure, RequestMeta};
@@ -50,12 +52,12 @@ impl ListenerDispatch {
             tracing::warn!(listener = %self.listener, %cluster, known, "no local workload serves the cluster");
             return self.fail(Failure::NoWorkload, &cluster, meta.grpc);
         };
-        if let Err(denied) = bound.grpc.check_inbound(meta.grpc) {
+        if let Err(denied) = bound.policy.grpc.check_inbound(meta.grpc) {
             tracing::info!(workload = %bound.id, uri = %parts.uri, "inbound request denied: {denied}");
             return self.fail(Failure::Denied, bound.id.as_str(), meta.grpc);
         }
         forward.apply_to_request(&mut parts);
-        let timeout = self.deadline(&forward, &parts, meta.grpc);
+        let timeout = deadline(&forward, &bound.policy.limits, &parts, meta.grpc);
         match bound
             .workload
             .serve(http::Request::from_parts(parts, body), timeout)
@@ -73,35 +75,34 @@ impl ListenerDispatch {
         }
     }
 
-    /// The route's timeout (Envoy: 15 s default, 0 = none). A gRPC client's
-    /// `grpc-timeout` is honoured for local components, capped by the
-    /// route's `grpc_timeout_header_max` or the host's maximum.
-    fn deadline(
-        &self,
-        forward: &ForwardDecision,
-        parts: &http::request::Parts,
-        grpc: bool,
-    ) -> Duration {
-        let cap = self.shared.config.max_request_timeout;
-        let route = match forward.timeout {
-            Some(timeout) if !timeout.is_zero() => timeout.min(cap),
-            _ => cap,
-        };
-        match grpc.then(|| requested_grpc_timeout(parts)).flatten() {
-            Some(asked) => {
-                let grpc_cap = forward
-                    .grpc_timeout_header_max
-                    .filter(|max| !max.is_zero())
-                    .unwrap_or(cap);
-                asked.min(grpc_cap)
-            }
-            None => route,
-        }
-    }
-
     fn fail(&self, failure: Failure, workload: &str, grpc: bool) -> http::Response<ResponseBody> {
         self.shared.metrics.failure(workload, failure.reason());
         failure.response(grpc)
+    }
+}
+
+/// The route's timeout (Envoy: 15 s when unset, 0 = none), capped by the
+/// workload's maximum. A gRPC client's `grpc-timeout` is honoured for local
+/// components (Envoy only does so with `grpc_timeout_header_max`), capped by
+/// the route's `grpc_timeout_header_max` when set, else the workload's maximum.
+fn deadline(
+    forward: &ForwardDecision,
+    limits: &Limits,
+    parts: &http::request::Parts,
+    grpc: bool,
+) -> Duration {
+    let cap = limits.max_request_timeout;
+    match grpc.then(|| requested_grpc_timeout(parts)).flatten() {
+        Some(asked) => asked.min(
+            forward
+                .grpc_timeout_header_max
+                .filter(|max| !max.is_zero())
+                .unwrap_or(cap),
+        ),
+        None => match forward.timeout {
+            Some(timeout) if !timeout.is_zero() => timeout.min(cap),
+            _ => cap,
+        },
     }
 }
 

@@ -15,7 +15,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use http::header;
-use mesh_policies::grpc::{GrpcFlags, is_grpc_content_type};
+use mesh_policies::WorkloadPolicy;
+use mesh_policies::grpc::is_grpc_content_type;
 use mesh_xds::store::ConfigStore;
 use tokio::task::JoinHandle;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
@@ -31,9 +32,6 @@ use snapshot::MeshSnapshot;
 /// Settings of a [`MeshHandler`] that do not come from xDS.
 #[derive(Debug, Clone)]
 pub struct MeshHandlerConfig {
-    /// The longest deadline a client may ask for with `grpc-timeout` when
-    /// the route sets no `grpc_timeout_header_max`.
-    pub max_request_timeout: Duration,
     /// How long a listener that is removed or replaced may drain.
     pub listener_drain: Duration,
 }
@@ -42,7 +40,7 @@ pub struct MeshHandlerConfig {
 struct Bound {
     id: WorkloadId,
     workload: Arc<Workload>,
-    grpc: GrpcFlags,
+    policy: Arc<WorkloadPolicy>,
 }
 
 /// State shared by the handler, its listeners and their dispatchers.
@@ -172,7 +170,7 @@ impl HostHandler for MeshHandler {
         let bound = Arc::new(Bound {
             id: resolved.id.clone(),
             workload,
-            grpc: resolved.grpc,
+            policy: resolved.policy.clone(),
         });
         let _guard = self
             .shared
@@ -223,7 +221,7 @@ impl HostHandler for MeshHandler {
             .load()
             .values()
             .find(|bound| &bound.id == workload)
-            .map(|bound| bound.grpc)
+            .map(|bound| bound.policy.grpc)
             .unwrap_or_default();
         let why = match flags.check_outbound(grpc) {
             Err(denied) => denied.to_string(),

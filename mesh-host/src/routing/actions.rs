@@ -78,10 +78,11 @@ pub(super) fn redirect_location(
     if !path.starts_with('/') {
         path.insert(0, '/');
     }
-    if redirect.strip_query && !path_has_query_of_its_own {
-        if let Some(at) = path.find('?') {
-            path.truncate(at);
-        }
+    if redirect.strip_query
+        && !path_has_query_of_its_own
+        && let Some(at) = path.find('?')
+    {
+        path.truncate(at);
     }
     format!("{scheme}://{host}{port}{path}")
 }

@@ -13,14 +13,17 @@ use std::collections::hash_map::Entry;
 
 use super::RouteTableError;
 
+/// Wildcard keys of one length (without the `*`), to virtual-host indexes.
+type WildcardGroup = (usize, HashMap<Box<[u8]>, usize>);
+
 /// Maps a request authority to the index of its virtual host.
 #[derive(Debug, Default)]
 pub(super) struct DomainIndex {
     exact: HashMap<Box<[u8]>, usize>,
     /// `*.example.com` stored as `.example.com`, grouped by that length, longest first.
-    suffixes: Vec<(usize, HashMap<Box<[u8]>, usize>)>,
+    suffixes: Vec<WildcardGroup>,
     /// `foo.*` stored as `foo.`, grouped by that length, longest first.
-    prefixes: Vec<(usize, HashMap<Box<[u8]>, usize>)>,
+    prefixes: Vec<WildcardGroup>,
     default: Option<usize>,
 }
 
@@ -83,10 +86,7 @@ impl DomainIndex {
     }
 }
 
-fn by_length(
-    groups: &mut Vec<(usize, HashMap<Box<[u8]>, usize>)>,
-    len: usize,
-) -> &mut HashMap<Box<[u8]>, usize> {
+fn by_length(groups: &mut Vec<WildcardGroup>, len: usize) -> &mut HashMap<Box<[u8]>, usize> {
     // Sorted longest first, so that lookups try the most specific wildcard first.
     let at = match groups.binary_search_by(|(l, _)| len.cmp(l)) {
         Ok(at) => at,
@@ -99,7 +99,7 @@ fn by_length(
 }
 
 fn longest_wildcard(
-    groups: &[(usize, HashMap<Box<[u8]>, usize>)],
+    groups: &[WildcardGroup],
     host: &[u8],
     part: impl Fn(&[u8], usize) -> &[u8],
 ) -> Option<usize> {

@@ -60,16 +60,15 @@ impl ForwardDecision {
         self.headers.apply_to_request(&mut parts.headers);
         if let Some(authority) = &self.authority {
             let had_uri_authority = parts.uri.authority().is_some();
-            if had_uri_authority {
-                if let Ok(authority) = Authority::from_str(authority) {
-                    replace_uri(parts, |uri| uri.authority = Some(authority));
-                }
+            // Validated when the table was built, so parsing succeeds.
+            if had_uri_authority && let Ok(authority) = Authority::from_str(authority) {
+                replace_uri(parts, |uri| uri.authority = Some(authority));
             }
             // HTTP/1.1 carries the authority in `Host`; keep both in step.
-            if parts.headers.contains_key(HOST) || !had_uri_authority {
-                if let Ok(value) = HeaderValue::from_str(authority) {
-                    parts.headers.insert(HOST, value);
-                }
+            if (parts.headers.contains_key(HOST) || !had_uri_authority)
+                && let Ok(value) = HeaderValue::from_str(authority)
+            {
+                parts.headers.insert(HOST, value);
             }
         }
         if let Some(path_and_query) = &self.path_and_query {

@@ -90,12 +90,12 @@ impl<'a> RequestView<'a> {
             _ => {
                 let mut values = self.parts.headers.get_all(name).iter();
                 let first = String::from_utf8_lossy(values.next()?.as_bytes());
-                values.fold(Some(first), |joined, value| {
-                    let mut joined = joined?.into_owned();
+                Some(values.fold(first, |joined, value| {
+                    let mut joined = joined.into_owned();
                     joined.push(',');
                     joined.push_str(&String::from_utf8_lossy(value.as_bytes()));
-                    Some(Cow::Owned(joined))
-                })
+                    Cow::Owned(joined)
+                }))
             }
         }
     }

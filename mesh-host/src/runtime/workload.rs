@@ -47,6 +47,18 @@ pub struct WorkloadSettings {
     pub max_request_timeout: Duration,
 }
 
+impl WorkloadSettings {
+    /// Settings from a workload policy's limits, with default reuse.
+    pub fn from_limits(limits: &mesh_policies::limits::Limits) -> Self {
+        Self {
+            memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            max_concurrent_requests: limits.max_concurrent_requests as usize,
+            max_request_timeout: limits.max_request_timeout,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for WorkloadSettings {
     fn default() -> Self {
         Self {
@@ -109,7 +121,7 @@ impl Workload {
         let in_flight = Arc::new(Semaphore::new(settings.max_concurrent_requests));
         let proxy = ProxyHandler::new(WorkloadState {
             id: id.clone(),
-            engine: runtime.engine().clone(),
+            runtime: runtime.clone(),
             image,
             handler,
             settings,
@@ -192,7 +204,9 @@ struct DeadlineTrap;
 
 struct WorkloadState {
     id: WorkloadId,
-    engine: wasmtime::Engine,
+    // The whole runtime, not just the engine: its epoch ticker must outlive
+    // every store, or dropping a store whose guest is mid-loop never ends.
+    runtime: Runtime,
     image: Arc<ComponentImage>,
     handler: Weak<dyn HostHandler>,
     settings: WorkloadSettings,
@@ -212,7 +226,7 @@ impl HandlerState for WorkloadState {
             .memory_size(self.settings.memory_bytes)
             .build();
         let hooks = EgressHooks::new(self.id.clone(), self.handler.clone());
-        let mut store = Store::new(&self.engine, StoreState::new(hooks, limits));
+        let mut store = Store::new(self.runtime.engine(), StoreState::new(hooks, limits));
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|context| match context.data().deadline {
             Some(deadline) if Instant::now() >= deadline => Err(DeadlineTrap.into()),

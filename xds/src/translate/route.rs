@@ -42,9 +42,8 @@ pub(crate) fn route_config(
     // Cluster validation only delays acceptance in Envoy; metadata is informational.
     rc.validate_clusters = None;
     rc.metadata = None;
-    // Envoy ignores the port in host matching only when asked; mesh-host strips it always
-    // for `*` and keeps it for explicit `host:port` domains, so both settings are accepted.
-    rc.ignore_port_in_host_matching = false;
+    // `ignore_port_in_host_matching: true` is left set, so it is rejected by name: the
+    // route table matches the host with its port, as Envoy does by default.
     rc.max_direct_response_body_size_bytes = None;
     reject_unsupported(&rc, path)?;
     Ok(RouteConfig {
