@@ -173,3 +173,106 @@ async fn listeners_and_routes_from_the_control_plane_apply_without_a_restart() {
     eventually(second_port, "").await;
     assert!(host.log().contains("configuration snapshot applied"));
 }
+
+/// One request over a fresh connection, HTTP/1.1 or h2c; returns what it
+/// answered as `hello`, `echo` or a description of the failure.
+async fn probe(port: u16, h2: bool) -> Result<&'static str, String> {
+    let addr = ([127, 0, 0, 1], port).into();
+    let request = Request::get(format!("http://any.test:{port}/"))
+        .header("host", "any.test")
+        .body(client::empty())
+        .map_err(|error| error.to_string())?;
+    let response = if h2 {
+        client::h2c(addr, request).await
+    } else {
+        client::http1(addr, request).await
+    };
+    let (status, headers, body, _) = client::read_all(response).await;
+    match (
+        status.as_u16(),
+        headers.contains_key("x-echo-method"),
+        body.as_ref(),
+    ) {
+        (200, false, b"Hello from mesh-host!\n") => Ok("hello"),
+        (200, true, b"") => Ok("echo"),
+        (status, _, body) => Err(format!("{status}: {}", String::from_utf8_lossy(body))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_route_pushes_under_load_fail_no_request() {
+    let plane = TestControlPlane::start().await.expect("control plane");
+    let port = free_port();
+    let snapshot = |version: u32| Snapshot {
+        version: version.to_string(),
+        listeners: vec![listener("first", port, "routes")],
+        routes: vec![route_config(
+            "routes",
+            vec![prefix_route(
+                "/",
+                if version.is_multiple_of(2) {
+                    "hello"
+                } else {
+                    "echo"
+                },
+            )],
+        )],
+        ..Default::default()
+    };
+    plane.set_snapshot(NODE, &snapshot(0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, bootstrap(free_port(), plane.addr().port())).expect("write bootstrap");
+    let _host = MeshHost::spawn(&[
+        "run".into(),
+        "--bootstrap".into(),
+        path.display().to_string(),
+        "--workload".into(),
+        format!("hello={}", component("hello").display()),
+        "--workload".into(),
+        format!("echo={}", component("echo").display()),
+    ]);
+    eventually(port, "Hello from mesh-host!\n").await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|worker| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut answered = std::collections::BTreeMap::<&str, u32>::new();
+                let mut failures = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match probe(port, worker % 2 == 1).await {
+                        Ok(which) => *answered.entry(which).or_default() += 1,
+                        Err(failure) => failures.push(failure),
+                    }
+                }
+                (answered, failures)
+            })
+        })
+        .collect();
+    for version in 1..=50 {
+        plane.set_snapshot(NODE, &snapshot(version));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut totals = std::collections::BTreeMap::<&str, u32>::new();
+    for task in load {
+        let (answered, failures) = task.await.expect("load task");
+        assert!(
+            failures.is_empty(),
+            "failed requests during the pushes: {failures:?}"
+        );
+        for (which, count) in answered {
+            *totals.entry(which).or_default() += count;
+        }
+    }
+    assert!(
+        totals.get("hello").copied().unwrap_or(0) > 0
+            && totals.get("echo").copied().unwrap_or(0) > 0,
+        "both route versions served traffic: {totals:?}"
+    );
+    // The last pushed version (50) routes to hello.
+    eventually(port, "Hello from mesh-host!\n").await;
+}
