@@ -63,6 +63,25 @@ static_resources:
     )
 }
 
+/// mesh-host on a bootstrap whose ADS is `plane`, serving the clusters
+/// `hello` and `echo` with those components. The directory holds the
+/// bootstrap and lives as long as the host.
+fn start_mesh_host(plane: &TestControlPlane) -> (tempfile::TempDir, MeshHost) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, bootstrap(free_port(), plane.addr().port())).expect("write bootstrap");
+    let host = MeshHost::spawn(&[
+        "run".into(),
+        "--bootstrap".into(),
+        path.display().to_string(),
+        "--workload".into(),
+        format!("hello={}", component("hello").display()),
+        "--workload".into(),
+        format!("echo={}", component("echo").display()),
+    ]);
+    (dir, host)
+}
+
 /// GETs `/` on `port` until the body is `expected` (the control plane's
 /// change has been applied) or 30 s pass.
 async fn eventually(port: u16, expected: &str) {
@@ -103,18 +122,7 @@ async fn listeners_and_routes_from_the_control_plane_apply_without_a_restart() {
         },
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bootstrap.yaml");
-    std::fs::write(&path, bootstrap(free_port(), plane.addr().port())).expect("write bootstrap");
-    let host = MeshHost::spawn(&[
-        "run".into(),
-        "--bootstrap".into(),
-        path.display().to_string(),
-        "--workload".into(),
-        format!("hello={}", component("hello").display()),
-        "--workload".into(),
-        format!("echo={}", component("echo").display()),
-    ]);
+    let (_dir, host) = start_mesh_host(&plane);
     eventually(host.addr.port(), "static").await;
     eventually(first_port, "Hello from mesh-host!\n").await;
 
@@ -220,18 +228,7 @@ async fn fifty_route_pushes_under_load_fail_no_request() {
         ..Default::default()
     };
     plane.set_snapshot(NODE, &snapshot(0));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bootstrap.yaml");
-    std::fs::write(&path, bootstrap(free_port(), plane.addr().port())).expect("write bootstrap");
-    let _host = MeshHost::spawn(&[
-        "run".into(),
-        "--bootstrap".into(),
-        path.display().to_string(),
-        "--workload".into(),
-        format!("hello={}", component("hello").display()),
-        "--workload".into(),
-        format!("echo={}", component("echo").display()),
-    ]);
+    let (_dir, _host) = start_mesh_host(&plane);
     eventually(port, "Hello from mesh-host!\n").await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
