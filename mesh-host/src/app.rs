@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use mesh_policies::WorkloadPolicy;
+use mesh_policies::egress::{EgressConfig, EgressRuleConfig, EgressRules};
 use mesh_policies::grpc::GrpcFlags;
 use mesh_policies::limits::Limits;
 use mesh_xds::ads::{AdsClient, AdsClientConfig};
@@ -46,7 +47,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         match (&args.component, &args.bootstrap) {
             (_, Some(bootstrap)) => {
-                run_mesh(&args, bootstrap, flag_workloads(&args)?, args.admin).await
+                let workloads = flag_workloads(&args)?;
+                let egress_listener = args.egress_listener.clone();
+                run_mesh(&args, bootstrap, workloads, args.admin, egress_listener).await
             }
             (Some(component), None) => run_embedded(&args, component).await,
             (None, None) => {
@@ -92,13 +95,36 @@ fn runtime(args: &RunArgs) -> anyhow::Result<Runtime> {
 }
 
 /// The policy the command-line flags describe (the embedded default and
-/// `--workload` bindings): gRPC serving per `--grpc`, nothing outbound.
+/// `--workload` bindings): gRPC per `--grpc`/`--grpc-outbound`, egress to
+/// the `--egress-allow` authorities only.
 fn cli_policy(args: &RunArgs) -> anyhow::Result<Arc<WorkloadPolicy>> {
+    let egress = EgressConfig {
+        allow: args
+            .egress_allow
+            .iter()
+            .map(|authority| EgressRuleConfig {
+                authority: authority.clone(),
+                ports: None,
+                methods: None,
+                schemes: None,
+                allow_ip_literal: false,
+            })
+            .collect(),
+    };
+    let egress = EgressRules::from_config(&egress).map_err(|errors| {
+        let problems: Vec<String> = errors
+            .errors
+            .iter()
+            .map(|error| format!("--egress-allow: {}", error.message))
+            .collect();
+        anyhow::anyhow!(problems.join("; "))
+    })?;
     Ok(Arc::new(WorkloadPolicy {
         grpc: GrpcFlags {
             serve: args.grpc,
-            outbound: false,
+            outbound: args.grpc_outbound,
         },
+        egress,
         limits: Limits {
             max_request_body_bytes: args.max_request_body.as_u64(),
             max_request_header_bytes: args.max_request_headers.as_u64(),
@@ -187,7 +213,10 @@ async fn run_config_file(args: &RunArgs, path: &Path) -> anyhow::Result<()> {
     let file = MeshConfigFile::load(path)?;
     let admin = file.admin.or(args.admin);
     match &file.bootstrap {
-        Some(bootstrap) => run_mesh(args, bootstrap, file.workloads, admin).await,
+        Some(bootstrap) => {
+            let egress_listener = file.egress_listener.clone();
+            run_mesh(args, bootstrap, file.workloads, admin, egress_listener).await
+        }
         None => {
             let listen = file.listen.context("the config file sets no `listen`")?;
             run_router(
@@ -239,6 +268,7 @@ async fn run_mesh(
     bootstrap_path: &Path,
     workloads: Vec<WorkloadEntry>,
     admin: Option<SocketAddr>,
+    egress_listener: Option<String>,
 ) -> anyhow::Result<()> {
     let bootstrap = Bootstrap::load(bootstrap_path)?;
     let runtime = runtime(args)?;
@@ -250,6 +280,7 @@ async fn run_mesh(
         metrics.clone(),
         MeshHandlerConfig {
             listener_drain: args.drain_timeout,
+            egress_listener,
         },
     ));
     bind_workloads(args, &runtime, handler.clone(), workloads).await?;

@@ -84,6 +84,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub grpc: bool,
 
+    /// Let the `--workload` components make outbound gRPC calls (policy
+    /// `grpc.outbound`).
+    #[arg(long, requires = "bootstrap")]
+    pub grpc_outbound: bool,
+
+    /// An authority the `--workload` components may call (policy
+    /// `egress.allow`: `api.example.com`, `*.example.com` or `*`, any port,
+    /// method and scheme); repeatable. Without it nothing may leave.
+    #[arg(long, value_name = "AUTHORITY", requires = "bootstrap")]
+    pub egress_allow: Vec<String>,
+
+    /// The listener whose routes carry components' outbound requests; by
+    /// default the bootstrap's listener with `traffic_direction: OUTBOUND`.
+    #[arg(long, value_name = "NAME", requires = "bootstrap")]
+    pub egress_listener: Option<String>,
+
     /// Address of the admin endpoint (/metrics, /ready); off when not given.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,

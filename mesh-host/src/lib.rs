@@ -8,6 +8,7 @@ pub mod admin;
 pub mod app;
 pub mod body;
 pub mod cli;
+pub mod egress;
 pub mod frontend;
 pub mod handler;
 pub mod mesh;

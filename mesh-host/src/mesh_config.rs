@@ -32,6 +32,7 @@ struct RawMeshConfig {
     listen: Option<SocketAddr>,
     admin: Option<SocketAddr>,
     tls: Option<RawTls>,
+    egress_listener: Option<String>,
     #[serde(default)]
     workloads: Vec<RawWorkload>,
 }
@@ -67,6 +68,9 @@ pub struct MeshConfigFile {
     pub admin: Option<SocketAddr>,
     /// Certificate and key for `listen`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The bootstrap listener that routes outbound requests (default: the
+    /// one with `traffic_direction: OUTBOUND`).
+    pub egress_listener: Option<String>,
     /// The workloads.
     pub workloads: Vec<WorkloadEntry>,
 }
@@ -149,6 +153,10 @@ impl MeshConfigFile {
                     .to_owned(),
             );
         }
+        if raw.bootstrap.is_none() && raw.egress_listener.is_some() {
+            problems
+                .push("`egress_listener` names a listener of the `bootstrap`; set one".to_owned());
+        }
         if raw.bootstrap.is_some() && (raw.listen.is_some() || raw.tls.is_some()) {
             problems.push(
                 "`listen` and `tls` apply without a bootstrap; with one, listeners come from it"
@@ -196,6 +204,7 @@ impl MeshConfigFile {
             listen: raw.listen,
             admin: raw.admin,
             tls: raw.tls.map(|tls| (base.join(tls.cert), base.join(tls.key))),
+            egress_listener: raw.egress_listener,
             workloads,
         })
     }

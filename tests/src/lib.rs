@@ -10,6 +10,7 @@ pub mod peers;
 pub mod process;
 pub mod proto;
 pub mod tls;
+pub mod upstream;
 
 use std::path::PathBuf;
 

@@ -109,7 +109,7 @@ fn assert_loaded(b: &Bootstrap) {
     let listener = &b.static_config.listeners["ingress"];
     assert_eq!(listener.address.to_string(), "0.0.0.0:8080");
     assert_eq!(listener.traffic_direction, TrafficDirection::Inbound);
-    assert!(listener.bind_to_port);
+    assert_eq!(listener.bind_to_port, None);
     let http = &listener.filter_chains[0].http;
     assert_eq!(http.codec, CodecType::Auto);
     assert_eq!(http.stream_idle_timeout, Some(Duration::from_secs(30)));

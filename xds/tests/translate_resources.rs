@@ -154,7 +154,7 @@ fn listener_translates_hcm_settings() {
     l.bind_to_port = Some(false.into());
     let listener = Listener::try_from(l).expect("valid");
     assert_eq!(listener.address.to_string(), "127.0.0.1:8080");
-    assert!(!listener.bind_to_port);
+    assert_eq!(listener.bind_to_port, Some(false));
     assert_eq!(listener.rds_names().collect::<Vec<_>>(), vec!["r1"]);
     let http = &listener.filter_chains[0].http;
     assert_eq!(http.codec, mesh_xds::config::CodecType::Http2);

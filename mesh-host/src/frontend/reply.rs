@@ -31,6 +31,11 @@ pub enum Failure {
     PayloadTooLarge,
     /// A gRPC request arrived over HTTP/1.x.
     GrpcNeedsHttp2,
+    /// The upstream cluster could not be reached (no healthy endpoint,
+    /// connect failure, reset before the response head).
+    UpstreamUnavailable,
+    /// A circuit breaker of the upstream cluster is full.
+    UpstreamOverflow,
 }
 
 impl From<&ServeError> for Failure {
@@ -58,9 +63,11 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::NoRoute => StatusCode::NOT_FOUND,
-            Failure::NoWorkload | Failure::Overloaded | Failure::Draining => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Failure::NoWorkload
+            | Failure::Overloaded
+            | Failure::Draining
+            | Failure::UpstreamUnavailable
+            | Failure::UpstreamOverflow => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Trapped => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Failure::Denied => StatusCode::FORBIDDEN,
@@ -77,7 +84,10 @@ impl Failure {
             }
             Failure::Trapped | Failure::BadRequest(_) => grpc_code::INTERNAL,
             Failure::DeadlineExceeded => grpc_code::DEADLINE_EXCEEDED,
-            Failure::Overloaded | Failure::Draining => grpc_code::UNAVAILABLE,
+            Failure::Overloaded
+            | Failure::Draining
+            | Failure::UpstreamUnavailable
+            | Failure::UpstreamOverflow => grpc_code::UNAVAILABLE,
             Failure::Denied => grpc_code::PERMISSION_DENIED,
             Failure::PayloadTooLarge => grpc_code::RESOURCE_EXHAUSTED,
         }
@@ -96,6 +106,8 @@ impl Failure {
             Failure::BadRequest(_) => "bad_request",
             Failure::PayloadTooLarge => "payload_too_large",
             Failure::GrpcNeedsHttp2 => "grpc_requires_http2",
+            Failure::UpstreamUnavailable => "upstream_unavailable",
+            Failure::UpstreamOverflow => "upstream_overflow",
         }
     }
 
@@ -113,6 +125,10 @@ impl Failure {
             Failure::GrpcNeedsHttp2 => {
                 "gRPC requires HTTP/2; this request arrived over HTTP/1.x".into()
             }
+            Failure::UpstreamUnavailable => {
+                "upstream connect error or disconnect/reset before headers".into()
+            }
+            Failure::UpstreamOverflow => "upstream circuit breaker overflow".into(),
         }
     }
 

@@ -9,6 +9,7 @@ use mesh_policies::limits::Limits;
 
 use super::Shared;
 use crate::body::{ResponseBody, empty, full};
+use crate::egress::UpstreamRoute;
 use crate::frontend::{Dispatch, Failure, RequestMeta};
 use crate::handler::requested_grpc_timeout;
 use crate::routing::{Decision, ForwardDecision};
@@ -46,11 +47,11 @@ impl ListenerDispatch {
         };
         let cluster = forward.cluster.clone();
         let Some(bound) = self.shared.by_cluster.load().get(&cluster).cloned() else {
-            // A cluster no local workload serves would go through the egress
-            // client, which this handler does not have yet.
-            let known = snapshot.config.clusters.contains_key(&cluster);
-            tracing::warn!(listener = %self.listener, %cluster, known, "no local workload serves the cluster");
-            return self.fail(Failure::NoWorkload, &cluster, meta.grpc);
+            if !snapshot.config.clusters.contains_key(&cluster) {
+                tracing::warn!(listener = %self.listener, %cluster, "the route's cluster is neither a local workload nor configured");
+                return self.fail(Failure::NoWorkload, &cluster, meta.grpc);
+            }
+            return self.forward_upstream(parts, body, &forward, meta).await;
         };
         if let Err(denied) = bound.policy.grpc.check_inbound(meta.grpc) {
             tracing::info!(workload = %bound.id, uri = %parts.uri, "inbound request denied: {denied}");
@@ -71,6 +72,38 @@ impl ListenerDispatch {
                 let failure = Failure::from(&error);
                 tracing::warn!(workload = %bound.id, "{error}");
                 self.fail(failure, bound.id.as_str(), meta.grpc)
+            }
+        }
+    }
+
+    /// Proxies to a remote cluster's endpoints through the upstream client.
+    async fn forward_upstream(
+        &self,
+        mut parts: http::request::Parts,
+        body: WasiBody,
+        forward: &ForwardDecision,
+        meta: RequestMeta,
+    ) -> http::Response<ResponseBody> {
+        let timeout = upstream_timeout(forward, &parts, meta.grpc);
+        forward.apply_to_request(&mut parts);
+        let route = UpstreamRoute {
+            cluster: forward.cluster.clone(),
+            timeout,
+            retry: forward.retry_policy.clone(),
+        };
+        match self
+            .shared
+            .egress
+            .send(http::Request::from_parts(parts, body), route)
+            .await
+        {
+            Ok(mut response) => {
+                forward.apply_to_response(response.headers_mut());
+                response
+            }
+            Err(error) => {
+                tracing::warn!(listener = %self.listener, cluster = %forward.cluster, "upstream request failed: {error}");
+                self.fail(error.to_failure(), &forward.cluster, meta.grpc)
             }
         }
     }
@@ -103,6 +136,27 @@ fn deadline(
             Some(timeout) if !timeout.is_zero() => timeout.min(cap),
             _ => cap,
         },
+    }
+}
+
+/// Envoy's upstream timeout: the route's, or with `grpc_timeout_header_max`
+/// set, the client's `grpc-timeout` capped by it (0: not capped).
+fn upstream_timeout(
+    forward: &ForwardDecision,
+    parts: &http::request::Parts,
+    grpc: bool,
+) -> Option<Duration> {
+    let asked = grpc
+        .then(|| {
+            forward
+                .grpc_timeout_header_max
+                .zip(requested_grpc_timeout(parts))
+        })
+        .flatten();
+    match asked {
+        Some((max, asked)) if max.is_zero() => Some(asked),
+        Some((max, asked)) => Some(asked.min(max)),
+        None => forward.timeout,
     }
 }
 

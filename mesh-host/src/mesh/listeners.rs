@@ -7,7 +7,7 @@ use mesh_xds::config::{DataSource, Listener};
 
 use super::Shared;
 use super::dispatch::ListenerDispatch;
-use super::snapshot::MeshSnapshot;
+use super::snapshot::{MeshSnapshot, is_egress};
 use crate::frontend::{
     BoundFrontEnd, FrontEndConfig, FrontEndError, RequestLimits, RunningFrontEnd, TlsFiles,
 };
@@ -67,7 +67,11 @@ impl ListenerManager {
             .config
             .listeners
             .iter()
-            .filter(|(_, listener)| listener.bind_to_port)
+            .filter(|(_, listener)| {
+                // The egress listener is virtual unless it asks for a socket.
+                let egress = is_egress(listener, self.shared.config.egress_listener.as_deref());
+                listener.bind_to_port.unwrap_or(!egress)
+            })
             .collect();
 
         let stale: Vec<String> = serving

@@ -1,10 +1,13 @@
 //! The mesh handler: a [`HostHandler`] whose listeners, routes and clusters
 //! come from xDS (or the same resources in a static bootstrap file) and whose
 //! routing is Envoy's. A route to a cluster that a local workload serves runs
-//! the component in-process.
+//! the component in-process; any other cluster is reached through the
+//! upstream client ([`Egress`]), which is also the only way out for the
+//! components' own requests (routed by the egress listener).
 
 mod dispatch;
 mod listeners;
+mod outbound;
 mod snapshot;
 
 use std::collections::HashMap;
@@ -14,16 +17,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
-use http::header;
 use mesh_policies::WorkloadPolicy;
-use mesh_policies::grpc::is_grpc_content_type;
 use mesh_xds::store::ConfigStore;
 use tokio::task::JoinHandle;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
-use crate::handler::{
-    HostError, HostHandler, OutgoingFuture, ResolvedWorkload, WorkloadId, deny_outbound,
-};
+use crate::egress::Egress;
+use crate::handler::{HostError, HostHandler, OutgoingFuture, ResolvedWorkload, WorkloadId};
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, Workload};
 use listeners::ListenerManager;
@@ -34,6 +34,9 @@ use snapshot::MeshSnapshot;
 pub struct MeshHandlerConfig {
     /// How long a listener that is removed or replaced may drain.
     pub listener_drain: Duration,
+    /// The listener whose routes carry the components' outbound requests;
+    /// `None`: the listener with `traffic_direction: OUTBOUND`, if any.
+    pub egress_listener: Option<String>,
 }
 
 /// A workload bound to the clusters it serves.
@@ -49,6 +52,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     config: MeshHandlerConfig,
     snapshot: ArcSwap<MeshSnapshot>,
+    /// The upstream client: remote clusters and the egress path.
+    egress: Egress,
     /// Workloads by the xDS cluster they serve.
     by_cluster: ArcSwap<HashMap<String, Arc<Bound>>>,
     // Serialises writers of `by_cluster`.
@@ -72,12 +77,16 @@ impl MeshHandler {
         metrics: Arc<Metrics>,
         config: MeshHandlerConfig,
     ) -> Self {
-        let snapshot = MeshSnapshot::build(store.load());
+        let first = store.load();
+        let snapshot = MeshSnapshot::build(first.clone(), config.egress_listener.as_deref());
+        let egress = Egress::new();
+        egress.update(&first);
         let shared = Arc::new(Shared {
             runtime,
             metrics,
             config,
             snapshot: ArcSwap::from_pointee(snapshot),
+            egress,
             by_cluster: ArcSwap::default(),
             bind_lock: Mutex::new(()),
         });
@@ -121,7 +130,14 @@ impl HostHandler for MeshHandler {
             let listeners = self.listeners.clone();
             let task = tokio::spawn(async move {
                 while versions.changed().await.is_ok() {
-                    let snapshot = Arc::new(MeshSnapshot::build(store.load()));
+                    let config = store.load();
+                    // Clusters first: a route in the new snapshot may name a
+                    // cluster that only the new configuration has.
+                    shared.egress.update(&config);
+                    let snapshot = Arc::new(MeshSnapshot::build(
+                        config,
+                        shared.config.egress_listener.as_deref(),
+                    ));
                     shared.snapshot.store(snapshot.clone());
                     tracing::info!(
                         version = snapshot.config.version,
@@ -209,24 +225,8 @@ impl HostHandler for MeshHandler {
         &self,
         workload: &WorkloadId,
         request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
+        options: Option<RequestOptions>,
     ) -> OutgoingFuture {
-        let grpc = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(is_grpc_content_type);
-        let flags = self
-            .shared
-            .by_cluster
-            .load()
-            .values()
-            .find(|bound| &bound.id == workload)
-            .map(|bound| bound.policy.grpc)
-            .unwrap_or_default();
-        let why = match flags.check_outbound(grpc) {
-            Err(denied) => denied.to_string(),
-            Ok(()) => "no egress route (the mesh egress path is not configured)".to_owned(),
-        };
-        deny_outbound(&self.shared.metrics, workload, request.uri(), &why)
+        outbound::send(&self.shared, workload, request, options)
     }
 }

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mesh_xds::config::{MeshConfig, RouteSource};
+use mesh_xds::config::{Listener, MeshConfig, RouteSource, TrafficDirection};
 
 use crate::routing::RouteTable;
 
@@ -13,10 +13,22 @@ pub(super) struct MeshSnapshot {
     /// Route table of each listener, by listener name. A listener whose RDS
     /// route configuration has not arrived has none (it routes nothing).
     pub(super) tables: HashMap<String, Arc<RouteTable>>,
+    /// The egress listener's name and route table: how components' outbound
+    /// requests are routed. `None`: there is no egress path, all is denied.
+    pub(super) egress: Option<(String, Arc<RouteTable>)>,
+}
+
+/// Whether `listener` is the egress listener: the one named in the host's
+/// settings, else one with `traffic_direction: OUTBOUND`.
+pub(super) fn is_egress(listener: &Listener, named: Option<&str>) -> bool {
+    match named {
+        Some(name) => listener.name == name,
+        None => listener.traffic_direction == TrafficDirection::Outbound,
+    }
 }
 
 impl MeshSnapshot {
-    pub(super) fn build(config: Arc<MeshConfig>) -> Self {
+    pub(super) fn build(config: Arc<MeshConfig>, egress_listener: Option<&str>) -> Self {
         let mut tables = HashMap::new();
         let mut by_route_name: HashMap<String, Arc<RouteTable>> = HashMap::new();
         for (name, listener) in &config.listeners {
@@ -47,7 +59,25 @@ impl MeshSnapshot {
                 tables.insert(name.clone(), table);
             }
         }
-        Self { config, tables }
+        let mut egress_listeners = config
+            .listeners
+            .values()
+            .filter(|listener| is_egress(listener, egress_listener));
+        let egress = egress_listeners.next().and_then(|listener| {
+            let table = tables.get(&listener.name)?;
+            Some((listener.name.clone(), table.clone()))
+        });
+        if let Some(ignored) = egress_listeners.next() {
+            tracing::warn!(
+                listener = %ignored.name,
+                "more than one OUTBOUND listener; only the first (by name) routes egress"
+            );
+        }
+        Self {
+            config,
+            tables,
+            egress,
+        }
     }
 }
 

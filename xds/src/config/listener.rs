@@ -17,8 +17,9 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Whether the listener serves inbound or outbound traffic.
     pub traffic_direction: TrafficDirection,
-    /// Whether to bind a socket (`false`: virtual listener reached by redirection).
-    pub bind_to_port: bool,
+    /// `bind_to_port` as configured (`None`: unset, which Envoy reads as `true`;
+    /// mesh-host binds an unset egress listener only when told to).
+    pub bind_to_port: Option<bool>,
     /// Filter chains chosen by SNI, in order.
     pub filter_chains: Vec<FilterChain>,
     /// The chain used when no other chain matches.

@@ -60,7 +60,7 @@ pub(crate) fn translate_listener(
                 ));
             }
         };
-    let bind_to_port = l.bind_to_port.take().is_none_or(|b| b.value);
+    let bind_to_port = l.bind_to_port.take().map(|b| b.value);
     let chains_path = path.field("filter_chains");
     let filter_chains = std::mem::take(&mut l.filter_chains)
         .into_iter()
