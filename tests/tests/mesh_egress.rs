@@ -12,6 +12,7 @@ use mesh_host_tests::envoy::{Envoy, free_port};
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::proto::helloworld::greeter_server::{Greeter, GreeterServer};
 use mesh_host_tests::proto::helloworld::{HelloReply, HelloRequest};
+use mesh_host_tests::tls::TestCert;
 use mesh_host_tests::upstream::Upstream;
 use mesh_host_tests::{component, peers};
 use prost::Message;
@@ -460,4 +461,222 @@ static_resources:
         log.contains("authority=b.test cluster=b"),
         "access log: {log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_mtls_from_the_cluster_transport_socket_with_sni_and_a_client_certificate() {
+    if peers::envoy().is_none() {
+        return;
+    }
+    let server = TestCert::for_names(&["backend.internal"]);
+    let client_cert = TestCert::for_names(&["mesh-host.client"]);
+    let tls_port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let access_log = dir.path().join("access.log");
+    // A real Envoy terminates TLS, requires a client certificate signed by
+    // (here: equal to) the mesh client's, and logs the SNI it was sent.
+    let upstream = format!(
+        r#"
+static_resources:
+  listeners:
+  - name: tls-upstream
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {tls_port} }} }}
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates:
+            - certificate_chain: {{ filename: {server_cert} }}
+              private_key: {{ filename: {server_key} }}
+            validation_context:
+              trusted_ca: {{ filename: {client_ca} }}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM}
+          stat_prefix: tls
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {log}
+              log_format: {{ text_format_source: {{ inline_string: "sni=%REQUESTED_SERVER_NAME% authority=%REQ(:AUTHORITY)% protocol=%PROTOCOL%\n" }} }}
+          route_config:
+            virtual_hosts:
+            - {{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200, body: {{ inline_string: "over mtls" }} }} }}] }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": {ROUTER} }}
+  clusters: []
+"#,
+        server_cert = server.cert.display(),
+        server_key = server.key.display(),
+        client_ca = client_cert.cert.display(),
+        log = access_log.display(),
+    );
+    let _envoy = Envoy::start(&upstream).await.expect("envoy TLS upstream");
+
+    let tls_socket = |with_client_cert: bool| {
+        let certificates = if with_client_cert {
+            format!(
+                "tls_certificates: [{{ certificate_chain: {{ filename: {} }}, private_key: {{ filename: {} }} }}],",
+                client_cert.cert.display(),
+                client_cert.key.display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            r#"transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: backend.internal, common_tls_context: {{ {certificates} validation_context: {{ trusted_ca: {{ filename: {} }} }} }} }} }}"#,
+            server.cert.display()
+        )
+    };
+    let port = free_port();
+    let config = bootstrap(
+        &[
+            inbound(port),
+            egress(
+                r#"[{ name: secure, domains: ["secure.test"], routes: [{ match: { prefix: / }, route: { cluster: secure } }] }, { name: anonymous, domains: ["anonymous.test"], routes: [{ match: { prefix: / }, route: { cluster: anonymous } }] }]"#,
+            ),
+        ],
+        &[
+            cluster("secure", &[tls_port], &tls_socket(true)),
+            cluster("anonymous", &[tls_port], &tls_socket(false)),
+        ],
+    );
+    let (_mesh_dir, host) = start(&config, &["--egress-allow", "*.test"]);
+
+    // mesh-host originates TLS for a plain http request, and carries an
+    // https request over the same TLS cluster.
+    for url in ["http://secure.test/a", "https://secure.test/b"] {
+        let called = get(&host, url).await;
+        assert_eq!(called.status, StatusCode::OK, "{url}: {:?}", called.body);
+        assert_eq!(called.body, "over mtls", "{url}");
+    }
+    // Without a client certificate the upstream refuses the handshake.
+    let refused = get(&host, "http://anonymous.test/").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_GATEWAY,
+        "{:?}",
+        refused.body
+    );
+    assert!(
+        refused.header("x-outbound-error").starts_with("TLS-")
+            || refused.header("x-outbound-error") == "connection-terminated",
+        "error {:?}",
+        refused.header("x-outbound-error")
+    );
+
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&access_log).unwrap_or_default();
+        if log.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        log.contains("sni=backend.internal authority=secure.test"),
+        "access log: {log}"
+    );
+}
+
+/// Inbound routes `/slow` to the `slow` workload and the rest to `client`;
+/// the egress listener routes `*.slow.test` back into mesh-host's own
+/// inbound listener (a slow upstream) through clusters with a one-request
+/// breaker or a short route timeout.
+fn slow_upstream_config(port: u16) -> String {
+    let inbound = listener(
+        "inbound",
+        port,
+        "",
+        r#"[{ name: all, domains: ["*"], routes: [{ match: { prefix: /slow }, route: { cluster: slow } }, { match: { prefix: / }, route: { cluster: client } }] }]"#,
+    );
+    let egress = egress(
+        r#"[{ name: narrow, domains: ["narrow.slow.test"], routes: [{ match: { prefix: / }, route: { cluster: narrow } }] }, { name: hurried, domains: ["hurried.slow.test"], routes: [{ match: { prefix: / }, route: { cluster: wide, timeout: 0.3s } }] }]"#,
+    );
+    bootstrap(
+        &[inbound, egress],
+        &[
+            cluster(
+                "narrow",
+                &[port],
+                "circuit_breakers: { thresholds: [{ max_requests: 1 }] }",
+            ),
+            cluster("wide", &[port], ""),
+        ],
+    )
+}
+
+fn start_with_slow(config: &str) -> (tempfile::TempDir, MeshHost) {
+    start(
+        config,
+        &[
+            "--workload",
+            &format!("slow={}", component("slow").display()),
+            "--egress-allow",
+            "*.slow.test",
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_overflow_is_answered_at_once() {
+    let port = free_port();
+    let (_dir, host) = start_with_slow(&slow_upstream_config(port));
+    let slow = "http://narrow.slow.test/slow?sleep_ms=2000&chunks=1";
+
+    let first = tokio::spawn({
+        let host_addr = host.addr;
+        async move {
+            let request = Request::get("/")
+                .header("host", "client.test")
+                .header("x-target-url", slow)
+                .body(client::empty())
+                .expect("request");
+            client::read_all(client::h2c(host_addr, request).await)
+                .await
+                .0
+        }
+    });
+    // Let the first request occupy the cluster's only request slot.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let second = get(&host, slow).await;
+    let waited = started.elapsed();
+    assert_eq!(second.status, StatusCode::BAD_GATEWAY, "{:?}", second.body);
+    assert_eq!(
+        second.header("x-outbound-error"),
+        "connection-limit-reached"
+    );
+    assert!(
+        waited < Duration::from_millis(1000),
+        "overflow took {waited:?}"
+    );
+    assert_eq!(first.await.expect("first request"), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_egress_route_timeout_fails_the_call_with_a_response_timeout() {
+    let port = free_port();
+    let (_dir, host) = start_with_slow(&slow_upstream_config(port));
+    let started = std::time::Instant::now();
+    let called = get(
+        &host,
+        "http://hurried.slow.test/slow?sleep_ms=3000&chunks=1",
+    )
+    .await;
+    assert_eq!(called.status, StatusCode::BAD_GATEWAY, "{:?}", called.body);
+    assert_eq!(called.header("x-outbound-error"), "HTTP-response-timeout");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    let quick = get(&host, "http://hurried.slow.test/slow?chunks=1").await;
+    assert_eq!(quick.status, StatusCode::OK, "{:?}", quick.body);
 }
