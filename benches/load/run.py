@@ -318,6 +318,8 @@ class Peer:
     label: str
     procs: list[ProcSpec] = field(default_factory=list)
     skip: str | None = None
+    # Request path when it differs per peer (else the scenario's).
+    path: str | None = None
 
     @property
     def port(self) -> int:
@@ -457,6 +459,71 @@ def echo_peers(tools: Tools) -> list[Peer]:
     ]
 
 
+def outbound_bootstrap(listen: int, upstream: int) -> dict:
+    """mesh-host's bootstrap for the outbound scenario: inbound listener to the `client`
+    workload, egress listener (OUTBOUND, not bound) routing every authority to the upstream."""
+    def manager(name: str, cluster: str) -> dict:
+        return {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": name,
+            "route_config": {"name": name, "virtual_hosts": [{
+                "name": "all", "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": REQUEST_TIMEOUT}}],
+            }]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        }
+
+    def listener(name: str, port: int, cluster: str, **extra) -> dict:
+        return {
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager", "typed_config": manager(name, cluster)}]}],
+            **extra,
+        }
+
+    return {"static_resources": {
+        "listeners": [listener("inbound", listen, "client"),
+                      listener("egress", 15001, "upstream", traffic_direction="OUTBOUND")],
+        "clusters": [{
+            "name": "upstream", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "upstream", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream}}}}]}]},
+        }],
+    }}
+
+
+def outbound_path(upstream: int) -> str:
+    """The outbound component's request: call the upstream (by name, so egress policy allows it)."""
+    return f"/?url=http%3A%2F%2Flocalhost%3A{upstream}%2F"
+
+
+OUTBOUND_PATHS: dict[int, str] = {}
+
+
+def outbound_peers(tools: Tools, work: Path) -> list[Peer]:
+    """outbound.wasm calling a plain hyper upstream: through mesh-host's egress (pooled) and
+    through `wasmtime serve`'s default outbound path (a new connection per request)."""
+    upstream = native_proc("plain-hyper")
+    port = free_port()
+    bootstrap = work / f"outbound-bootstrap-{port}.json"
+    bootstrap.write_text(json.dumps(outbound_bootstrap(port, upstream.port), indent=2))
+    mesh = ProcSpec("mesh-host", [str(RELEASE / "mesh-host"), "run", "--bootstrap", str(bootstrap),
+                                  "--workload", f"client={component('outbound')}", "--egress-allow", "localhost",
+                                  "--request-timeout", REQUEST_TIMEOUT, "--max-instance-reuse", str(HIGH_REUSE)], port)
+    mesh_peer = Peer("mesh-host", "mesh-host outbound.wasm -> egress (pooled)", [upstream, mesh],
+                     path=outbound_path(upstream.port))
+    wasmtime_upstream = native_proc("plain-hyper")
+    wasmtime = Peer("wasmtime-1024", f"wasmtime serve outbound.wasm, reuse {HIGH_REUSE} (default outbound)",
+                    [wasmtime_upstream, wasmtime_proc(tools, "outbound", HIGH_REUSE)],
+                    path=outbound_path(wasmtime_upstream.port))
+    wasmtime.skip = None if tools.wasmtime else tools.wasmtime_why
+    for peer in (mesh_peer, wasmtime):
+        OUTBOUND_PATHS[peer.port] = peer.path or "/"
+    return [mesh_peer, wasmtime]
+
+
 # --------------------------------------------------------------------------
 # Reply checks (run before timing, and again after)
 # --------------------------------------------------------------------------
@@ -490,6 +557,12 @@ def check_hello_h2c(port: int) -> None:
     if done.returncode != 0 or done.stdout.strip() != "200 2" or body != GREETING:
         raise BenchError(f"h2c GET / answered {done.stdout.strip()!r} {body[:120]!r} {done.stderr.strip()}; "
                          f"expected HTTP/2 200 {GREETING!r}")
+
+
+def check_outbound(port: int) -> None:
+    status, body = http1_request(port, "GET", OUTBOUND_PATHS[port])
+    if status != 200 or body != GREETING:
+        raise BenchError(f"outbound call answered {status} {body[:200]!r}; expected 200 {GREETING!r} relayed")
 
 
 def check_echo(payload: bytes) -> Callable[[int], None]:
@@ -633,11 +706,12 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return float(sorted_values[index])
 
 
-def h2load_argv(scenario: Scenario, port: int, seconds: float, affinity: Affinity, log_file: Path | None) -> list[str]:
+def h2load_argv(scenario: Scenario, peer: Peer, seconds: float, affinity: Affinity, log_file: Path | None) -> list[str]:
+    port = peer.port
     argv = affinity.client + ["h2load", *scenario.h2load_args, "-D", f"{seconds:g}"]
     if log_file is not None:
         argv += ["--log-file", str(log_file)]
-    return argv + [f"http://127.0.0.1:{port}{scenario.path}"]
+    return argv + [f"http://127.0.0.1:{port}{peer.path or scenario.path}"]
 
 
 def run_h2load(argv: list[str], seconds: float, work: Path) -> str:
@@ -688,7 +762,7 @@ def latencies_ms(log_file: Path) -> tuple[float, float]:
 def measure(scenario: Scenario, running: RunningPeer, seconds: float, affinity: Affinity, work: Path) -> RunResult:
     log_file = work / "h2load.log"
     log_file.unlink(missing_ok=True)
-    argv = h2load_argv(scenario, running.peer.port, seconds, affinity, log_file)
+    argv = h2load_argv(scenario, running.peer, seconds, affinity, log_file)
     pids = running.pids()
     before = cpu_seconds(pids)
     text = run_h2load(argv, seconds, work)
@@ -718,7 +792,7 @@ def run_scenario(scenario: Scenario, args, affinity: Affinity, work: Path) -> li
                 for check in scenario.checks:
                     check_with_retry(check, peer.port)
                 log(f"  {peer.label}: reply ok, warming up {args.warmup:g}s")
-                run_h2load(h2load_argv(scenario, peer.port, args.warmup, affinity, None), args.warmup, work)
+                run_h2load(h2load_argv(scenario, peer, args.warmup, affinity, None), args.warmup, work)
             except BenchError as err:
                 result.error = f"FAILED: {err}"
                 log(f"  {peer.label}: {result.error}")
@@ -906,7 +980,7 @@ def scenario_table(scenario: Scenario, results: list[PeerResult], affinity: Affi
             f"| {spread([r.cpu_us_per_req for r in runs], '.1f')} | {result.rss_kib / 1024:.1f} "
             f"| {ratio(ref, result, 'rps')} | {ratio(ref, result, 'p99_ms')} "
             f"| {ratio(ref, result, 'cpu_us_per_req')} | {ratio(ref, result, 'rss')} |")
-    lines += ["", f"Load: `{shlex.join(h2load_argv(scenario, 0, 0, affinity, None)).replace(':0/', ':PORT/').replace('-D 0', '-D SECONDS')}`"
+    lines += ["", f"Load: `{shlex.join(h2load_argv(scenario, Peer('load', 'load', [ProcSpec('load', [], 0)]), 0, affinity, None)).replace(':0/', ':PORT/').replace('-D 0', '-D SECONDS')}`"
               " (plus `--log-file` for the latency percentiles).", "", "Commands:", ""]
     for result in results:
         for command in result.commands:
@@ -991,7 +1065,7 @@ def machine_note() -> str:
 # --------------------------------------------------------------------------
 
 
-SCENARIOS = ["http1", "h2c", "grpc", "echo", "cold"]
+SCENARIOS = ["http1", "h2c", "grpc", "echo", "outbound", "cold"]
 
 
 def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scenario]:
@@ -1010,6 +1084,8 @@ def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scena
                           "-d", str(grpc_file)], GRPC_PATH, grpc_peers(tools, work), [check_grpc]),
         "echo": lambda: Scenario("echo", "1 MiB request body echo (HTTP/1.1)", ["--h1", "-c8", "-t1", "-d", str(echo_file)],
                          "/echo", echo_peers(tools), [check_echo(payload)]),
+        "outbound": lambda: Scenario("outbound", "Outbound HTTP/1.1 call from a component (egress)",
+                             ["--h1", "-c16", "-t1"], "/", outbound_peers(tools, work), [check_outbound]),
     }
     # Built only when selected: building allocates ports and writes config files.
     return [factories[key]() for key in selected if key in factories]

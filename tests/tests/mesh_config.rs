@@ -98,3 +98,34 @@ fn a_bad_config_file_names_the_file_and_every_problem() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `examples/mesh.yaml` runs as shipped: a component calls another through
+/// the egress listener, and an authority without a rule and route is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_mesh_example_runs_as_is() {
+    // The example points at the components' build output; fail clearly if
+    // it is missing.
+    component("hello");
+    component("outbound");
+    let example = mesh_host_tests::workspace_root().join("examples/mesh.yaml");
+    let host = MeshHost::spawn(&[
+        "run".into(),
+        "--config".into(),
+        example.display().to_string(),
+    ]);
+    let call = |url: &'static str| async move {
+        let request = Request::get(format!("/?url={url}"))
+            .header("host", "client.example")
+            .body(client::empty())
+            .expect("request");
+        client::read_all(client::http1(([127, 0, 0, 1], 10001).into(), request).await).await
+    };
+    let (status, headers, body, _) = call("http://hello.mesh/").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["x-upstream-status"], "200");
+    assert_eq!(body, "Hello from mesh-host!\n");
+    let (status, headers, _, _) = call("http://example.com/").await;
+    assert_eq!(status, 502);
+    assert_eq!(headers["x-outbound-error"], "HTTP-request-denied");
+    assert!(host.log().contains("no egress.allow rule matches"));
+}
