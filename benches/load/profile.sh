@@ -14,11 +14,12 @@
 # summaries; `summary.md` holds the per-request table. benches/load/PROFILE.md
 # is written from one such run.
 #
-# Scenarios (SCENARIOS, default "http1 h2c grpc"):
+# Scenarios (SCENARIOS, default "http1 h2c grpc"; also "http1-jemalloc"):
 #   http1  hello.wasm vs plain-hyper   h2load --h1 -c8 -t1 -n N GET /
 #   h2c    hello.wasm vs plain-hyper   h2load -c8 -m1 -t1 -n N GET /
 #   grpc   greeter.wasm --grpc vs tonic-greeter, h2load -c8 -m1 -t1 -n N,
 #          one framed helloworld.HelloRequest{name: "bench"}
+#   http1-jemalloc  http1 again with LD_PRELOAD=libjemalloc.so.2 (experiment)
 # h2c and gRPC use -m1 (8 streams in flight), not run.py's -m32: every
 # in-flight request holds one component instance, and the profiling build
 # below has only 10 instance slots.
@@ -34,9 +35,9 @@
 #     create memory pool mapping". Slot counts are only read at instantiation.
 #  2. `EPOCH_TICK` 10 ms -> 250 ms. Every tick makes each running store take
 #     an epoch-deadline callback and a fiber yield (`UpdateDeadline::Yield`).
-#     Natively that is ~0.02-0.05 yields per request; valgrind runs ~25x
-#     slower, so with a 10 ms tick it became 0.75 per request and inflated the
-#     count. 250 ms keeps yields per request near the native rate.
+#     Natively that is a few hundredths of a yield per request; valgrind runs
+#     ~25x slower, so a 10 ms tick gives 0.75 yields per request (measured:
+#     +0.4k Ir/request, under 1%). 250 ms keeps the rate near the native one.
 # Compiled guest code and the per-request path are otherwise unchanged.
 # Set EPOCH_TICK_MS=10 to profile with the shipped tick.
 #
@@ -165,34 +166,74 @@ wait_ready() {
 
 summary_ir() { awk '/^summary:/ {print $2}' "$1"; }
 
-# analyze DUMP REQUESTS: self cost by crate and call counts per request.
+# analyze DUMP REQUESTS: self cost by crate and source file, and call counts,
+# per request. Reads the callgrind file directly: every cost line is charged
+# to its (object, source file incl. inlined file, function), so the rows add up
+# exactly to the total. (callgrind_annotate's listing charges the inclusive
+# cost of some frames that were suspended on wasmtime fiber stacks to them as
+# self cost, e.g. `<Box<F> as FnOnce>::call_once` at ~48%; it is written out
+# too, but not used for the breakdown.)
 analyze() {
     python3 - "$1" "$2" <<'PYEOF'
-import collections, re, subprocess, sys
+import collections, re, sys
 dump, requests = sys.argv[1], int(sys.argv[2])
-out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", dump],
-                     capture_output=True, text=True).stdout
-row = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*?):(.*?)(?: \[(.*)\])?$")
-total = 0
-crates = collections.Counter()
-files = collections.Counter()
-def symbol_crate(fn):
-    m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)::", fn.lstrip("<&*").replace("dyn ", "").replace("mut ", ""))
-    return m.group(1).replace("_", "-") if m else "other"
-for line in out.splitlines():
-    if "PROGRAM TOTALS" in line:
-        total = int(line.split()[0].replace(",", ""))
-        continue
-    m = row.match(line)
+tables = {"fl": {}, "fn": {}, "ob": {}}
+kind = {"fl": "fl", "fi": "fl", "fe": "fl", "cfi": "fl", "cfl": "fl", "fn": "fn", "cfn": "fn", "ob": "ob", "cob": "ob"}
+def name(key, spec):
+    m = re.match(r"\((\d+)\)(?:\s+(.*))?", spec)
     if not m:
+        return spec
+    table = tables[kind[key]]
+    if m.group(2):
+        table[m.group(1)] = m.group(2)
+    return table.get(m.group(1), spec)
+self_cost = collections.Counter()
+calls = collections.Counter()
+ob = fl = file = fn = callee = None
+after_call = False
+total = 0
+for line in open(dump, errors="replace"):
+    head = line[:1]
+    if head.isdigit() or head in "+-*":
+        parts = line.split()
+        if len(parts) >= 2:
+            if after_call:
+                after_call = False
+            else:
+                cost = int(parts[1])
+                self_cost[(ob, file, fn)] += cost
+                total += cost
         continue
-    ir, path, fn, obj = int(m.group(1).replace(",", "")), m.group(2), m.group(3), m.group(4) or ""
-    if total and ir > 0.5 * total:
-        continue  # a thread root active at dump time, listed with its inclusive cost
-    if path == "???" and (fn.startswith("0x") or obj == "???"):
+    key, _, value = line.rstrip("\n").partition("=")
+    if key not in kind and key != "calls":
+        continue
+    if key == "calls":
+        calls[callee] += int(value.split()[0])
+        after_call = True
+        continue
+    value = name(key, value.strip())
+    if key == "ob":
+        ob = value
+    elif key == "fl":
+        fl = file = value
+    elif key in ("fi", "fe"):
+        file = value
+    elif key == "fn":
+        fn, file = value, fl
+    elif key == "cfn":
+        callee = value
+def symbol_crate(function):
+    m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)::", function.lstrip("<&*").replace("dyn ", "").replace("mut ", ""))
+    return m.group(1).replace("_", "-") if m else "other"
+crates, files, functions = collections.Counter(), collections.Counter(), collections.Counter()
+for (obj, path, function), cost in self_cost.items():
+    obj, path, function = obj or "", path or "", function or ""
+    if obj in ("???", "") and (path == "???" or function.startswith("0x")):
         crate = "JIT code (guest wasm, trampolines)"
     elif "/malloc/" in path:
-        crate = "libc malloc/free"
+        crate = "allocator (glibc malloc/free)"
+    elif "jemalloc" in obj:
+        crate = "allocator (jemalloc)"
     elif re.search(r"mem(move|cpy|set|cmp)", path):
         crate = "libc memcpy/memset"
     elif obj.startswith(("/usr/lib", "/lib")):
@@ -200,34 +241,27 @@ for line in out.splitlines():
     else:
         reg = re.search(r"/registry/src/[^/]+/([A-Za-z0-9_\-]+?)-\d+\.\d+\.\d+[^/]*/(.*)", path)
         if reg:
-            crate, file = reg.group(1), reg.group(2)
+            crate, where = reg.group(1), reg.group(2)
         elif "/mesh-host/src/" in path:
-            crate, file = "mesh-host", path.split("/mesh-host/src/", 1)[1]
+            crate, where = "mesh-host", path.split("/mesh-host/src/", 1)[1]
         else:
             # std/core/alloc code inlined into a function: charge the function's crate.
-            crate, file = symbol_crate(fn), "(inlined std)"
+            crate, where = symbol_crate(function), "(std code inlined)"
         crate = re.sub(r"^wasmtime-internal-.*|^wasmtime-environ$", "wasmtime", crate)
         crate = {"wasmtime-wasi-io": "wasmtime-wasi", "mesh-host-benches": "plain-hyper/tonic"}.get(crate, crate)
-        if crate in ("wasmtime", "wasmtime-wasi-http", "mesh-host", "tokio", "hyper"):
-            files[f"{crate}: {file}"] += ir
-    crates[crate] += ir
+        files[f"{crate}: {where}"] += cost
+    crates[crate] += cost
+    functions[function] += cost
 print(f"# {dump}: {total:,} Ir, {total / requests:,.0f} Ir/request (before idle subtraction)\n")
 print("## self cost by crate (std/core/alloc code charged to the calling crate)")
-for crate, ir in crates.most_common(20):
-    print(f"{ir / requests:9,.0f} Ir/req {100 * ir / total:5.1f}%  {crate}")
-print("\n## self cost by source file (wasmtime, wasmtime-wasi-http, mesh-host, tokio, hyper)")
-for file, ir in files.most_common(30):
-    print(f"{ir / requests:9,.0f} Ir/req {100 * ir / total:5.1f}%  {file}")
-names, calls, callee = {}, collections.Counter(), None
-for line in open(dump, errors="replace"):
-    if line.startswith(("fn=", "cfn=")):
-        spec = line.split("=", 1)[1].strip()
-        m = re.match(r"\((\d+)\)(?:\s+(.*))?", spec)
-        name = spec if not m else (names.setdefault(m.group(1), m.group(2)) if m.group(2) else names.get(m.group(1), spec))
-        if line.startswith("cfn="):
-            callee = name
-    elif line.startswith("calls="):
-        calls[callee] += int(line[6:].split()[0])
+for crate, cost in crates.most_common(20):
+    print(f"{cost / requests:9,.0f} Ir/req {100 * cost / total:5.1f}%  {crate}")
+print("\n## self cost by crate and source file")
+for where, cost in files.most_common(30):
+    print(f"{cost / requests:9,.0f} Ir/req {100 * cost / total:5.1f}%  {where}")
+print("\n## self cost by function (all inlined code included)")
+for function, cost in functions.most_common(30):
+    print(f"{cost / requests:9,.0f} Ir/req {100 * cost / total:5.1f}%  {function[:160]}")
 print("\n## calls per request")
 wanted = [("malloc", r"^malloc$"), ("free", r"^free$"), ("memcpy", r"^__memcpy_avx_unaligned_erms$"),
           ("recv (syscall)", r"^recv$"), ("writev (syscall)", r"^writev$"), ("epoll_wait (syscall)", r"^epoll_wait$"),
@@ -246,15 +280,17 @@ for label, pattern in wanted:
 PYEOF
 }
 
-# profile NAME SCENARIO ARGV... (ARGV may contain PORT)
+# profile LABEL PEER LOAD ARGV... (ARGV may contain PORT). LOAD is http1, h2c
+# or grpc; $PRELOAD, if set, is put in the server's LD_PRELOAD.
 profile() {
-    local name="$1" scenario="$2"; shift 2
-    local port argv=() cg="$OUT/$name.callgrind"
+    local label="$1" peer="$2" scenario="$3"; shift 3
+    local name="$label-$peer" port argv=() cg="$OUT/$label-$peer.callgrind" env=()
+    [ -n "${PRELOAD:-}" ] && env=(env "LD_PRELOAD=$PRELOAD")
     port="$(free_port)"
     for word in "$@"; do argv+=("${word//PORT/$port}"); done
     log "$name: ${argv[*]}"
-    printf '%s\n' "valgrind --tool=callgrind ${argv[*]}" >"$OUT/$name.cmd"
-    valgrind --tool=callgrind --callgrind-out-file="$cg" "${argv[@]}" >"$OUT/$name.log" 2>&1 &
+    printf '%s\n' "${env[*]} valgrind --tool=callgrind ${argv[*]}" >"$OUT/$name.cmd"
+    "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$cg" "${argv[@]}" >"$OUT/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_ready "$scenario" "$port" "$pid" || { tail -20 "$OUT/$name.log" >&2; return 1; }
@@ -276,7 +312,7 @@ profile() {
     local idle_ir load_ir
     idle_ir="$(summary_ir "$cg.1")"
     load_ir="$(summary_ir "$cg.2")"
-    python3 - "$name" "$scenario" "$idle_ir" "$IDLE" "$load_ir" "$start" "$end" "$REQUESTS" >>"$OUT/results.tsv" <<'EOF'
+    python3 - "$peer" "$label" "$idle_ir" "$IDLE" "$load_ir" "$start" "$end" "$REQUESTS" >>"$OUT/results.tsv" <<'EOF'
 import sys
 name, scenario, idle_ir, idle_s, load_ir, start, end, n = sys.argv[1:]
 secs = float(end) - float(start)
@@ -307,16 +343,24 @@ warm_cache() {
 # ---------------------------------------------------------------- run
 printf 'scenario\tpeer\trequests\tload_Ir\tload_s\tidle_Ir_per_s\tIr_per_request\n' >"$OUT/results.tsv"
 MESH=("$BIN/mesh-host" run --listen 127.0.0.1:PORT --request-timeout 30s --max-instance-reuse 1024 --cache-dir "$OUT/cache")
+JEMALLOC="${JEMALLOC:-/lib/x86_64-linux-gnu/libjemalloc.so.2}"
 for scenario in $SCENARIOS; do
     case "$scenario" in
         http1|h2c)
             warm_cache hello "$scenario"
-            profile "$scenario-mesh-host" "$scenario" "${MESH[@]}" "$WASM_DIR/hello.wasm"
-            profile "$scenario-plain-hyper" "$scenario" "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
+            profile "$scenario" mesh-host "$scenario" "${MESH[@]}" "$WASM_DIR/hello.wasm"
+            profile "$scenario" plain-hyper "$scenario" "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
         grpc)
             warm_cache greeter grpc
-            profile grpc-mesh-host grpc "${MESH[@]}" --grpc "$WASM_DIR/greeter.wasm"
-            profile grpc-tonic grpc "$BIN/tonic-greeter" --listen 127.0.0.1:PORT ;;
+            profile grpc mesh-host grpc "${MESH[@]}" --grpc "$WASM_DIR/greeter.wasm"
+            profile grpc tonic grpc "$BIN/tonic-greeter" --listen 127.0.0.1:PORT ;;
+        http1-jemalloc)
+            # Experiment: what would another allocator save? Same binaries,
+            # jemalloc through LD_PRELOAD (apt package libjemalloc2).
+            [ -e "$JEMALLOC" ] || { echo "no $JEMALLOC (apt-get install libjemalloc2)" >&2; exit 2; }
+            warm_cache hello http1
+            PRELOAD="$JEMALLOC" profile http1-jemalloc mesh-host http1 "${MESH[@]}" "$WASM_DIR/hello.wasm"
+            PRELOAD="$JEMALLOC" profile http1-jemalloc plain-hyper http1 "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done
@@ -329,9 +373,10 @@ print("|---|---|---:|---:|---:|---:|---:|")
 for r in rows:
     print(f"| {r['scenario']} | {r['peer']} | {r['requests']} | {int(r['load_Ir']):,} | {r['load_s']} "
           f"| {int(r['idle_Ir_per_s']):,} | {int(r['Ir_per_request']):,} |")
-by = {(r["scenario"], r["peer"].split("-", 1)[1]): int(r["Ir_per_request"]) for r in rows}
+by = {(r["scenario"], r["peer"]): int(r["Ir_per_request"]) for r in rows}
 print()
-for scenario, peer in (("http1", "plain-hyper"), ("h2c", "plain-hyper"), ("grpc", "tonic")):
+for scenario, peer in (("http1", "plain-hyper"), ("h2c", "plain-hyper"), ("grpc", "tonic"),
+                       ("http1-jemalloc", "plain-hyper")):
     if (scenario, "mesh-host") in by and (scenario, peer) in by:
         print(f"- {scenario}: mesh-host / {peer} = {by[(scenario, 'mesh-host')] / by[(scenario, peer)]:.2f}x instructions per request")
 EOF

@@ -680,3 +680,34 @@ async fn the_egress_route_timeout_fails_the_call_with_a_response_timeout() {
     let quick = get(&host, "http://hurried.slow.test/slow?chunks=1").await;
     assert_eq!(quick.status, StatusCode::OK, "{:?}", quick.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_cluster_resolves_its_endpoint_names() {
+    let upstream = Upstream::start("by-name").await;
+    let port = free_port();
+    let dns_cluster = format!(
+        r#"
+  - name: named
+    type: STRICT_DNS
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: named
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: localhost, port_value: {} }} }} }}"#,
+        upstream.addr.port()
+    );
+    let config = bootstrap(
+        &[
+            inbound(port),
+            egress(
+                r#"[{ name: named, domains: ["named.test"], routes: [{ match: { prefix: / }, route: { cluster: named } }] }]"#,
+            ),
+        ],
+        &[dns_cluster],
+    );
+    let (_dir, host) = start(&config, &["--egress-allow", "named.test"]);
+    let called = get(&host, "http://named.test/dns").await;
+    assert_eq!(called.status, StatusCode::OK, "{:?}", called.body);
+    assert_eq!(called.body, "by-name GET /dns");
+}
