@@ -14,12 +14,12 @@
 # summaries; `summary.md` holds the per-request table. benches/load/PROFILE.md
 # is written from one such run.
 #
-# Scenarios (SCENARIOS, default "http1 h2c grpc"; also "http1-jemalloc"):
+# Scenarios (SCENARIOS, default "http1 h2c grpc"; append -jemalloc to any):
 #   http1  hello.wasm vs plain-hyper   h2load --h1 -c8 -t1 -n N GET /
 #   h2c    hello.wasm vs plain-hyper   h2load -c8 -m1 -t1 -n N GET /
 #   grpc   greeter.wasm --grpc vs tonic-greeter, h2load -c8 -m1 -t1 -n N,
 #          one framed helloworld.HelloRequest{name: "bench"}
-#   http1-jemalloc  http1 again with LD_PRELOAD=libjemalloc.so.2 (experiment)
+#   <s>-jemalloc  scenario <s> again, both peers with LD_PRELOAD=libjemalloc.so.2
 # h2c and gRPC use -m1 (8 streams in flight), not run.py's -m32: every
 # in-flight request holds one component instance, and the profiling build
 # below has only 10 instance slots.
@@ -345,22 +345,23 @@ printf 'scenario\tpeer\trequests\tload_Ir\tload_s\tidle_Ir_per_s\tIr_per_request
 MESH=("$BIN/mesh-host" run --listen 127.0.0.1:PORT --request-timeout 30s --max-instance-reuse 1024 --cache-dir "$OUT/cache")
 JEMALLOC="${JEMALLOC:-/lib/x86_64-linux-gnu/libjemalloc.so.2}"
 for scenario in $SCENARIOS; do
-    case "$scenario" in
+    # "<scenario>-jemalloc": the same binaries with jemalloc in LD_PRELOAD
+    # (apt package libjemalloc2), to see what another allocator would save.
+    base="${scenario%-jemalloc}"
+    PRELOAD=""
+    if [ "$base" != "$scenario" ]; then
+        [ -e "$JEMALLOC" ] || { echo "no $JEMALLOC (apt-get install libjemalloc2)" >&2; exit 2; }
+        PRELOAD="$JEMALLOC"
+    fi
+    case "$base" in
         http1|h2c)
-            warm_cache hello "$scenario"
-            profile "$scenario" mesh-host "$scenario" "${MESH[@]}" "$WASM_DIR/hello.wasm"
-            profile "$scenario" plain-hyper "$scenario" "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
+            warm_cache hello "$base"
+            profile "$scenario" mesh-host "$base" "${MESH[@]}" "$WASM_DIR/hello.wasm"
+            profile "$scenario" plain-hyper "$base" "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
         grpc)
             warm_cache greeter grpc
-            profile grpc mesh-host grpc "${MESH[@]}" --grpc "$WASM_DIR/greeter.wasm"
-            profile grpc tonic grpc "$BIN/tonic-greeter" --listen 127.0.0.1:PORT ;;
-        http1-jemalloc)
-            # Experiment: what would another allocator save? Same binaries,
-            # jemalloc through LD_PRELOAD (apt package libjemalloc2).
-            [ -e "$JEMALLOC" ] || { echo "no $JEMALLOC (apt-get install libjemalloc2)" >&2; exit 2; }
-            warm_cache hello http1
-            PRELOAD="$JEMALLOC" profile http1-jemalloc mesh-host http1 "${MESH[@]}" "$WASM_DIR/hello.wasm"
-            PRELOAD="$JEMALLOC" profile http1-jemalloc plain-hyper http1 "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
+            profile "$scenario" mesh-host grpc "${MESH[@]}" --grpc "$WASM_DIR/greeter.wasm"
+            profile "$scenario" tonic grpc "$BIN/tonic-greeter" --listen 127.0.0.1:PORT ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done
@@ -375,10 +376,9 @@ for r in rows:
           f"| {int(r['idle_Ir_per_s']):,} | {int(r['Ir_per_request']):,} |")
 by = {(r["scenario"], r["peer"]): int(r["Ir_per_request"]) for r in rows}
 print()
-for scenario, peer in (("http1", "plain-hyper"), ("h2c", "plain-hyper"), ("grpc", "tonic"),
-                       ("http1-jemalloc", "plain-hyper")):
-    if (scenario, "mesh-host") in by and (scenario, peer) in by:
-        print(f"- {scenario}: mesh-host / {peer} = {by[(scenario, 'mesh-host')] / by[(scenario, peer)]:.2f}x instructions per request")
+for (scenario, peer), ir in by.items():
+    if peer != "mesh-host" and (scenario, "mesh-host") in by:
+        print(f"- {scenario}: mesh-host / {peer} = {by[(scenario, 'mesh-host')] / ir:.2f}x instructions per request")
 EOF
 cat "$OUT/summary.md"
 log "results in $OUT"
