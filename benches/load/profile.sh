@@ -10,9 +10,11 @@
 # ticker, timers), drives a fixed number of requests with h2load, dumps again
 # and checks the reply once more. Instructions per request =
 # (Ir of the load dump - idle Ir/s x load seconds) / requests. Per peer it
-# writes the raw dumps plus `callgrind_annotate` inclusive and exclusive
-# summaries; `summary.md` holds the per-request table. benches/load/PROFILE.md
-# is written from one such run.
+# writes the raw dumps, `callgrind_annotate` inclusive and exclusive summaries
+# and `<peer>.breakdown.txt` (self cost by crate, source file and function,
+# and call counts per request: malloc, syscalls, host calls, task polls...);
+# `summary.md` holds the per-request table. benches/load/PROFILE.md is written
+# from one such run.
 #
 # Scenarios (SCENARIOS, default "http1 h2c grpc"; append -jemalloc to any):
 #   http1  hello.wasm vs plain-hyper   h2load --h1 -c8 -t1 -n N GET /
@@ -36,7 +38,7 @@
 #  2. `EPOCH_TICK` 10 ms -> 250 ms. Every tick makes each running store take
 #     an epoch-deadline callback and a fiber yield (`UpdateDeadline::Yield`).
 #     Natively that is a few hundredths of a yield per request; valgrind runs
-#     ~25x slower, so a 10 ms tick gives 0.75 yields per request (measured:
+#     10-25x slower, so a 10 ms tick gave 0.75 yields per request (measured:
 #     +0.4k Ir/request, under 1%). 250 ms keeps the rate near the native one.
 # Compiled guest code and the per-request path are otherwise unchanged.
 # Set EPOCH_TICK_MS=10 to profile with the shipped tick.
@@ -59,7 +61,7 @@ SKIP_BUILD=0
 for arg in "$@"; do
     case "$arg" in
         --skip-build) SKIP_BUILD=1 ;;
-        -h|--help) sed -n '2,48p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,50p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
 done
