@@ -73,9 +73,13 @@ pub fn empty() -> ResponseBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
-/// Turns an incoming hyper body into the runtime's body type, failing the
-/// stream with `HTTP-request-body-size` once it exceeds `limit` bytes.
-pub fn limited_request_body(body: hyper::body::Incoming, limit: usize) -> WasiBody {
+/// Turns an incoming hyper body (possibly wrapped) into the runtime's body
+/// type, failing the stream with `HTTP-request-body-size` once it exceeds
+/// `limit` bytes.
+pub fn limited_request_body<B>(body: B, limit: usize) -> WasiBody
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Send + 'static,
+{
     Limited::new(body, limit)
         .map_err(move |error| {
             if error.is::<LengthLimitError>() {

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// A certificate for `localhost`/127.0.0.1 and its key, as PEM files.
+/// A self-signed certificate and its key, as PEM files.
 pub struct TestCert {
     _dir: TempDir,
     /// The certificate file.
@@ -20,11 +20,17 @@ pub struct TestCert {
 }
 
 impl TestCert {
-    /// Generates a fresh self-signed certificate.
+    /// Generates a fresh self-signed certificate for `localhost` and
+    /// 127.0.0.1.
     pub fn generate() -> Self {
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                .expect("generate certificate");
+        Self::for_names(&["localhost", "127.0.0.1"])
+    }
+
+    /// Generates a fresh self-signed certificate for `names` (DNS names,
+    /// `*.` wildcards or IP addresses).
+    pub fn for_names(names: &[&str]) -> Self {
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let certified = rcgen::generate_simple_self_signed(names).expect("generate certificate");
         let dir = tempfile::tempdir().expect("tempdir");
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
@@ -45,6 +51,20 @@ impl TestCert {
         addr: std::net::SocketAddr,
         alpn: &[&[u8]],
     ) -> (TlsStream<TcpStream>, Option<Vec<u8>>) {
+        self.try_connect(addr, "localhost", alpn)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Connects to `addr` with TLS sending `server_name` as SNI, trusting
+    /// only this certificate and offering `alpn`. Fails when the server
+    /// presents another certificate, or closes the connection.
+    pub async fn try_connect(
+        &self,
+        addr: std::net::SocketAddr,
+        server_name: &str,
+        alpn: &[&[u8]],
+    ) -> std::io::Result<(TlsStream<TcpStream>, Option<Vec<u8>>)> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).expect("trust test cert");
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -55,15 +75,13 @@ impl TestCert {
         .with_root_certificates(roots)
         .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let stream = TcpStream::connect(addr).await.expect("connect");
+        let stream = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
         let stream = TlsConnector::from(Arc::new(config))
-            .connect(
-                ServerName::try_from("localhost").expect("server name"),
-                stream,
-            )
-            .await
-            .expect("TLS handshake");
+            .connect(name, stream)
+            .await?;
         let chosen = stream.get_ref().1.alpn_protocol().map(|p| p.to_vec());
-        (stream, chosen)
+        Ok((stream, chosen))
     }
 }

@@ -167,6 +167,58 @@ fn listener_translates_hcm_settings() {
     assert_eq!(http.max_request_headers_kb, 60);
     assert_eq!(http.xff_num_trusted_hops, 2);
     assert_eq!(http.server_name.as_deref(), Some("mesh-host"));
+    assert!(!http.skip_xff_append);
+    assert_eq!(
+        http.server_header_transformation,
+        mesh_xds::config::ServerHeaderTransformation::Overwrite,
+        "Envoy's default"
+    );
+}
+
+#[test]
+fn listener_translates_server_header_transformation_and_skip_xff_append() {
+    let mut manager = hcm_rds("r1");
+    manager.server_header_transformation =
+        hcm::http_connection_manager::ServerHeaderTransformation::PassThrough as i32;
+    manager.skip_xff_append = true;
+    let listener = Listener::try_from(listener_with("l1", 8080, &manager)).expect("valid");
+    let http = &listener.filter_chains[0].http;
+    assert_eq!(
+        http.server_header_transformation,
+        mesh_xds::config::ServerHeaderTransformation::PassThrough
+    );
+    assert!(http.skip_xff_append);
+}
+
+#[test]
+fn filter_chains_with_the_same_server_names_are_rejected_as_envoy_does() {
+    let manager = hcm_rds("r1");
+    let mut l = listener_with("l1", 8080, &manager);
+    let chain = l.filter_chains[0].clone();
+    let with_names = |names: &[&str]| lds::FilterChain {
+        filter_chain_match: Some(lds::FilterChainMatch {
+            server_names: names.iter().map(|name| (*name).to_owned()).collect(),
+            ..Default::default()
+        }),
+        ..chain.clone()
+    };
+    l.filter_chains = vec![with_names(&["a.test"]), with_names(&["b.test", "A.test"])];
+    let error = Listener::try_from(l.clone()).expect_err("same server name twice");
+    assert_eq!(
+        error.to_string(),
+        "listener \"l1\": filter_chains[1].filter_chain_match: multiple filter chains with the same matching rules: filter_chains[0] also matches server name a.test"
+    );
+
+    l.filter_chains = vec![chain.clone(), chain.clone()];
+    let error = Listener::try_from(l.clone()).expect_err("two catch-all chains");
+    assert!(
+        error.to_string().contains("also matches no server_names"),
+        "{error}"
+    );
+
+    l.filter_chains = vec![with_names(&["a.test"]), with_names(&["*.a.test"]), chain];
+    let listener = Listener::try_from(l).expect("distinct names and one catch-all are valid");
+    assert_eq!(listener.filter_chains.len(), 3);
 }
 
 #[test]

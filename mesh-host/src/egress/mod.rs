@@ -225,6 +225,7 @@ async fn send_to_cluster(
             },
             (None, None) => unreachable_retry(name)?,
         };
+        tracing::trace!(cluster = %name, endpoint = %host.address, attempt, "upstream try");
         let in_flight = host.state.start_request();
         let try_timeout = retry.as_ref().and_then(|policy| policy.per_try_timeout);
         let sent = host.state.client(http2).request(head.request(body));

@@ -65,9 +65,16 @@ impl OutlierState {
         }
         inner.consecutive_5xx += 1;
         let already_ejected = inner.ejected_until.is_some_and(|until| now < until);
-        if inner.consecutive_5xx < config.consecutive_5xx || already_ejected || !may_eject() {
+        if inner.consecutive_5xx < config.consecutive_5xx || already_ejected {
             return false;
         }
+        // `may_eject` looks at every endpoint of the cluster, this one
+        // included: it must not run under this endpoint's lock.
+        drop(inner);
+        if !may_eject() {
+            return false;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner.consecutive_5xx = 0;
         inner.times_ejected += 1;
         let time = config
@@ -115,6 +122,15 @@ mod tests {
         assert!(!state.record(&config, Outcome::Status(503), now, || true));
         assert!(!state.record(&config, Outcome::Status(503), now, || false));
         assert!(!state.is_ejected(now));
+    }
+
+    #[test]
+    fn the_cluster_check_may_look_at_this_endpoint() {
+        let state = OutlierState::default();
+        let now = Instant::now();
+        assert!(state.record(&config(1), Outcome::LocalFailure, now, || {
+            !state.is_ejected(now)
+        }));
     }
 
     #[test]

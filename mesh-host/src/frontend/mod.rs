@@ -2,10 +2,18 @@
 //! h2c with prior knowledge and, with a certificate, TLS with ALPN (`h2`,
 //! `http/1.1`), all through hyper-util's auto-negotiating connection builder.
 //! Requests and responses stream; trailers pass through on HTTP/2; the host
-//! answers its own failures (413, 431, gRPC-shaped errors) here.
+//! answers its own failures (408, 413, 431, gRPC-shaped errors) here.
+//!
+//! A listener may have several filter chains, chosen per connection by the
+//! TLS server name ([`ListenerConfig`]); each chain carries the settings of
+//! Envoy's HTTP connection manager ([`HttpSettings`]).
 
+mod chains;
+mod forwarded;
+mod http_settings;
 mod reply;
 mod server;
+mod stream_timeouts;
 mod tls;
 
 use std::net::SocketAddr;
@@ -15,9 +23,13 @@ use futures::future::BoxFuture;
 use thiserror::Error;
 use wasmtime_wasi_http::WasiBody;
 
+pub use chains::{FilterChainConfig, ListenerConfig};
+pub use forwarded::Forwarding;
+pub use http_settings::{Codec, HttpSettings, ServerHeader};
 pub use reply::{Failure, REASON_HEADER};
 pub use server::{BoundFrontEnd, RunningFrontEnd};
-pub use tls::{TlsError, TlsFiles};
+pub use stream_timeouts::StreamTimeouts;
+pub use tls::{TlsError, TlsFiles, TlsTermination};
 
 use crate::body::ResponseBody;
 
@@ -40,7 +52,8 @@ impl Default for RequestLimits {
     }
 }
 
-/// Where and how a front end listens.
+/// Where and how a front end with a single filter chain listens (the
+/// embedded default); see [`ListenerConfig`] for several chains.
 #[derive(Debug, Clone)]
 pub struct FrontEndConfig {
     /// The address to bind.
@@ -68,6 +81,9 @@ pub enum FrontEndError {
     /// The listener asks for something the front end does not support.
     #[error("{0}")]
     Unsupported(String),
+    /// A listener setting has a value the front end cannot use.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What the front end knows about a request beyond the request itself.
@@ -82,6 +98,10 @@ pub struct RequestMeta {
     /// Whether the request is gRPC (by content type); failures for it must
     /// be gRPC-shaped.
     pub grpc: bool,
+    /// The filter chain that accepted the connection: its index in
+    /// [`ListenerConfig::filter_chains`], the default chain counting last
+    /// (`0` for a [`FrontEndConfig`]).
+    pub filter_chain: usize,
 }
 
 /// Where the front end hands a checked request: a handler's routing and

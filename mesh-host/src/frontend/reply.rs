@@ -1,5 +1,6 @@
 use http::{HeaderValue, StatusCode, header};
 
+use super::stream_timeouts::StreamTimeout;
 use crate::body::{ResponseBody, empty, full};
 use crate::runtime::ServeError;
 
@@ -36,6 +37,27 @@ pub enum Failure {
     UpstreamUnavailable,
     /// A circuit breaker of the upstream cluster is full.
     UpstreamOverflow,
+    /// The stream saw no activity for the listener's `stream_idle_timeout`:
+    /// 408 while the request was still arriving, 504 once it had arrived
+    /// (Envoy's `maybeRequestTimeoutCode`).
+    StreamIdleTimeout {
+        /// The whole request had arrived.
+        request_complete: bool,
+    },
+    /// The request did not arrive whole within the listener's
+    /// `request_timeout`.
+    RequestTimeout,
+}
+
+impl From<StreamTimeout> for Failure {
+    fn from(timeout: StreamTimeout) -> Self {
+        match timeout {
+            StreamTimeout::Idle { request_complete } => {
+                Failure::StreamIdleTimeout { request_complete }
+            }
+            StreamTimeout::Request => Failure::RequestTimeout,
+        }
+    }
 }
 
 impl From<&ServeError> for Failure {
@@ -56,6 +78,7 @@ mod grpc_code {
     pub const UNAVAILABLE: u8 = 14;
     pub const PERMISSION_DENIED: u8 = 7;
     pub const RESOURCE_EXHAUSTED: u8 = 8;
+    pub const UNKNOWN: u8 = 2;
 }
 
 impl Failure {
@@ -73,6 +96,13 @@ impl Failure {
             Failure::Denied => StatusCode::FORBIDDEN,
             Failure::BadRequest(_) | Failure::GrpcNeedsHttp2 => StatusCode::BAD_REQUEST,
             Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::StreamIdleTimeout {
+                request_complete: true,
+            } => StatusCode::GATEWAY_TIMEOUT,
+            Failure::StreamIdleTimeout {
+                request_complete: false,
+            }
+            | Failure::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -90,6 +120,15 @@ impl Failure {
             | Failure::UpstreamOverflow => grpc_code::UNAVAILABLE,
             Failure::Denied => grpc_code::PERMISSION_DENIED,
             Failure::PayloadTooLarge => grpc_code::RESOURCE_EXHAUSTED,
+            // Envoy derives these from the HTTP status: 504 is UNAVAILABLE,
+            // 408 has no entry and is UNKNOWN.
+            Failure::StreamIdleTimeout {
+                request_complete: true,
+            } => grpc_code::UNAVAILABLE,
+            Failure::StreamIdleTimeout {
+                request_complete: false,
+            }
+            | Failure::RequestTimeout => grpc_code::UNKNOWN,
         }
     }
 
@@ -108,6 +147,8 @@ impl Failure {
             Failure::GrpcNeedsHttp2 => "grpc_requires_http2",
             Failure::UpstreamUnavailable => "upstream_unavailable",
             Failure::UpstreamOverflow => "upstream_overflow",
+            Failure::StreamIdleTimeout { .. } => "stream_idle_timeout",
+            Failure::RequestTimeout => "request_timeout",
         }
     }
 
@@ -129,6 +170,9 @@ impl Failure {
                 "upstream connect error or disconnect/reset before headers".into()
             }
             Failure::UpstreamOverflow => "upstream circuit breaker overflow".into(),
+            // Envoy's local-reply bodies, word for word.
+            Failure::StreamIdleTimeout { .. } => "stream timeout".into(),
+            Failure::RequestTimeout => "request timeout".into(),
         }
     }
 
@@ -215,6 +259,39 @@ mod tests {
             Failure::PayloadTooLarge.status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    #[test]
+    fn stream_timers_answer_408_or_504_as_envoy_does() {
+        for (timeout, status, grpc, reason) in [
+            (
+                StreamTimeout::Idle {
+                    request_complete: false,
+                },
+                StatusCode::REQUEST_TIMEOUT,
+                2,
+                "stream_idle_timeout",
+            ),
+            (
+                StreamTimeout::Idle {
+                    request_complete: true,
+                },
+                StatusCode::GATEWAY_TIMEOUT,
+                14,
+                "stream_idle_timeout",
+            ),
+            (
+                StreamTimeout::Request,
+                StatusCode::REQUEST_TIMEOUT,
+                2,
+                "request_timeout",
+            ),
+        ] {
+            let failure = Failure::from(timeout);
+            assert_eq!(failure.status(), status, "{timeout:?}");
+            assert_eq!(failure.grpc_code(), grpc, "{timeout:?}");
+            assert_eq!(failure.reason(), reason);
+        }
     }
 
     #[test]

@@ -3,42 +3,73 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header;
+use http::{HeaderValue, header};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use mesh_policies::grpc::is_grpc_content_type;
+use rustls::ServerConfig;
+use rustls::server::Acceptor;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
-use super::{Dispatch, Failure, FrontEndConfig, FrontEndError, RequestLimits, RequestMeta};
+use super::chains::{ChainSelection, Transport};
+use super::http_settings::{HANDSHAKE_TIMEOUT, HttpSettings};
+use super::stream_timeouts::StreamTimer;
+use super::{Dispatch, Failure, FrontEndConfig, FrontEndError, ListenerConfig, RequestMeta};
 use crate::body::{ResponseBody, limited_request_body};
 
-/// hyper's HTTP/1 read buffer cannot be smaller than this.
-const MIN_HTTP1_BUFFER: usize = 8192;
-/// How long a client may take to send its request head or TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const LISTEN_BACKLOG: u32 = 1024;
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// A filter chain ready to serve: certificate loaded, connection builder
+/// set up for its codec and limits.
+struct Chain {
+    index: usize,
+    tls: Option<Arc<ServerConfig>>,
+    builder: auto::Builder<TokioExecutor>,
+    http: HttpSettings,
+}
 
 /// A front end whose socket is bound but not yet serving.
 pub struct BoundFrontEnd {
     listener: TcpListener,
     local: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    limits: RequestLimits,
+    chains: Vec<Chain>,
+    selection: ChainSelection,
 }
 
 impl BoundFrontEnd {
-    /// Binds `config.listen` and prepares TLS if configured.
+    /// Binds `config.listen` with one filter chain and prepares TLS if
+    /// configured.
     pub fn bind(config: &FrontEndConfig) -> Result<Self, FrontEndError> {
-        let tls = config
-            .tls
-            .as_ref()
-            .map(|files| files.acceptor())
-            .transpose()?;
+        Self::bind_listener(&ListenerConfig::from(config))
+    }
+
+    /// Binds `config.listen` and prepares every filter chain (reading the
+    /// certificates, so a bad one fails here rather than per connection).
+    pub fn bind_listener(config: &ListenerConfig) -> Result<Self, FrontEndError> {
+        let chains = config
+            .chains()
+            .enumerate()
+            .map(|(index, chain)| {
+                Ok(Chain {
+                    index,
+                    tls: chain
+                        .tls
+                        .as_ref()
+                        .map(|tls| tls.server_config())
+                        .transpose()?,
+                    builder: chain.http.connection_builder(),
+                    http: chain.http.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, FrontEndError>>()?;
         let bind_error = |cause| FrontEndError::Bind {
             addr: config.listen,
             cause,
@@ -55,8 +86,8 @@ impl BoundFrontEnd {
         Ok(Self {
             listener,
             local,
-            tls,
-            limits: config.limits,
+            chains,
+            selection: ChainSelection::new(config),
         })
     }
 
@@ -104,19 +135,17 @@ impl RunningFrontEnd {
     }
 }
 
-fn connection_builder(limits: &RequestLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .max_buf_size(limits.max_request_header_bytes.max(MIN_HTTP1_BUFFER));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
-    builder
+/// What every connection of a listener shares.
+struct Listening {
+    chains: Vec<Arc<ChainContext>>,
+    selection: ChainSelection,
+}
+
+/// What every request of a chain's connections shares.
+struct ChainContext {
+    chain: Chain,
+    dispatch: Arc<dyn Dispatch>,
+    local: SocketAddr,
 }
 
 async fn accept_loop(
@@ -124,12 +153,20 @@ async fn accept_loop(
     dispatch: Arc<dyn Dispatch>,
     mut stopped: oneshot::Receiver<Duration>,
 ) {
-    let builder = Arc::new(connection_builder(&bound.limits));
     let graceful = GracefulShutdown::new();
-    let context = Arc::new(ConnectionContext {
-        dispatch,
-        limits: bound.limits,
-        local: bound.local,
+    let listening = Arc::new(Listening {
+        chains: bound
+            .chains
+            .into_iter()
+            .map(|chain| {
+                Arc::new(ChainContext {
+                    chain,
+                    dispatch: dispatch.clone(),
+                    local: bound.local,
+                })
+            })
+            .collect(),
+        selection: bound.selection,
     });
     let drain = loop {
         tokio::select! {
@@ -139,9 +176,7 @@ async fn accept_loop(
                     tokio::spawn(serve_connection(
                         stream,
                         peer,
-                        bound.tls.clone(),
-                        builder.clone(),
-                        context.clone(),
+                        listening.clone(),
                         graceful.watcher(),
                     ));
                 }
@@ -164,54 +199,89 @@ async fn accept_loop(
     }
 }
 
-struct ConnectionContext {
-    dispatch: Arc<dyn Dispatch>,
-    limits: RequestLimits,
-    local: SocketAddr,
-}
-
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    context: Arc<ConnectionContext>,
+    listening: Arc<Listening>,
     watcher: Watcher,
 ) {
     // Small responses must not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    match tls {
-        None => {
-            let service = request_service(context, peer, false);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, "connection ended: {error}");
-            }
-        }
-        Some(acceptor) => {
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {error}");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let service = request_service(context, peer, true);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, "connection ended: {error}");
-            }
-        }
+    let tls = match listening.selection.transport() {
+        Transport::Plaintext => false,
+        Transport::Tls => true,
+        Transport::Sniffed => match starts_with_tls(&stream).await {
+            Some(tls) => tls,
+            None => return,
+        },
+    };
+    if !tls {
+        let Some(chain) = listening.selection.select(false, None) else {
+            tracing::debug!(%peer, "no plaintext filter chain; closing the connection");
+            return;
+        };
+        return serve_http(
+            stream,
+            peer,
+            false,
+            listening.chains[chain].clone(),
+            watcher,
+        )
+        .await;
+    }
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+        let server_name = start.client_hello().server_name().map(str::to_owned);
+        let Some(chain) = listening.selection.select(true, server_name.as_deref()) else {
+            tracing::debug!(%peer, ?server_name, "no filter chain matches the server name; closing the connection");
+            return Ok(None);
+        };
+        let context = listening.chains[chain].clone();
+        let Some(config) = context.chain.tls.clone() else {
+            return Ok(None);
+        };
+        let stream = start.into_stream(config).await?;
+        Ok::<_, std::io::Error>(Some((stream, context)))
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(Some((stream, context)))) => serve_http(stream, peer, true, context, watcher).await,
+        Ok(Ok(None)) => {}
+        Ok(Err(error)) => tracing::debug!(%peer, "TLS handshake failed: {error}"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// Whether a connection opens with a TLS handshake record, as Envoy's TLS
+/// inspector tells; `None` when the client sent nothing in time.
+async fn starts_with_tls(stream: &TcpStream) -> Option<bool> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0] == TLS_HANDSHAKE_RECORD),
+        _ => None,
+    }
+}
+
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    tls: bool,
+    context: Arc<ChainContext>,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = request_service(context.clone(), peer, tls);
+    let connection = context
+        .chain
+        .builder
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(error) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%peer, "connection ended: {error}");
     }
 }
 
 fn request_service(
-    context: Arc<ConnectionContext>,
+    context: Arc<ChainContext>,
     peer: SocketAddr,
     tls: bool,
 ) -> impl hyper::service::Service<
@@ -222,13 +292,23 @@ fn request_service(
 > + Clone {
     hyper::service::service_fn(move |request| {
         let context = context.clone();
-        async move { Ok(admit(context, request, peer, tls).await) }
+        async move {
+            let mut response = admit(&context, request, peer, tls).await;
+            // Envoy writes `server` on every response, its own answers too.
+            context
+                .chain
+                .http
+                .server_header
+                .apply(response.headers_mut());
+            Ok(response)
+        }
     })
 }
 
-/// The checks every request passes before any workload sees it.
+/// The checks and header rewrites every request passes before any workload
+/// sees it, and the stream timers that run while it is served.
 async fn admit(
-    context: Arc<ConnectionContext>,
+    context: &Arc<ChainContext>,
     request: http::Request<Incoming>,
     peer: SocketAddr,
     tls: bool,
@@ -244,18 +324,45 @@ async fn admit(
         return Failure::BadRequest("the request has no Host header or :authority".into())
             .response(grpc);
     }
-    let limit = context.limits.max_request_body_bytes;
+    let settings = &context.chain.http;
+    let limit = settings.limits.max_request_body_bytes;
     if declared_length(&request).is_some_and(|length| length > limit as u64) {
         return Failure::PayloadTooLarge.response(grpc);
+    }
+    let (mut parts, body) = request.into_parts();
+    if let Some(forwarding) = &settings.forwarding {
+        forwarding.apply(&mut parts.headers, peer.ip(), tls);
     }
     let meta = RequestMeta {
         peer,
         local: context.local,
         tls,
         grpc,
+        filter_chain: context.chain.index,
     };
-    let request = request.map(|body| limited_request_body(body, limit));
-    context.dispatch.clone().dispatch(request, meta).await
+    let http1 = parts.version < http::Version::HTTP_2;
+    let timer = StreamTimer::start(settings.timeouts);
+    let body = limited_request_body(timer.watch_request(body), limit);
+    let request = http::Request::from_parts(parts, body);
+    match timer
+        .guard(context.dispatch.clone().dispatch(request, meta))
+        .await
+    {
+        Ok(response) => response,
+        Err(timeout) => {
+            let failure = Failure::from(timeout);
+            tracing::info!(%peer, status = %failure.status(), "{timeout}");
+            let mut response = failure.response(grpc);
+            if http1 && failure.status() == http::StatusCode::REQUEST_TIMEOUT {
+                // The rest of the request may still be on its way, so the
+                // connection cannot carry another one (Envoy closes it too).
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+    }
 }
 
 fn declared_length(request: &http::Request<Incoming>) -> Option<u64> {

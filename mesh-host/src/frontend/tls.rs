@@ -4,10 +4,9 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
-use tokio_rustls::TlsAcceptor;
 
-/// ALPN protocols the front end offers, in preference order.
-const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN protocols `mesh-host run --tls-cert` offers, in preference order.
+const DEFAULT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// A certificate chain and private key, as PEM files.
 #[derive(Debug, Clone)]
@@ -47,22 +46,43 @@ pub enum TlsError {
     },
 }
 
-impl TlsFiles {
-    /// Builds an acceptor offering `h2` and `http/1.1` over ALPN.
-    pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
-        let certs = read_certs(&self.cert)?;
-        let key = read_key(&self.key)?;
+/// TLS termination of a filter chain: its certificate and the ALPN
+/// protocols it offers.
+#[derive(Debug, Clone)]
+pub struct TlsTermination {
+    /// The certificate chain and key.
+    pub files: TlsFiles,
+    /// ALPN protocols offered, in preference order. Empty offers none, as
+    /// Envoy does: clients then speak HTTP/1.1 (or h2 with prior knowledge).
+    pub alpn_protocols: Vec<Vec<u8>>,
+}
+
+impl TlsTermination {
+    /// `files` offering `h2` and `http/1.1`: what `mesh-host run --tls-cert`
+    /// serves.
+    pub fn with_default_alpn(files: TlsFiles) -> Self {
+        Self {
+            files,
+            alpn_protocols: DEFAULT_ALPN.iter().map(|p| p.to_vec()).collect(),
+        }
+    }
+
+    /// Reads the files and builds the rustls configuration.
+    pub(super) fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let files = &self.files;
+        let certs = read_certs(&files.cert)?;
+        let key = read_key(&files.key)?;
         let mut config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
                 .map_err(|cause| TlsError::Invalid {
-                    cert: self.cert.clone(),
-                    key: self.key.clone(),
+                    cert: files.cert.clone(),
+                    key: files.key.clone(),
                     cause,
                 })?;
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        config.alpn_protocols = self.alpn_protocols.clone();
+        Ok(Arc::new(config))
     }
 }
 

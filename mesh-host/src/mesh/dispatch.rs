@@ -32,7 +32,7 @@ impl ListenerDispatch {
         meta: RequestMeta,
     ) -> http::Response<ResponseBody> {
         let snapshot = self.shared.snapshot.load_full();
-        let Some(table) = snapshot.tables.get(&self.listener) else {
+        let Some(table) = snapshot.table(&self.listener, meta.filter_chain) else {
             return self.fail(Failure::NoRoute, "", meta.grpc);
         };
         let (mut parts, body) = request.into_parts();

@@ -3,17 +3,27 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mesh_xds::config::{DataSource, Listener};
+use http::HeaderValue;
+use mesh_xds::config::{
+    CodecType, DataSource, FilterChain, HttpConnectionManager, Listener, ServerHeaderTransformation,
+};
 
 use super::Shared;
 use super::dispatch::ListenerDispatch;
 use super::snapshot::{MeshSnapshot, is_egress};
 use crate::frontend::{
-    BoundFrontEnd, FrontEndConfig, FrontEndError, RequestLimits, RunningFrontEnd, TlsFiles,
+    BoundFrontEnd, Codec, FilterChainConfig, Forwarding, FrontEndError, HttpSettings,
+    ListenerConfig, RequestLimits, RunningFrontEnd, ServerHeader, StreamTimeouts, TlsFiles,
+    TlsTermination,
 };
 
 /// Envoy's default `max_request_headers_kb`.
 const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
+/// The `server` header when a connection manager sets no `server_name`.
+/// Envoy writes its own name there (`envoy`); mesh-host writes its own, so
+/// clients see which proxy answered and never mistake it for Envoy. With
+/// Envoy's default transformation (`OVERWRITE`) it replaces the component's.
+const DEFAULT_SERVER_NAME: &str = "mesh-host";
 /// How long to retry binding an address a replaced listener is releasing.
 const REBIND_PATIENCE: Duration = Duration::from_secs(2);
 
@@ -131,7 +141,7 @@ impl ListenerManager {
         let config = frontend_config(listener)?;
         let started = tokio::time::Instant::now();
         loop {
-            match BoundFrontEnd::bind(&config) {
+            match BoundFrontEnd::bind_listener(&config) {
                 Err(FrontEndError::Bind { cause, .. })
                     if cause.kind() == std::io::ErrorKind::AddrInUse
                         && started.elapsed() < REBIND_PATIENCE =>
@@ -164,34 +174,194 @@ impl ListenerManager {
     }
 }
 
-fn frontend_config(listener: &Listener) -> Result<FrontEndConfig, FrontEndError> {
-    let chain = listener.all_filter_chains().next();
-    let header_kb = chain
-        .map(|chain| chain.http.max_request_headers_kb)
-        .filter(|kb| *kb > 0)
-        .unwrap_or(DEFAULT_MAX_REQUEST_HEADERS_KB);
-    let tls = match chain.and_then(|chain| chain.tls.as_ref()) {
-        None => None,
-        Some(tls) => match (&tls.certificate.cert_chain, &tls.certificate.private_key) {
-            (DataSource::Filename(cert), DataSource::Filename(key)) => Some(TlsFiles {
+/// The front end of a listener: each filter chain with its TLS termination
+/// and its connection manager's settings.
+fn frontend_config(listener: &Listener) -> Result<ListenerConfig, FrontEndError> {
+    let chain = |chain: &FilterChain| {
+        Ok(FilterChainConfig {
+            server_names: chain.server_names.clone(),
+            tls: tls_termination(listener, chain)?,
+            http: http_settings(listener, &chain.http)?,
+        })
+    };
+    Ok(ListenerConfig {
+        listen: listener.address,
+        filter_chains: listener
+            .filter_chains
+            .iter()
+            .map(chain)
+            .collect::<Result<_, FrontEndError>>()?,
+        default_filter_chain: listener
+            .default_filter_chain
+            .as_ref()
+            .map(chain)
+            .transpose()?,
+    })
+}
+
+fn tls_termination(
+    listener: &Listener,
+    chain: &FilterChain,
+) -> Result<Option<TlsTermination>, FrontEndError> {
+    let Some(tls) = &chain.tls else {
+        return Ok(None);
+    };
+    match (&tls.certificate.cert_chain, &tls.certificate.private_key) {
+        (DataSource::Filename(cert), DataSource::Filename(key)) => Ok(Some(TlsTermination {
+            files: TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
-            }),
-            // Never fall back to plaintext on a listener configured for TLS.
-            _ => {
-                return Err(FrontEndError::Unsupported(format!(
-                    "listener {}: inline TLS certificates are not supported; use filename",
-                    listener.name
-                )));
-            }
+            },
+            alpn_protocols: tls
+                .alpn_protocols
+                .iter()
+                .map(|protocol| protocol.as_bytes().to_vec())
+                .collect(),
+        })),
+        // Never fall back to plaintext on a listener configured for TLS.
+        _ => Err(FrontEndError::Unsupported(format!(
+            "listener {}: inline TLS certificates are not supported; use filename",
+            listener.name
+        ))),
+    }
+}
+
+/// The connection manager's settings as the front end applies them.
+fn http_settings(
+    listener: &Listener,
+    manager: &HttpConnectionManager,
+) -> Result<HttpSettings, FrontEndError> {
+    let header_kb = Some(manager.max_request_headers_kb)
+        .filter(|kb| *kb > 0)
+        .unwrap_or(DEFAULT_MAX_REQUEST_HEADERS_KB);
+    let server_name = manager
+        .server_name
+        .as_deref()
+        .unwrap_or(DEFAULT_SERVER_NAME);
+    let server_value = HeaderValue::from_str(server_name).map_err(|_| {
+        FrontEndError::Invalid(format!(
+            "listener {}: server_name {server_name:?} is not a valid header value",
+            listener.name
+        ))
+    })?;
+    Ok(HttpSettings {
+        codec: match manager.codec {
+            CodecType::Auto => Codec::Auto,
+            CodecType::Http1 => Codec::Http1,
+            CodecType::Http2 => Codec::Http2,
         },
-    };
-    Ok(FrontEndConfig {
-        listen: listener.address,
-        tls,
         limits: RequestLimits {
             max_request_header_bytes: header_kb as usize * 1024,
             ..RequestLimits::default()
         },
+        timeouts: StreamTimeouts {
+            idle: manager.stream_idle_timeout,
+            request: manager.request_timeout,
+        },
+        forwarding: Some(Forwarding {
+            use_remote_address: manager.use_remote_address,
+            xff_num_trusted_hops: manager.xff_num_trusted_hops,
+            skip_xff_append: manager.skip_xff_append,
+        }),
+        server_header: match manager.server_header_transformation {
+            ServerHeaderTransformation::Overwrite => ServerHeader::Overwrite(server_value),
+            ServerHeaderTransformation::AppendIfAbsent => {
+                ServerHeader::AppendIfAbsent(server_value)
+            }
+            ServerHeaderTransformation::PassThrough => ServerHeader::PassThrough,
+        },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_xds::bootstrap::{Bootstrap, Format};
+
+    use super::*;
+
+    fn listener(manager_settings: &str) -> Listener {
+        let yaml = format!(
+            r#"
+static_resources:
+  listeners:
+  - name: l1
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l1
+          {manager_settings}
+          route_config: {{ virtual_hosts: [] }}
+          http_filters:
+          - {{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}
+"#
+        );
+        let bootstrap = Bootstrap::parse(&yaml, Format::Yaml, "test.yaml").expect("bootstrap");
+        let listener = bootstrap.static_config.listeners["l1"].clone();
+        Listener::clone(&listener)
+    }
+
+    fn settings(manager_settings: &str) -> Result<HttpSettings, FrontEndError> {
+        let listener = listener(manager_settings);
+        http_settings(&listener, &listener.filter_chains[0].http)
+    }
+
+    #[test]
+    fn defaults_are_envoys_with_mesh_host_as_server_name() {
+        let defaults = settings("").expect("valid");
+        assert_eq!(defaults.codec, Codec::Auto);
+        assert_eq!(
+            defaults.timeouts,
+            StreamTimeouts {
+                idle: Some(Duration::from_secs(300)),
+                request: None
+            }
+        );
+        assert_eq!(defaults.limits.max_request_header_bytes, 60 * 1024);
+        assert_eq!(defaults.forwarding, Some(Forwarding::default()));
+        assert_eq!(
+            defaults.server_header,
+            ServerHeader::Overwrite(HeaderValue::from_static("mesh-host"))
+        );
+    }
+
+    #[test]
+    fn connection_manager_settings_reach_the_front_end() {
+        let set = settings(
+            "codec_type: HTTP2\n          stream_idle_timeout: 0s\n          request_timeout: 2s\n          use_remote_address: true\n          xff_num_trusted_hops: 1\n          server_name: edge\n          server_header_transformation: APPEND_IF_ABSENT",
+        )
+        .expect("valid");
+        assert_eq!(set.codec, Codec::Http2);
+        assert_eq!(
+            set.timeouts,
+            StreamTimeouts {
+                idle: None,
+                request: Some(Duration::from_secs(2))
+            },
+            "0s disables the idle timeout"
+        );
+        assert_eq!(
+            set.forwarding,
+            Some(Forwarding {
+                use_remote_address: true,
+                xff_num_trusted_hops: 1,
+                skip_xff_append: false,
+            })
+        );
+        assert_eq!(
+            set.server_header,
+            ServerHeader::AppendIfAbsent(HeaderValue::from_static("edge"))
+        );
+    }
+
+    #[test]
+    fn a_server_name_that_is_no_header_value_is_refused_by_listener() {
+        let error = settings("server_name: \"bad\\nname\"").expect_err("newline");
+        assert!(
+            matches!(&error, FrontEndError::Invalid(message) if message.contains("listener l1")),
+            "{error}"
+        );
+    }
 }

@@ -87,8 +87,13 @@ pub struct HttpConnectionManager {
     pub use_remote_address: bool,
     /// Trusted `x-forwarded-for` hops.
     pub xff_num_trusted_hops: u32,
+    /// Do not append the peer address to `x-forwarded-for` even with
+    /// `use_remote_address`.
+    pub skip_xff_append: bool,
     /// `server` response header value (`None`: the host's default).
     pub server_name: Option<String>,
+    /// What happens to a `server` header the upstream (the component) set.
+    pub server_header_transformation: ServerHeaderTransformation,
     /// RBAC filters, in filter order (all must allow).
     pub rbac: Vec<RbacConfig>,
 }
@@ -103,6 +108,18 @@ pub enum RouteSource {
     },
     /// Inline in the listener.
     Inline(Arc<RouteConfig>),
+}
+
+/// Envoy's `HttpConnectionManager.ServerHeaderTransformation`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServerHeaderTransformation {
+    /// Always write `server_name` (Envoy's default).
+    #[default]
+    Overwrite,
+    /// Write `server_name` only when the response has no `server` header.
+    AppendIfAbsent,
+    /// Leave the response's `server` header as it is, absent or not.
+    PassThrough,
 }
 
 /// Envoy's `HttpConnectionManager.CodecType`.

@@ -20,7 +20,8 @@ pub use cluster::{
 };
 pub use endpoint::{Endpoint, HealthStatus, HostPort, LoadAssignment, Locality, LocalityEndpoints};
 pub use listener::{
-    CodecType, FilterChain, HttpConnectionManager, Listener, RouteSource, TrafficDirection,
+    CodecType, FilterChain, HttpConnectionManager, Listener, RouteSource,
+    ServerHeaderTransformation, TrafficDirection,
 };
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,

@@ -14,7 +14,9 @@ use super::path::FieldPath;
 use super::rbac::rbac_filter;
 use super::reflect::reject_unsupported;
 use super::route::route_config;
-use crate::config::{CodecType, HttpConnectionManager, RbacConfig, RouteSource};
+use crate::config::{
+    CodecType, HttpConnectionManager, RbacConfig, RouteSource, ServerHeaderTransformation,
+};
 
 /// Envoy's `stream_idle_timeout` default.
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -120,6 +122,10 @@ fn translate(
         None,
         &path.field("request_timeout"),
     )?;
+    let server_header_transformation = server_header_transformation(
+        std::mem::take(&mut m.server_header_transformation),
+        &path.field("server_header_transformation"),
+    )?;
     let result = HttpConnectionManager {
         stat_prefix: std::mem::take(&mut m.stat_prefix),
         route,
@@ -129,12 +135,27 @@ fn translate(
         max_request_headers_kb: u32_or(m.max_request_headers_kb.take(), 60),
         use_remote_address: m.use_remote_address.take().is_some_and(|b| b.value),
         xff_num_trusted_hops: std::mem::take(&mut m.xff_num_trusted_hops),
+        skip_xff_append: std::mem::take(&mut m.skip_xff_append),
         server_name: Some(std::mem::take(&mut m.server_name)).filter(|s| !s.is_empty()),
+        server_header_transformation,
         rbac,
     };
     tolerate_hcm_extras(&mut m);
     reject_unsupported(&m, path)?;
     Ok(result)
+}
+
+fn server_header_transformation(
+    value: i32,
+    path: &FieldPath<'_>,
+) -> FieldResult<ServerHeaderTransformation> {
+    use hcm::http_connection_manager::ServerHeaderTransformation as Proto;
+    match Proto::try_from(value) {
+        Ok(Proto::Overwrite) => Ok(ServerHeaderTransformation::Overwrite),
+        Ok(Proto::AppendIfAbsent) => Ok(ServerHeaderTransformation::AppendIfAbsent),
+        Ok(Proto::PassThrough) => Ok(ServerHeaderTransformation::PassThrough),
+        Err(_) => Err(FieldError::invalid(path, "unknown value")),
+    }
 }
 
 /// Clears settings that are telemetry, protocol tuning or request-id handling: they do not
@@ -152,7 +173,6 @@ fn tolerate_hcm_extras(m: &mut hcm::HttpConnectionManager) {
     m.common_http_protocol_options = None;
     m.http_protocol_options = None;
     m.http2_protocol_options = None;
-    m.server_header_transformation = 0;
     m.delayed_close_timeout = None;
     m.drain_timeout = None;
     m.request_headers_timeout = None;
@@ -165,7 +185,6 @@ fn tolerate_hcm_extras(m: &mut hcm::HttpConnectionManager) {
     m.stream_error_on_invalid_http_message = None;
     m.internal_address_config = None;
     m.add_user_agent = None;
-    m.skip_xff_append = false;
     m.via.clear();
     m.proxy_100_continue = false;
     m.strip_port_mode = None;

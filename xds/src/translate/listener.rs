@@ -1,5 +1,6 @@
 //! `Listener` -> [`Listener`].
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use xds_api::pb::envoy::config::core::v3 as core;
@@ -75,6 +76,7 @@ pub(crate) fn translate_listener(
     if filter_chains.is_empty() && default_filter_chain.is_none() {
         return Err(FieldError::missing(&path.field("filter_chains")));
     }
+    reject_same_matching_rules(&filter_chains, &chains_path)?;
     let filters_path = path.field("listener_filters");
     for (i, f) in std::mem::take(&mut l.listener_filters)
         .into_iter()
@@ -118,6 +120,45 @@ fn tolerate_listener_tuning(l: &mut listener::Listener) {
     l.bypass_overload_manager = false;
     // `use_original_dst: false` is the default spelled out; `true` stays and is rejected.
     l.use_original_dst = l.use_original_dst.take().filter(|b| b.value);
+}
+
+/// Envoy refuses a listener whose filter chains have the same matching rules, since the
+/// connection could go to either. Here the rules are the server names (none: every name) and,
+/// because `transport_protocol` is taken to restate the transport socket, TLS or not.
+fn reject_same_matching_rules(chains: &[FilterChain], path: &FieldPath<'_>) -> FieldResult<()> {
+    let mut seen: HashMap<(String, bool), usize> = HashMap::new();
+    for (i, chain) in chains.iter().enumerate() {
+        let tls = chain.tls.is_some();
+        let names: Vec<String> = if chain.server_names.is_empty() {
+            vec![String::new()]
+        } else {
+            chain
+                .server_names
+                .iter()
+                .map(|name| name.to_ascii_lowercase())
+                .collect()
+        };
+        for name in names {
+            match seen.insert((name.clone(), tls), i) {
+                Some(other) if other != i => {
+                    let what = if name.is_empty() {
+                        "no server_names".to_owned()
+                    } else {
+                        format!("server name {name}")
+                    };
+                    return Err(FieldError::invalid(
+                        &path.index(i).field("filter_chain_match"),
+                        format!(
+                            "multiple filter chains with the same matching rules: \
+                             filter_chains[{other}] also matches {what}"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn filter_chain(mut c: listener::FilterChain, path: &FieldPath<'_>) -> FieldResult<FilterChain> {
