@@ -3,6 +3,8 @@
 //! running mesh-host as a child process on loopback.
 
 pub mod client;
+pub mod differential;
+pub mod echo_upstream;
 pub mod envoy;
 pub mod grpcio;
 pub mod inprocess;

@@ -1,0 +1,669 @@
+//! Differential testing against a real Envoy: one bootstrap template for both
+//! proxies, a case model (a request and what Envoy does with it), and the
+//! comparison of what each proxy did.
+//!
+//! Both proxies forward to the same [`EchoUpstream`]s, so what reached the
+//! upstream (cluster, method, path, `Host`, headers) can be compared directly.
+//! Each case is checked twice: Envoy against the case's written expectation
+//! ([`unexpected`]), which keeps the cases honest documentation of Envoy's
+//! rules, and mesh-host against Envoy ([`differences`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderMap, Request, header};
+
+use crate::client;
+use crate::echo_upstream::{Echo, EchoUpstream};
+
+/// Request headers a proxy adds by itself, never because the route configuration
+/// says so; they are not compared.
+pub const IGNORED_REQUEST_HEADERS: &[&str] = &[
+    // Envoy generates a random id per request (`generate_request_id` defaults on).
+    "x-request-id",
+    // Envoy sets the downstream scheme (HCM `ConnectionManagerUtility::mutateRequestHeaders`).
+    "x-forwarded-proto",
+    // Envoy tells the upstream the route timeout (router, unless `suppress_envoy_headers`).
+    "x-envoy-expected-rq-timeout-ms",
+    // Framing and client identity: HTTP/1.1 connection details, not routing.
+    "user-agent",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+];
+
+/// Response headers a proxy adds by itself: Envoy's upstream timing
+/// (`x-envoy-upstream-service-time`, router) and mesh-host's reason for a local
+/// reply (`x-mesh-host-reason`). Only `x-` headers and `Location` are compared at
+/// all: `server`, `date`, `content-type` and `content-length` of local replies are
+/// each proxy's own (Envoy's say `server: envoy`).
+pub const IGNORED_RESPONSE_HEADERS: &[&str] =
+    &["x-envoy-upstream-service-time", "x-mesh-host-reason"];
+
+/// A listener of the generated bootstrap: its name, port and inline
+/// `RouteConfiguration` (Envoy YAML, unindented).
+pub struct ListenerSpec<'a> {
+    /// Listener name; cases address listeners by it ([`Req::on`]).
+    pub name: &'a str,
+    /// Loopback port to listen on.
+    pub port: u16,
+    /// The `route_config` of its HTTP connection manager.
+    pub routes: &'a str,
+}
+
+/// The one bootstrap both proxies load, so their configurations cannot drift:
+/// `listeners` with a router-only HTTP connection manager each, and one STATIC
+/// cluster per upstream (named after its cluster, endpoint its address).
+pub fn bootstrap(listeners: &[ListenerSpec<'_>], upstreams: &[EchoUpstream]) -> String {
+    let mut out = String::from(
+        "node: { id: differential, cluster: differential }\nstatic_resources:\n  listeners:\n",
+    );
+    for listener in listeners {
+        out.push_str(&format!(
+            r#"  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          codec_type: AUTO
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+          route_config:
+{routes}"#,
+            name = listener.name,
+            port = listener.port,
+            routes = indent(listener.routes, 12),
+        ));
+    }
+    out.push_str("  clusters:\n");
+    for upstream in upstreams {
+        out.push_str(&format!(
+            r#"  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#,
+            name = upstream.cluster,
+            port = upstream.addr.port(),
+        ));
+    }
+    out
+}
+
+/// Indents every non-blank line of `text` by `spaces`.
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| format!("{pad}{line}\n"))
+        .collect()
+}
+
+/// The request of a case, sent over a fresh HTTP/1.1 (or h2c) connection.
+pub struct Req {
+    /// Sent over h2c (prior knowledge) instead of HTTP/1.1: `Host` becomes
+    /// `:authority`.
+    pub http2: bool,
+    /// The listener it is sent to.
+    pub listener: &'static str,
+    /// The method.
+    pub method: &'static str,
+    /// Origin-form path, or an absolute URI (absolute-form request target).
+    pub target: &'static str,
+    /// The `Host` header.
+    pub host: &'static str,
+    /// Further headers, in order (a name may repeat).
+    pub headers: Vec<(&'static str, &'static str)>,
+}
+
+/// `GET target` with `Host: host`, to the listener named `main`.
+pub fn get(host: &'static str, target: &'static str) -> Req {
+    Req {
+        http2: false,
+        listener: "main",
+        method: "GET",
+        target,
+        host,
+        headers: Vec::new(),
+    }
+}
+
+impl Req {
+    /// Adds a header line.
+    pub fn header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Sets the method.
+    pub fn method(mut self, method: &'static str) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Sends it over h2c (prior knowledge).
+    pub fn h2c(mut self) -> Self {
+        self.http2 = true;
+        self
+    }
+
+    /// Sends it to the listener named `listener`.
+    pub fn on(mut self, listener: &'static str) -> Self {
+        self.listener = listener;
+        self
+    }
+}
+
+/// What Envoy does with a forwarded request, as far as the case states it.
+pub struct Fwd {
+    /// The cluster that must answer.
+    pub cluster: &'static str,
+    /// Path and query at the upstream; `None`: the request's target, unchanged.
+    pub path: Option<&'static str>,
+    /// `Host` at the upstream; `None`: the request's, unchanged.
+    pub host: Option<&'static str>,
+    /// Request headers at the upstream (values joined with `,`; `None` = absent).
+    pub headers: Vec<(&'static str, Option<&'static str>)>,
+}
+
+/// Forwarded to `cluster`, path and `Host` unchanged.
+pub fn to(cluster: &'static str) -> Fwd {
+    Fwd {
+        cluster,
+        path: None,
+        host: None,
+        headers: Vec::new(),
+    }
+}
+
+impl Fwd {
+    /// The path and query the upstream must see.
+    pub fn path(mut self, path: &'static str) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    /// The `Host` the upstream must see.
+    pub fn host(mut self, host: &'static str) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    /// A request header the upstream must see with this value (`None`: absent).
+    pub fn header(mut self, name: &'static str, value: Option<&'static str>) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// Envoy's outcome for a case.
+pub enum Expect {
+    /// Forwarded to an echo upstream (200).
+    Forward(Fwd),
+    /// `direct_response`: status and body.
+    Direct(u16, &'static str),
+    /// Redirect: status and `Location`.
+    Redirect(u16, &'static str),
+    /// A local reply with this status (404 no route, 503 no cluster); its body is
+    /// each proxy's own wording and is not compared.
+    Local(u16),
+}
+
+impl From<Fwd> for Expect {
+    fn from(forward: Fwd) -> Self {
+        Self::Forward(forward)
+    }
+}
+
+/// A request and what Envoy does with it.
+pub struct Case {
+    /// Unique name, the rule it shows.
+    pub name: &'static str,
+    /// The request.
+    pub request: Req,
+    /// Envoy's outcome.
+    pub expect: Expect,
+    /// Response headers Envoy sends (values joined; `None` = absent).
+    pub response: Vec<(&'static str, Option<&'static str>)>,
+}
+
+/// A case named `name`.
+pub fn case(name: &'static str, request: Req, expect: impl Into<Expect>) -> Case {
+    Case {
+        name,
+        request,
+        expect: expect.into(),
+        response: Vec::new(),
+    }
+}
+
+impl Case {
+    /// A response header Envoy sends with this value (`None`: absent).
+    pub fn response(mut self, name: &'static str, value: Option<&'static str>) -> Self {
+        self.response.push((name, value));
+        self
+    }
+}
+
+/// What reached an upstream, without [`IGNORED_REQUEST_HEADERS`].
+///
+/// The upstream HTTP version is not part of it: mesh-host speaks HTTP/2 to an
+/// upstream for every gRPC request, Envoy the cluster's protocol (HTTP/1.1
+/// unless its `HttpProtocolOptions` say otherwise); that is egress, not routing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// The cluster that answered.
+    pub cluster: String,
+    /// The method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The authority: the `Host` header, or `:authority` over HTTP/2.
+    pub host: Option<String>,
+    /// Header name -> values joined with `,` in the order received.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl From<Echo> for Received {
+    fn from(echo: Echo) -> Self {
+        let mut headers = BTreeMap::new();
+        for (name, value) in &echo.headers {
+            // `host` is compared as the authority (`Received::host`): an HTTP/1.1
+            // upstream request carries it in `Host`, an HTTP/2 one in `:authority`.
+            if name == "host" || IGNORED_REQUEST_HEADERS.contains(&name.as_str()) {
+                continue;
+            }
+            headers
+                .entry(name.clone())
+                .and_modify(|joined: &mut String| {
+                    joined.push(',');
+                    joined.push_str(value);
+                })
+                .or_insert_with(|| value.clone());
+        }
+        Self {
+            cluster: echo.cluster,
+            method: echo.method,
+            path: echo.path,
+            host: echo.host,
+            headers,
+        }
+    }
+}
+
+/// What one proxy did with one request: the parts the two must agree on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Response status.
+    pub status: u16,
+    /// The request as an echo upstream received it; `None` when the proxy answered.
+    pub upstream: Option<Received>,
+    /// `x-` response headers (values joined) without [`IGNORED_RESPONSE_HEADERS`].
+    pub response_headers: BTreeMap<String, String>,
+    /// The `Location` header.
+    pub location: Option<String>,
+    /// The body of an answer no upstream gave (a direct response or local reply).
+    pub body: Option<String>,
+}
+
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<String> = headers
+        .get_all(name)
+        .iter()
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// Sends `request` to `addr` and records the outcome; `Err` when the exchange
+/// itself fails (the caller reports the case and goes on).
+pub async fn observe(addr: SocketAddr, request: &Req) -> Result<Outcome, String> {
+    let mut builder = Request::builder().method(request.method);
+    builder = if request.http2 {
+        // HTTP/2 carries the authority in the target, never in `Host`.
+        builder.uri(format!("http://{}{}", request.host, request.target))
+    } else {
+        builder
+            .uri(request.target)
+            .header(header::HOST, request.host)
+    };
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, *value);
+    }
+    let built = builder
+        .body(client::empty())
+        .map_err(|e| format!("request: {e}"))?;
+    let exchange = async {
+        let response = if request.http2 {
+            client::h2c(addr, built).await
+        } else {
+            client::http1(addr, built).await
+        };
+        client::read_all(response).await
+    };
+    let (status, headers, body, _) = tokio::time::timeout(Duration::from_secs(20), exchange)
+        .await
+        .map_err(|_| "no answer within 20 s".to_owned())?;
+    let upstream = Echo::parse(&body).map(Received::from);
+    let response_headers = headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|name| name.starts_with("x-") && !IGNORED_RESPONSE_HEADERS.contains(name))
+        .filter_map(|name| Some((name.to_owned(), joined(&headers, name)?)))
+        .collect();
+    Ok(Outcome {
+        status: status.as_u16(),
+        body: upstream
+            .is_none()
+            .then(|| String::from_utf8_lossy(&body).into_owned()),
+        upstream,
+        response_headers,
+        location: joined(&headers, header::LOCATION.as_str()),
+    })
+}
+
+/// The parts of `outcome` compared for a case expected to end as `expect`: the
+/// body only for direct responses (local replies word their bodies each their
+/// own way; forwarded answers are compared through the echo).
+pub fn comparable(outcome: &Outcome, expect: &Expect) -> Outcome {
+    let mut outcome = outcome.clone();
+    if !matches!(expect, Expect::Direct(..)) {
+        outcome.body = None;
+    }
+    outcome
+}
+
+/// Every way `mesh` differs from `envoy`, one line each; empty when they agree.
+pub fn differences(envoy: &Outcome, mesh: &Outcome) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = |what: &str, e: String, m: String| {
+        if e != m {
+            out.push(format!("{what}: envoy {e}, mesh-host {m}"));
+        }
+    };
+    field("status", envoy.status.to_string(), mesh.status.to_string());
+    match (&envoy.upstream, &mesh.upstream) {
+        (Some(e), Some(m)) => {
+            field("cluster", e.cluster.clone(), m.cluster.clone());
+            field("method", e.method.clone(), m.method.clone());
+            field("path", e.path.clone(), m.path.clone());
+            field("host", format!("{:?}", e.host), format!("{:?}", m.host));
+            let names: BTreeSet<&String> = e.headers.keys().chain(m.headers.keys()).collect();
+            for name in names {
+                field(
+                    &format!("request header {name}"),
+                    format!("{:?}", e.headers.get(name)),
+                    format!("{:?}", m.headers.get(name)),
+                );
+            }
+        }
+        (e, m) => field(
+            "upstream",
+            format!("{:?}", e.as_ref().map(|u| &u.cluster)),
+            format!("{:?}", m.as_ref().map(|u| &u.cluster)),
+        ),
+    }
+    let names: BTreeSet<&String> = envoy
+        .response_headers
+        .keys()
+        .chain(mesh.response_headers.keys())
+        .collect();
+    for name in names {
+        field(
+            &format!("response header {name}"),
+            format!("{:?}", envoy.response_headers.get(name)),
+            format!("{:?}", mesh.response_headers.get(name)),
+        );
+    }
+    field(
+        "location",
+        format!("{:?}", envoy.location),
+        format!("{:?}", mesh.location),
+    );
+    field(
+        "body",
+        format!("{:?}", envoy.body),
+        format!("{:?}", mesh.body),
+    );
+    out
+}
+
+/// Every way Envoy's `outcome` differs from what `case` says Envoy does.
+pub fn unexpected(case: &Case, outcome: &Outcome) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |what: &str, want: String, got: String| {
+        if want != got {
+            out.push(format!("{what}: expected {want}, Envoy gave {got}"));
+        }
+    };
+    let show = |value: Option<&str>| format!("{value:?}");
+    match &case.expect {
+        Expect::Forward(want) => {
+            check("status", "200".into(), outcome.status.to_string());
+            match &outcome.upstream {
+                None => check("cluster", want.cluster.into(), "no upstream".into()),
+                Some(got) => {
+                    check("cluster", want.cluster.into(), got.cluster.clone());
+                    check("method", case.request.method.into(), got.method.clone());
+                    let path = want.path.unwrap_or(case.request.target);
+                    check("path", path.into(), got.path.clone());
+                    let host = want.host.unwrap_or(case.request.host);
+                    check("host", show(Some(host)), show(got.host.as_deref()));
+                    for (name, value) in &want.headers {
+                        let got = got.headers.get(*name).map(String::as_str);
+                        check(&format!("request header {name}"), show(*value), show(got));
+                    }
+                }
+            }
+        }
+        Expect::Direct(status, body) => {
+            check("status", status.to_string(), outcome.status.to_string());
+            check("body", show(Some(body)), show(outcome.body.as_deref()));
+        }
+        Expect::Redirect(status, location) => {
+            check("status", status.to_string(), outcome.status.to_string());
+            let got = outcome.location.as_deref();
+            check("location", show(Some(location)), show(got));
+        }
+        Expect::Local(status) => {
+            check("status", status.to_string(), outcome.status.to_string());
+            check("upstream", "None".into(), format!("{:?}", outcome.upstream));
+        }
+    }
+    for (name, value) in &case.response {
+        let got = outcome.response_headers.get(*name).map(String::as_str);
+        check(&format!("response header {name}"), show(*value), show(got));
+    }
+    out
+}
+
+/// What a run of cases found: Envoy departing from the written expectations,
+/// and mesh-host departing from Envoy. One line per difference, prefixed with
+/// the case name.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Where Envoy did not do what the case says.
+    pub envoy_unexpected: Vec<String>,
+    /// Where mesh-host did not do what Envoy did.
+    pub disagreements: Vec<String>,
+}
+
+impl Report {
+    /// Whether both lists are empty.
+    pub fn is_clean(&self) -> bool {
+        self.envoy_unexpected.is_empty() && self.disagreements.is_empty()
+    }
+}
+
+/// Sends every case to both proxies (listeners by name) and compares; every
+/// case runs, so one report lists every rule that fails.
+pub async fn run(
+    cases: &[Case],
+    envoy: &HashMap<&str, SocketAddr>,
+    mesh: &HashMap<&str, SocketAddr>,
+) -> Report {
+    let mut report = Report::default();
+    for case in cases {
+        let listener = case.request.listener;
+        let (Some(envoy_addr), Some(mesh_addr)) = (envoy.get(listener), mesh.get(listener)) else {
+            report
+                .envoy_unexpected
+                .push(format!("{}: no listener named {listener}", case.name));
+            continue;
+        };
+        let from_envoy = observe(*envoy_addr, &case.request).await;
+        let from_mesh = observe(*mesh_addr, &case.request).await;
+        match &from_envoy {
+            Ok(outcome) => {
+                let problems = unexpected(case, outcome);
+                let name = case.name;
+                report
+                    .envoy_unexpected
+                    .extend(problems.iter().map(|problem| format!("{name}: {problem}")));
+                if !problems.is_empty() {
+                    let line = format!("{name}: Envoy's outcome: {outcome:?}");
+                    report.envoy_unexpected.push(line);
+                }
+            }
+            Err(error) => report
+                .envoy_unexpected
+                .push(format!("{}: Envoy: {error}", case.name)),
+        }
+        match (&from_envoy, &from_mesh) {
+            (Ok(e), Ok(m)) => {
+                let (e, m) = (comparable(e, &case.expect), comparable(m, &case.expect));
+                let name = case.name;
+                report.disagreements.extend(
+                    differences(&e, &m)
+                        .into_iter()
+                        .map(|d| format!("{name}: {d}")),
+                );
+            }
+            (_, Err(error)) => report
+                .disagreements
+                .push(format!("{}: mesh-host: {error}", case.name)),
+            (Err(_), Ok(_)) => {}
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded() -> Outcome {
+        Outcome {
+            status: 200,
+            upstream: Some(Received {
+                cluster: "a".into(),
+                method: "GET".into(),
+                path: "/p".into(),
+                host: Some("h".into()),
+                headers: BTreeMap::from([("x-level".to_owned(), "config".to_owned())]),
+            }),
+            response_headers: BTreeMap::from([("x-served-by".to_owned(), "config".to_owned())]),
+            ..Outcome::default()
+        }
+    }
+
+    /// The differential test can fail: a wrong cluster, path, host or header on
+    /// either side is reported.
+    #[test]
+    fn differences_name_every_field_that_differs() {
+        let envoy = forwarded();
+        assert!(differences(&envoy, &envoy.clone()).is_empty());
+        let mut mesh = envoy.clone();
+        if let Some(upstream) = &mut mesh.upstream {
+            upstream.cluster = "b".into();
+            upstream.path = "/q".into();
+            upstream.host = Some("other".into());
+            upstream.headers = BTreeMap::from([("x-extra".to_owned(), "1".to_owned())]);
+        }
+        mesh.response_headers.clear();
+        let found = differences(&envoy, &mesh).join("\n");
+        for part in [
+            "cluster",
+            "path",
+            "host",
+            "request header x-level",
+            "request header x-extra",
+            "response header x-served-by",
+        ] {
+            assert!(found.contains(part), "{part} not reported in:\n{found}");
+        }
+        let local = Outcome {
+            status: 503,
+            ..Outcome::default()
+        };
+        let found = differences(&envoy, &local);
+        assert!(found.iter().any(|d| d.starts_with("status")), "{found:?}");
+        assert!(found.iter().any(|d| d.starts_with("upstream")), "{found:?}");
+    }
+
+    /// Envoy's side is held to the case: a wrong expectation is reported.
+    #[test]
+    fn unexpected_names_what_envoy_did_otherwise() {
+        let case = case(
+            "c",
+            get("h", "/p"),
+            to("a").header("x-level", Some("route")),
+        )
+        .response("x-served-by", None);
+        let found = unexpected(&case, &forwarded()).join("\n");
+        assert!(found.contains("request header x-level"), "{found}");
+        assert!(found.contains("response header x-served-by"), "{found}");
+        let wrong = super::case("c", get("h", "/other"), to("b"));
+        let found = unexpected(&wrong, &forwarded()).join("\n");
+        assert!(
+            found.contains("cluster") && found.contains("path"),
+            "{found}"
+        );
+        assert!(unexpected(&super::case("c", get("h", "/p"), to("a")), &forwarded()).is_empty());
+    }
+
+    #[test]
+    fn the_body_is_compared_for_direct_responses_only() {
+        let outcome = Outcome {
+            body: Some("text".into()),
+            ..Outcome::default()
+        };
+        assert_eq!(comparable(&outcome, &Expect::Local(404)).body, None);
+        assert_eq!(
+            comparable(&outcome, &Expect::Direct(200, "text"))
+                .body
+                .as_deref(),
+            Some("text")
+        );
+    }
+
+    #[test]
+    fn the_bootstrap_has_every_listener_and_one_cluster_per_upstream() {
+        let listeners = [
+            ListenerSpec {
+                name: "one",
+                port: 1,
+                routes: "name: r1\nvirtual_hosts: []\n",
+            },
+            ListenerSpec {
+                name: "two",
+                port: 2,
+                routes: "name: r2\nvirtual_hosts: []\n",
+            },
+        ];
+        let text = bootstrap(&listeners, &[]);
+        assert!(text.contains("- name: one") && text.contains("port_value: 2 "));
+        assert!(text.contains("            name: r2\n"), "{text}");
+        assert!(text.ends_with("  clusters:\n"), "{text}");
+    }
+}
