@@ -39,17 +39,39 @@ impl ListenerDispatch {
         let forward = match table.select(&parts, rand::random()) {
             Decision::Forward(forward) => forward,
             Decision::NoRoute => return self.fail(Failure::NoRoute, "", meta.grpc),
-            Decision::NoCluster => return self.fail(Failure::NoWorkload, "", meta.grpc),
-            Decision::DirectResponse { status, body } => {
-                return direct_response(status, body.as_deref());
+            // Envoy applies the route's response header mutations to these
+            // local replies too.
+            Decision::NoCluster { headers } => {
+                let mut response = self.fail(Failure::NoWorkload, "", meta.grpc);
+                headers.apply_to_response(response.headers_mut());
+                return response;
             }
-            Decision::Redirect { location, status } => return redirect(status, &location),
+            Decision::DirectResponse {
+                status,
+                body,
+                headers,
+            } => {
+                let mut response = direct_response(status, body.as_deref());
+                headers.apply_to_response(response.headers_mut());
+                return response;
+            }
+            Decision::Redirect {
+                location,
+                status,
+                headers,
+            } => {
+                let mut response = redirect(status, &location);
+                headers.apply_to_response(response.headers_mut());
+                return response;
+            }
         };
         let cluster = forward.cluster.clone();
         let Some(bound) = self.shared.by_cluster.load().get(&cluster).cloned() else {
             if !snapshot.config.clusters.contains_key(&cluster) {
                 tracing::warn!(listener = %self.listener, %cluster, "the route's cluster is neither a local workload nor configured");
-                return self.fail(Failure::NoWorkload, &cluster, meta.grpc);
+                let mut response = self.fail(Failure::NoWorkload, &cluster, meta.grpc);
+                forward.apply_to_response(response.headers_mut());
+                return response;
             }
             return self.forward_upstream(parts, body, &forward, meta).await;
         };

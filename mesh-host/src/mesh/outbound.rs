@@ -64,23 +64,33 @@ pub(super) fn send(
     };
     let forward = match table.select(&parts, rand::random()) {
         Decision::Forward(forward) => forward,
-        Decision::NoRoute | Decision::NoCluster => {
+        Decision::NoRoute | Decision::NoCluster { .. } => {
             return deny(&format!(
                 "no route of egress listener {listener:?} matches {authority}"
             ));
         }
-        Decision::DirectResponse { status, body } => {
+        Decision::DirectResponse {
+            status,
+            body,
+            headers,
+        } => {
             let mut response = http::Response::new(body.map_or_else(empty, |b| full(b.to_vec())));
             *response.status_mut() =
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            headers.apply_to_response(response.headers_mut());
             return Box::pin(async move { Ok(response) });
         }
-        Decision::Redirect { location, status } => {
+        Decision::Redirect {
+            location,
+            status,
+            headers,
+        } => {
             let mut response = http::Response::new(empty());
             *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
             }
+            headers.apply_to_response(response.headers_mut());
             return Box::pin(async move { Ok(response) });
         }
     };

@@ -19,6 +19,8 @@ use super::matching::RequestView;
 /// Envoy's router records the path before a rewrite in this header (unless its
 /// `suppress_envoy_headers` is set, which mesh-host does not model).
 const ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+/// Likewise the authority before a host rewrite.
+const ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
 
 /// Where a forwarded request goes and how it is changed on the way.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,12 +56,20 @@ pub struct ForwardDecision {
 
 impl ForwardDecision {
     /// Applies the decision to the request before it is forwarded, in Envoy's order: header
-    /// mutations, then `host_rewrite_literal`, then the path rewrite (recording the old path in
+    /// mutations, then `host_rewrite_literal` (recording the old authority in
+    /// `x-envoy-original-host`), then the path rewrite (recording the old path in
     /// `x-envoy-original-path`).
     pub fn apply_to_request(&self, parts: &mut Parts) {
         self.headers.apply_to_request(&mut parts.headers);
         if let Some(authority) = &self.authority {
             let had_uri_authority = parts.uri.authority().is_some();
+            let original = match parts.uri.authority() {
+                Some(original) => HeaderValue::from_str(original.as_str()).ok(),
+                None => parts.headers.get(HOST).cloned(),
+            };
+            if let Some(original) = original {
+                parts.headers.insert(ORIGINAL_HOST, original);
+            }
             // Validated when the table was built, so parsing succeeds.
             if had_uri_authority && let Ok(authority) = Authority::from_str(authority) {
                 replace_uri(parts, |uri| uri.authority = Some(authority));
@@ -135,6 +145,15 @@ enum Target {
 }
 
 impl CompiledForward {
+    /// The response header mutations for the host's own answer when no cluster is chosen.
+    pub(super) fn local_reply_headers(&self) -> Arc<HeaderMutationChain> {
+        match &self.target {
+            Target::Cluster { headers, .. } | Target::Header { headers, .. } => headers.clone(),
+            // A weighted pick always names a cluster.
+            Target::Weighted(_) => Arc::new(HeaderMutationChain::new([])),
+        }
+    }
+
     /// Compiles `forward`; `levels` are the route's, virtual host's and configuration's header
     /// mutations, most specific first.
     pub(super) fn new(

@@ -76,28 +76,28 @@ impl<'a> RequestView<'a> {
             .and_then(|h| std::str::from_utf8(h.as_bytes()).ok())
     }
 
-    /// A header as Envoy's header matchers see it: pseudo-headers from the request line, and
-    /// several values joined with `,`.
+    /// A header's values as Envoy's header matchers see them: pseudo-headers from the request
+    /// line, every value of a repeated header separately (empty when absent).
     ///
     /// `host` is never present: Envoy's codecs turn it into `:authority`.
-    fn header(&self, name: &str) -> Option<Cow<'a, str>> {
-        match name {
-            ":method" => Some(Cow::Borrowed(self.parts.method.as_str())),
-            ":path" => Some(Cow::Borrowed(self.path_and_query)),
-            ":authority" => self.authority.map(Cow::Borrowed),
-            ":scheme" => Some(Cow::Borrowed(self.scheme)),
+    fn header_values(&self, name: &str) -> Vec<Cow<'a, str>> {
+        let pseudo = match name {
+            ":method" => Some(self.parts.method.as_str()),
+            ":path" => Some(self.path_and_query),
+            ":authority" => self.authority,
+            ":scheme" => Some(self.scheme),
             "host" => None,
             _ => {
-                let mut values = self.parts.headers.get_all(name).iter();
-                let first = String::from_utf8_lossy(values.next()?.as_bytes());
-                Some(values.fold(first, |joined, value| {
-                    let mut joined = joined.into_owned();
-                    joined.push(',');
-                    joined.push_str(&String::from_utf8_lossy(value.as_bytes()));
-                    Cow::Owned(joined)
-                }))
+                return self
+                    .parts
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .map(|value| String::from_utf8_lossy(value.as_bytes()))
+                    .collect();
             }
-        }
+        };
+        pseudo.map(Cow::Borrowed).into_iter().collect()
     }
 
     /// The first value of query parameter `name`, undecoded, as Envoy's `parseQueryString`
@@ -186,10 +186,9 @@ impl RouteMatcher {
         // The path test first: it is the cheapest and the most selective.
         let matched = self.path.matches(request.path())?;
         let rest = (!self.grpc || request.is_grpc())
-            && self
-                .headers
-                .iter()
-                .all(|h| h.matches(request.header(&h.name).as_deref()))
+            && self.headers.iter().all(|h| {
+                h.matches_values(request.header_values(&h.name).iter().map(|v| v.as_ref()))
+            })
             && self
                 .query_parameters
                 .iter()
@@ -292,17 +291,17 @@ mod tests {
     }
 
     #[test]
-    fn repeated_headers_are_joined_with_commas() {
+    fn repeated_headers_are_seen_one_value_at_a_time() {
         let p = parts("/", &[("x-a", "1"), ("x-a", "2")]);
-        assert_eq!(RequestView::new(&p).header("x-a").as_deref(), Some("1,2"));
+        assert_eq!(RequestView::new(&p).header_values("x-a"), ["1", "2"]);
     }
 
     #[test]
     fn host_header_is_only_seen_as_authority() {
         let p = parts("/", &[("host", "a.com")]);
         let view = RequestView::new(&p);
-        assert_eq!(view.header(":authority").as_deref(), Some("a.com"));
-        assert_eq!(view.header("host"), None);
+        assert_eq!(view.header_values(":authority"), ["a.com"]);
+        assert!(view.header_values("host").is_empty());
     }
 
     #[test]

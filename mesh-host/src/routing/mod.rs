@@ -135,6 +135,8 @@ pub enum Decision {
         status: u16,
         /// Body, if any.
         body: Option<Arc<[u8]>>,
+        /// The route's response header mutations, which Envoy applies to its local replies too.
+        headers: Arc<HeaderMutationChain>,
     },
     /// Answer with a redirect.
     Redirect {
@@ -142,12 +144,18 @@ pub enum Decision {
         location: String,
         /// 301, 302, 303, 307 or 308.
         status: u16,
+        /// The route's response header mutations.
+        headers: Arc<HeaderMutationChain>,
     },
     /// No virtual host or no route matches: Envoy answers 404.
     NoRoute,
     /// A route matched but names no cluster (`cluster_header` absent or empty): Envoy answers
-    /// 503 (`cluster_not_found_response_code`'s default).
-    NoCluster,
+    /// 503 (`cluster_not_found_response_code`'s default), with the route's response header
+    /// mutations.
+    NoCluster {
+        /// The route's response header mutations.
+        headers: Arc<HeaderMutationChain>,
+    },
 }
 
 /// A route configuration compiled for lookups: immutable, shared between requests.
@@ -176,8 +184,12 @@ enum CompiledAction {
     DirectResponse {
         status: u16,
         body: Option<Arc<[u8]>>,
+        headers: Arc<HeaderMutationChain>,
     },
-    Redirect(RedirectAction),
+    Redirect {
+        redirect: RedirectAction,
+        headers: Arc<HeaderMutationChain>,
+    },
 }
 
 impl RouteTable {
@@ -222,14 +234,25 @@ impl RouteTable {
         match &route.action {
             CompiledAction::Forward(forward) => forward
                 .decide(&view, matched, random, &vhost.name, &route.name, index)
-                .map_or(Decision::NoCluster, Decision::Forward),
-            CompiledAction::DirectResponse { status, body } => Decision::DirectResponse {
+                .map_or_else(
+                    || Decision::NoCluster {
+                        headers: forward.local_reply_headers(),
+                    },
+                    Decision::Forward,
+                ),
+            CompiledAction::DirectResponse {
+                status,
+                body,
+                headers,
+            } => Decision::DirectResponse {
                 status: *status,
                 body: body.clone(),
+                headers: headers.clone(),
             },
-            CompiledAction::Redirect(redirect) => Decision::Redirect {
+            CompiledAction::Redirect { redirect, headers } => Decision::Redirect {
                 location: redirect_location(redirect, &view, matched),
                 status: redirect.response_code,
+                headers: headers.clone(),
             },
         }
     }
@@ -254,15 +277,20 @@ fn compile_vhost(
             } else {
                 route.name.clone()
             };
+            let chain = || Arc::new(HeaderMutationChain::new(levels.iter().cloned()));
             let action = match &route.action {
-                RouteAction::Forward(forward) => CompiledAction::Forward(Box::new(
-                    CompiledForward::new(forward, levels, route_config, &name)?,
-                )),
                 RouteAction::DirectResponse { status, body } => CompiledAction::DirectResponse {
                     status: *status,
                     body: body.clone(),
+                    headers: chain(),
                 },
-                RouteAction::Redirect(redirect) => CompiledAction::Redirect(redirect.clone()),
+                RouteAction::Redirect(redirect) => CompiledAction::Redirect {
+                    redirect: redirect.clone(),
+                    headers: chain(),
+                },
+                RouteAction::Forward(forward) => CompiledAction::Forward(Box::new(
+                    CompiledForward::new(forward, levels, route_config, &name)?,
+                )),
             };
             Ok(CompiledRoute {
                 name: name.into(),

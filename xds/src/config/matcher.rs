@@ -139,8 +139,6 @@ pub struct HeaderMatcher {
 
 impl HeaderMatcher {
     /// Whether a header with `value` (or `None` when absent) matches.
-    ///
-    /// A header that appears several times is passed as its values joined with `,`, as Envoy does.
     pub fn matches(&self, value: Option<&str>) -> bool {
         let value = match (value, self.treat_missing_header_as_empty) {
             (Some(v), _) => Some(v),
@@ -151,12 +149,36 @@ impl HeaderMatcher {
             (HeaderMatch::Present(present), v) => v.is_some() == *present,
             // Envoy: a missing header never matches a value test, even inverted.
             (_, None) => return false,
-            (HeaderMatch::String(m), Some(v)) => m.matches(v),
-            (HeaderMatch::Range { start, end }, Some(v)) => {
-                v.parse::<i64>().is_ok_and(|n| (*start..*end).contains(&n))
-            }
+            (_, Some(v)) => self.test(v),
         };
         result != self.invert_match
+    }
+
+    /// Whether a header with these values (none when absent) matches, as Envoy 1.40 decides
+    /// with its default runtime guard `envoy.reloadable_features.match_headers_individually`:
+    /// each value is tested on its own and the matcher holds if any value passes; with
+    /// `invert_match`, only if none does.
+    pub fn matches_values<'a>(&self, values: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut values = values.into_iter().peekable();
+        if values.peek().is_none() {
+            return self.matches(None);
+        }
+        let result = match &self.matcher {
+            HeaderMatch::Present(present) => *present,
+            _ => values.any(|value| self.test(value)),
+        };
+        result != self.invert_match
+    }
+
+    /// The value test, before `invert_match`.
+    fn test(&self, value: &str) -> bool {
+        match &self.matcher {
+            HeaderMatch::Present(_) => true,
+            HeaderMatch::String(m) => m.matches(value),
+            HeaderMatch::Range { start, end } => value
+                .parse::<i64>()
+                .is_ok_and(|n| (*start..*end).contains(&n)),
+        }
     }
 }
 
