@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
+use mesh_host_tests::bootstrap::{HCM, ROUTER, http_listener, static_cluster};
 use mesh_host_tests::client;
 use mesh_host_tests::envoy::{Envoy, free_port};
 use mesh_host_tests::process::MeshHost;
@@ -17,56 +18,9 @@ use mesh_host_tests::upstream::Upstream;
 use mesh_host_tests::{component, peers};
 use prost::Message;
 
-const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-
-/// An HTTP listener with an inline route configuration (`virtual_hosts` is
-/// YAML flow text).
-fn listener(name: &str, port: u16, extra: &str, virtual_hosts: &str) -> String {
-    format!(
-        r#"
-  - name: {name}
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    {extra}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {HCM}
-          stat_prefix: {name}
-          route_config: {{ name: {name}, virtual_hosts: {virtual_hosts} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": {ROUTER} }}"#
-    )
-}
-
-/// A STATIC cluster; `extra` is more YAML at the cluster's indentation.
-fn cluster(name: &str, ports: &[u16], extra: &str) -> String {
-    let endpoints: String = ports
-        .iter()
-        .map(|port| {
-            format!(
-                "\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"
-            )
-        })
-        .collect();
-    format!(
-        r#"
-  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    {extra}
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:{endpoints}"#
-    )
-}
-
 /// The inbound listener routing everything to the `client` workload.
 fn inbound(port: u16) -> String {
-    listener(
+    http_listener(
         "inbound",
         port,
         "",
@@ -76,7 +30,7 @@ fn inbound(port: u16) -> String {
 
 /// The egress listener (virtual: `traffic_direction: OUTBOUND`, no socket).
 fn egress(virtual_hosts: &str) -> String {
-    listener(
+    http_listener(
         "egress",
         15001,
         "traffic_direction: OUTBOUND",
@@ -111,6 +65,21 @@ fn start(bootstrap: &str, flags: &[&str]) -> (tempfile::TempDir, MeshHost) {
     ];
     args.extend(flags.iter().map(|flag| (*flag).to_owned()));
     (dir, MeshHost::spawn(&args))
+}
+
+/// An upstream named `upstream` as cluster `upstream`, the egress listener
+/// with `egress_vhosts`, and mesh-host allowing `allow`.
+async fn with_upstream(
+    egress_vhosts: &str,
+    allow: &str,
+) -> (Upstream, tempfile::TempDir, MeshHost) {
+    let upstream = Upstream::start("upstream").await;
+    let config = bootstrap(
+        &[inbound(free_port()), egress(egress_vhosts)],
+        &[static_cluster("upstream", &[upstream.addr.port()], "")],
+    );
+    let (dir, host) = start(&config, &["--egress-allow", allow]);
+    (upstream, dir, host)
 }
 
 /// What the `outbound` component reported for one call.
@@ -165,7 +134,7 @@ async fn without_an_egress_listener_everything_is_denied_before_any_connection()
     let port = free_port();
     let config = bootstrap(
         &[inbound(port)],
-        &[cluster("upstream", &[upstream.addr.port()], "")],
+        &[static_cluster("upstream", &[upstream.addr.port()], "")],
     );
     let (_dir, host) = start(&config, &["--egress-allow", "upstream.test"]);
 
@@ -184,18 +153,11 @@ async fn without_an_egress_listener_everything_is_denied_before_any_connection()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_allows_listed_authorities_and_refuses_the_rest_ip_literals_and_metadata() {
-    let upstream = Upstream::start("upstream").await;
-    let port = free_port();
-    let config = bootstrap(
-        &[
-            inbound(port),
-            egress(
-                r#"[{ name: any, domains: ["*"], routes: [{ match: { prefix: / }, route: { cluster: upstream } }] }]"#,
-            ),
-        ],
-        &[cluster("upstream", &[upstream.addr.port()], "")],
-    );
-    let (_dir, host) = start(&config, &["--egress-allow", "upstream.test"]);
+    let (upstream, _dir, host) = with_upstream(
+        r#"[{ name: any, domains: ["*"], routes: [{ match: { prefix: / }, route: { cluster: upstream } }] }]"#,
+        "upstream.test",
+    )
+    .await;
 
     let allowed = get(&host, "http://upstream.test/allowed?q=1").await;
     assert_eq!(allowed.status, StatusCode::OK, "{:?}", allowed.body);
@@ -227,18 +189,11 @@ async fn policy_allows_listed_authorities_and_refuses_the_rest_ip_literals_and_m
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authority_without_an_egress_route_is_denied() {
-    let upstream = Upstream::start("upstream").await;
-    let port = free_port();
-    let config = bootstrap(
-        &[
-            inbound(port),
-            egress(
-                r#"[{ name: up, domains: ["upstream.test"], routes: [{ match: { prefix: /api }, route: { cluster: upstream } }] }]"#,
-            ),
-        ],
-        &[cluster("upstream", &[upstream.addr.port()], "")],
-    );
-    let (_dir, host) = start(&config, &["--egress-allow", "*.test"]);
+    let (upstream, _dir, host) = with_upstream(
+        r#"[{ name: up, domains: ["upstream.test"], routes: [{ match: { prefix: /api }, route: { cluster: upstream } }] }]"#,
+        "*.test",
+    )
+    .await;
 
     assert_eq!(
         get(&host, "http://upstream.test/api/x").await.status,
@@ -253,18 +208,11 @@ async fn an_authority_without_an_egress_route_is_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sequential_outbound_requests_use_a_handful_of_connections() {
-    let upstream = Upstream::start("upstream").await;
-    let port = free_port();
-    let config = bootstrap(
-        &[
-            inbound(port),
-            egress(
-                r#"[{ name: up, domains: ["upstream.test"], routes: [{ match: { prefix: / }, route: { cluster: upstream } }] }]"#,
-            ),
-        ],
-        &[cluster("upstream", &[upstream.addr.port()], "")],
-    );
-    let (_dir, host) = start(&config, &["--egress-allow", "upstream.test"]);
+    let (upstream, _dir, host) = with_upstream(
+        r#"[{ name: up, domains: ["upstream.test"], routes: [{ match: { prefix: / }, route: { cluster: upstream } }] }]"#,
+        "upstream.test",
+    )
+    .await;
 
     for i in 0..1000 {
         let called = get(&host, &format!("http://upstream.test/n/{i}")).await;
@@ -348,7 +296,7 @@ async fn outbound_grpc_reaches_a_native_tonic_server_over_http2_and_needs_the_gr
                 r#"[{ name: greeter, domains: ["greeter.test"], routes: [{ match: { prefix: / }, route: { cluster: greeter } }] }]"#,
             ),
         ],
-        &[cluster("greeter", &[greeter_port], "")],
+        &[static_cluster("greeter", &[greeter_port], "")],
     );
     let (_dir, host) = start(
         &config,
@@ -418,8 +366,8 @@ static_resources:
 "#,
         log = access_log.display(),
         clusters = [
-            cluster("a", &[a.addr.port()], ""),
-            cluster("b", &[b.addr.port()], "")
+            static_cluster("a", &[a.addr.port()], ""),
+            static_cluster("b", &[b.addr.port()], "")
         ]
         .concat(),
     );
@@ -433,7 +381,7 @@ static_resources:
                 r#"[{ name: external, domains: ["*.test"], routes: [{ match: { prefix: / }, route: { cluster: egress-gateway } }] }]"#,
             ),
         ],
-        &[cluster("egress-gateway", &[gateway_port], "")],
+        &[static_cluster("egress-gateway", &[gateway_port], "")],
     );
     let (_mesh_dir, host) = start(&config, &["--egress-allow", "*.test"]);
 
@@ -547,8 +495,8 @@ static_resources:
             ),
         ],
         &[
-            cluster("secure", &[tls_port], &tls_socket(true)),
-            cluster("anonymous", &[tls_port], &tls_socket(false)),
+            static_cluster("secure", &[tls_port], &tls_socket(true)),
+            static_cluster("anonymous", &[tls_port], &tls_socket(false)),
         ],
     );
     let (_mesh_dir, host) = start(&config, &["--egress-allow", "*.test"]);
@@ -594,7 +542,7 @@ static_resources:
 /// inbound listener (a slow upstream) through clusters with a one-request
 /// breaker or a short route timeout.
 fn slow_upstream_config(port: u16) -> String {
-    let inbound = listener(
+    let inbound = http_listener(
         "inbound",
         port,
         "",
@@ -606,12 +554,12 @@ fn slow_upstream_config(port: u16) -> String {
     bootstrap(
         &[inbound, egress],
         &[
-            cluster(
+            static_cluster(
                 "narrow",
                 &[port],
                 "circuit_breakers: { thresholds: [{ max_requests: 1 }] }",
             ),
-            cluster("wide", &[port], ""),
+            static_cluster("wide", &[port], ""),
         ],
     )
 }

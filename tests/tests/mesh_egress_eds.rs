@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use http::{Request, StatusCode};
+use mesh_host_tests::bootstrap::{ads_header, http_listener, xds_cluster};
 use mesh_host_tests::envoy::free_port;
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::upstream::Upstream;
@@ -16,52 +17,25 @@ use mesh_xds::xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use mesh_xds::xds_api::pb::google::protobuf::UInt32Value;
 
 const NODE: &str = "egress-eds";
-const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
 /// Inbound listener to the `client` workload; egress listener routing
 /// `backend.test` to the EDS cluster `backend` with retries; outlier
 /// detection ejecting after 3 consecutive failures.
 fn bootstrap(port: u16, control_plane: u16) -> String {
-    let listener = |name: &str, port: u16, extra: &str, vhosts: &str| {
-        format!(
-            r#"
-  - name: {name}
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    {extra}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {HCM}
-          stat_prefix: {name}
-          route_config: {{ name: {name}, virtual_hosts: {vhosts} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": {ROUTER} }}"#
-        )
-    };
-    let inbound = listener(
+    let inbound = http_listener(
         "inbound",
         port,
         "",
         r#"[{ name: all, domains: ["*"], routes: [{ match: { prefix: / }, route: { cluster: client } }] }]"#,
     );
-    let egress = listener(
+    let egress = http_listener(
         "egress",
         15001,
         "traffic_direction: OUTBOUND",
         r#"[{ name: backend, domains: ["backend.test"], routes: [{ match: { prefix: / }, route: { cluster: backend, retry_policy: { retry_on: "connect-failure,reset", num_retries: 3 } } }] }]"#,
     );
     format!(
-        r#"
-node: {{ id: {NODE}, cluster: test }}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services:
-    - envoy_grpc: {{ cluster_name: xds }}
+        r#"{ads}
 static_resources:
   listeners:{inbound}{egress}
   clusters:
@@ -69,20 +43,10 @@ static_resources:
     type: EDS
     connect_timeout: 1s
     eds_cluster_config: {{ eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}
-    outlier_detection: {{ consecutive_5xx: 3, base_ejection_time: 30s }}
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {control_plane} }} }} }}
-"#
+    outlier_detection: {{ consecutive_5xx: 3, base_ejection_time: 30s }}{xds}
+"#,
+        ads = ads_header(NODE, false),
+        xds = xds_cluster(control_plane),
     )
 }
 

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use http::Request;
+use mesh_host_tests::bootstrap::{ads_header, http_listener, xds_cluster};
 use mesh_host_tests::envoy::free_port;
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::{client, component};
@@ -15,51 +16,16 @@ use mesh_xds::test_control_plane::{Snapshot, TestControlPlane};
 const NODE: &str = "mesh-e2e";
 
 fn bootstrap(static_port: u16, control_plane_port: u16) -> String {
+    let listener = http_listener(
+        "static",
+        static_port,
+        "",
+        r#"[{ name: all, domains: ["*"], routes: [{ match: { prefix: / }, direct_response: { status: 200, body: { inline_string: "static" } } }] }]"#,
+    );
     format!(
-        r#"
-node: {{ id: {NODE}, cluster: test }}
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services:
-    - envoy_grpc: {{ cluster_name: xds }}
-  lds_config: {{ ads: {{}}, resource_api_version: V3 }}
-  cds_config: {{ ads: {{}}, resource_api_version: V3 }}
-static_resources:
-  listeners:
-  - name: static
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {static_port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: static
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                direct_response: {{ status: 200, body: {{ inline_string: "static" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: xds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {control_plane_port} }} }} }}
-"#
+        "{}\nstatic_resources:\n  listeners:{listener}\n  clusters:{}\n",
+        ads_header(NODE, true),
+        xds_cluster(control_plane_port)
     )
 }
 
