@@ -151,6 +151,7 @@ fn flag_workloads(args: &RunArgs) -> anyhow::Result<Vec<WorkloadEntry>> {
             clusters: vec![cluster.clone()],
             hosts: Vec::new(),
             policy: policy.clone(),
+            config: args.config_vars.iter().cloned().collect(),
         })
         .collect())
 }
@@ -178,6 +179,7 @@ async fn bind_workloads(
             image,
             settings: WorkloadSettings {
                 max_instance_reuse: args.max_instance_reuse,
+                config: Arc::new(workload.config),
                 ..WorkloadSettings::from_limits(&workload.policy.limits)
             },
             hosts: workload.hosts,
@@ -197,6 +199,7 @@ async fn run_embedded(args: &RunArgs, component: &Path) -> anyhow::Result<()> {
         clusters: Vec::new(),
         hosts: Vec::new(),
         policy: cli_policy(args)?,
+        config: args.config_vars.iter().cloned().collect(),
     };
     run_router(
         args,

@@ -84,6 +84,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub grpc: bool,
 
+    /// A value the component reads through `wasi:config/store`, as
+    /// `KEY=VALUE` (like wasmtime's `-S config-var`); repeatable. With
+    /// `--config`, values come from each workload's `config:` instead.
+    #[arg(long = "config-var", value_name = "KEY=VALUE", value_parser = parse_config_var, conflicts_with = "config")]
+    pub config_vars: Vec<(String, String)>,
+
     /// Let the `--workload` components make outbound gRPC calls (policy
     /// `grpc.outbound`).
     #[arg(long, requires = "bootstrap")]
@@ -144,6 +150,15 @@ pub struct RunArgs {
     /// Compile without the on-disk cache.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+fn parse_config_var(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "expected KEY=VALUE with a non-empty KEY, got {value:?}"
+        )),
+    }
 }
 
 fn parse_workload(value: &str) -> Result<(String, PathBuf), String> {

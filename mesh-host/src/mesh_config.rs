@@ -14,8 +14,10 @@
 //!   policy:
 //!     grpc: { serve: true, outbound: false }
 //!     limits: { request_timeout: 10s, memory: 64MiB }
+//!   config: { greeting: Hello }  # what the component reads through wasi:config/store
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +57,8 @@ struct RawWorkload {
     hosts: Vec<String>,
     #[serde(default)]
     policy: WorkloadPolicyConfig,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
 }
 
 /// A validated mesh config file; paths are resolved against its directory.
@@ -88,6 +92,8 @@ pub struct WorkloadEntry {
     pub hosts: Vec<String>,
     /// Its validated policy.
     pub policy: Arc<WorkloadPolicy>,
+    /// The values its component reads through `wasi:config/store`.
+    pub config: BTreeMap<String, String>,
 }
 
 /// Why the file was rejected; every message names the file and the path
@@ -177,6 +183,9 @@ impl MeshConfigFile {
                     workload.name
                 ));
             }
+            if workload.config.contains_key("") {
+                problems.push(format!("workloads[{index}].config: keys must not be empty"));
+            }
             match WorkloadPolicy::from_config(&workload.policy) {
                 Ok(policy) => workloads.push(WorkloadEntry {
                     name: workload.name,
@@ -184,6 +193,7 @@ impl MeshConfigFile {
                     clusters: workload.clusters,
                     hosts: workload.hosts,
                     policy: Arc::new(policy),
+                    config: workload.config,
                 }),
                 Err(errors) => problems.extend(errors.errors.iter().map(|error| {
                     format!(

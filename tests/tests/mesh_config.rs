@@ -129,3 +129,89 @@ async fn the_shipped_mesh_example_runs_as_is() {
     assert_eq!(headers["x-outbound-error"], "HTTP-request-denied");
     assert!(host.log().contains("no egress.allow rule matches"));
 }
+
+/// GETs `path` with `host` from the mesh-host at `addr`: status and body.
+async fn get_text(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let request = Request::get(path)
+        .header("host", host)
+        .body(client::empty())
+        .expect("request");
+    let (status, _, body, _) = client::read_all(client::http1(addr, request).await).await;
+    (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_workload_reads_its_own_wasi_config_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        r#"
+listen: 127.0.0.1:{port}
+workloads:
+- name: blue
+  component: {config}
+  hosts: [blue.test]
+  config: {{ colour: blue, greeting: "Hello, blue" }}
+- name: green
+  component: {config}
+  hosts: [green.test]
+  config: {{ colour: green }}
+- name: plain
+  component: {config}
+  hosts: [plain.test]
+"#,
+        port = free_port(),
+        config = component("config").display(),
+    );
+    let path = dir.path().join("mesh.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let host = MeshHost::spawn(&["run".into(), "--config".into(), path.display().to_string()]);
+
+    assert_eq!(
+        get_text(host.addr, "blue.test", "/").await,
+        (200, "colour=blue\ngreeting=Hello, blue\n".to_owned())
+    );
+    assert_eq!(
+        get_text(host.addr, "green.test", "/?key=colour").await,
+        (200, "green".to_owned())
+    );
+    assert_eq!(
+        get_text(host.addr, "green.test", "/?key=greeting").await.0,
+        404
+    );
+    assert_eq!(
+        get_text(host.addr, "plain.test", "/").await,
+        (200, String::new())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_var_flags_reach_the_embedded_default() {
+    let host = MeshHost::run(
+        &component("config"),
+        &["--config-var", "mode=test", "--config-var", "empty="],
+    );
+    assert_eq!(
+        get_text(host.addr, "any.test", "/").await,
+        (200, "empty=\nmode=test\n".to_owned())
+    );
+}
+
+#[test]
+fn a_config_value_that_is_not_a_string_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:0\nworkloads:\n- name: a\n  component: a.wasm\n  hosts: [a.test]\n  config: { retries: [1, 2] }\n",
+    )
+    .expect("write");
+    let output = std::process::Command::new(mesh_host_tests::mesh_host_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("mesh.yaml"), "{stderr}");
+    assert!(stderr.contains("workloads[0].config.retries"), "{stderr}");
+}

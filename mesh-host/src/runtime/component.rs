@@ -156,5 +156,8 @@ fn proxy_linker(runtime: &Runtime) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(runtime.engine());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut StoreState| {
+        wasmtime_wasi_config::WasiConfig::from(&*state.config)
+    })?;
     Ok(linker)
 }

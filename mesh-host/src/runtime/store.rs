@@ -1,9 +1,10 @@
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
     WasiHttpView,
@@ -21,11 +22,18 @@ pub struct StoreState {
     /// When the request the instance is handling must be abandoned; checked
     /// on every epoch tick so a guest that never yields is still stopped.
     pub(crate) deadline: Option<Instant>,
+    /// The workload's `wasi:config` values.
+    pub(crate) config: Arc<WasiConfigVariables>,
 }
 
 impl StoreState {
-    pub(crate) fn new(hooks: EgressHooks, limits: StoreLimits) -> Self {
+    pub(crate) fn new(
+        hooks: EgressHooks,
+        limits: StoreLimits,
+        config: Arc<WasiConfigVariables>,
+    ) -> Self {
         Self {
+            config,
             table: ResourceTable::new(),
             wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
             http: WasiHttpCtx::new(),

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
@@ -9,6 +10,7 @@ use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Store, StoreContextMut, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::handler::{
     ExpirationError, HandlerState, Instance, InstantiationError, ProxyHandler, ShouldAccept,
     WorkerExpiration, WorkerState, WorkerStatus,
@@ -45,6 +47,8 @@ pub struct WorkloadSettings {
     /// The longest deadline a request may be given; it bounds how long a
     /// busy instance is kept at all.
     pub max_request_timeout: Duration,
+    /// The values the component reads through `wasi:config/store`.
+    pub config: Arc<BTreeMap<String, String>>,
 }
 
 impl WorkloadSettings {
@@ -67,6 +71,7 @@ impl Default for WorkloadSettings {
             memory_bytes: 128 * 1024 * 1024,
             max_concurrent_requests: 1000,
             max_request_timeout: Duration::from_secs(300),
+            config: Arc::default(),
         }
     }
 }
@@ -119,11 +124,13 @@ impl Workload {
         counters: WorkloadCounters,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(settings.max_concurrent_requests));
+        let config = Arc::new(settings.config.iter().collect::<WasiConfigVariables>());
         let proxy = ProxyHandler::new(WorkloadState {
             id: id.clone(),
             runtime: runtime.clone(),
             image,
             handler,
+            config,
             settings,
             instantiations: counters.instantiations.clone(),
         });
@@ -209,6 +216,8 @@ struct WorkloadState {
     runtime: Runtime,
     image: Arc<ComponentImage>,
     handler: Weak<dyn HostHandler>,
+    // Built once per workload; every store shares it.
+    config: Arc<WasiConfigVariables>,
     settings: WorkloadSettings,
     instantiations: prometheus_client::metrics::counter::Counter,
 }
@@ -226,7 +235,10 @@ impl HandlerState for WorkloadState {
             .memory_size(self.settings.memory_bytes)
             .build();
         let hooks = EgressHooks::new(self.id.clone(), self.handler.clone());
-        let mut store = Store::new(self.runtime.engine(), StoreState::new(hooks, limits));
+        let mut store = Store::new(
+            self.runtime.engine(),
+            StoreState::new(hooks, limits, self.config.clone()),
+        );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|context| match context.data().deadline {
             Some(deadline) if Instant::now() >= deadline => Err(DeadlineTrap.into()),
