@@ -74,6 +74,21 @@ workloads:
     );
 }
 
+/// Runs `mesh-host run --config path`, which must fail; its stderr.
+fn refused(path: &std::path::Path) -> String {
+    let output = std::process::Command::new(mesh_host_tests::mesh_host_bin())
+        .args(["run", "--config"])
+        .arg(path)
+        .output()
+        .expect("run");
+    assert!(
+        !output.status.success(),
+        "mesh-host accepted {}",
+        path.display()
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn a_bad_config_file_names_the_file_and_every_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -83,13 +98,7 @@ fn a_bad_config_file_names_the_file_and_every_problem() {
         "listen: 127.0.0.1:0\nworkloads:\n- name: a\n  component: a.wasm\n  hosts: []\n  policy:\n    limits: { memory: lots }\n",
     )
     .expect("write");
-    let output = std::process::Command::new(mesh_host_tests::mesh_host_bin())
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(&path);
     assert!(stderr.contains("mesh.yaml"), "{stderr}");
     assert!(stderr.contains("workloads[0].hosts"), "{stderr}");
     assert!(
@@ -205,13 +214,7 @@ fn a_config_value_that_is_not_a_string_names_the_file_and_the_key() {
         "listen: 127.0.0.1:0\nworkloads:\n- name: a\n  component: a.wasm\n  hosts: [a.test]\n  config: { retries: [1, 2] }\n",
     )
     .expect("write");
-    let output = std::process::Command::new(mesh_host_tests::mesh_host_bin())
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(&path);
     assert!(stderr.contains("mesh.yaml"), "{stderr}");
     assert!(stderr.contains("workloads[0].config.retries"), "{stderr}");
 }

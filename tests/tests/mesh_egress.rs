@@ -327,6 +327,34 @@ async fn outbound_grpc_reaches_a_native_tonic_server_over_http2_and_needs_the_gr
     assert!(host.log().contains("grpc.outbound"), "log names the flag");
 }
 
+/// An HTTP connection manager's `access_log` entry (at its indentation)
+/// writing `format` lines to `path`.
+fn file_access_log(path: &std::path::Path, format: &str) -> String {
+    format!(
+        r#"access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: {}
+              log_format: {{ text_format_source: {{ inline_string: "{format}\n" }} }}"#,
+        path.display()
+    )
+}
+
+/// Envoy's access log once it has `lines` lines (Envoy flushes it
+/// periodically), or whatever it has after 10 s.
+async fn access_log_lines(path: &std::path::Path, lines: usize) -> String {
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.lines().count() >= lines {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    log
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envoy_egress_gateway_routes_on_the_authority_mesh_host_preserved() {
     if peers::envoy().is_none() {
@@ -349,12 +377,7 @@ static_resources:
         typed_config:
           "@type": {HCM}
           stat_prefix: gateway
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {log}
-              log_format: {{ text_format_source: {{ inline_string: "authority=%REQ(:AUTHORITY)% cluster=%UPSTREAM_CLUSTER%\n" }} }}
+          {access_log}
           route_config:
             virtual_hosts:
             - {{ name: a, domains: ["a.test"], routes: [{{ match: {{ prefix: / }}, route: {{ cluster: a }} }}] }}
@@ -364,7 +387,10 @@ static_resources:
             typed_config: {{ "@type": {ROUTER} }}
   clusters:{clusters}
 "#,
-        log = access_log.display(),
+        access_log = file_access_log(
+            &access_log,
+            "authority=%REQ(:AUTHORITY)% cluster=%UPSTREAM_CLUSTER%"
+        ),
         clusters = [
             static_cluster("a", &[a.addr.port()], ""),
             static_cluster("b", &[b.addr.port()], "")
@@ -392,15 +418,7 @@ static_resources:
     assert_eq!(to_b.body, "service-b GET /other");
     assert_eq!(to_b.header("x-upstream-h-x-upstream-authority"), "b.test");
 
-    // Envoy flushes its access log periodically.
-    let mut log = String::new();
-    for _ in 0..100 {
-        log = std::fs::read_to_string(&access_log).unwrap_or_default();
-        if log.lines().count() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = access_log_lines(&access_log, 2).await;
     assert!(
         log.contains("authority=a.test cluster=a"),
         "access log: {log}"
@@ -450,12 +468,7 @@ static_resources:
         typed_config:
           "@type": {HCM}
           stat_prefix: tls
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {log}
-              log_format: {{ text_format_source: {{ inline_string: "sni=%REQUESTED_SERVER_NAME% authority=%REQ(:AUTHORITY)% protocol=%PROTOCOL%\n" }} }}
+          {access_log}
           route_config:
             virtual_hosts:
             - {{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200, body: {{ inline_string: "over mtls" }} }} }}] }}
@@ -467,7 +480,10 @@ static_resources:
         server_cert = server.cert.display(),
         server_key = server.key.display(),
         client_ca = client_cert.cert.display(),
-        log = access_log.display(),
+        access_log = file_access_log(
+            &access_log,
+            "sni=%REQUESTED_SERVER_NAME% authority=%REQ(:AUTHORITY)% protocol=%PROTOCOL%"
+        ),
     );
     let _envoy = Envoy::start(&upstream).await.expect("envoy TLS upstream");
 
@@ -523,14 +539,7 @@ static_resources:
         refused.header("x-outbound-error")
     );
 
-    let mut log = String::new();
-    for _ in 0..100 {
-        log = std::fs::read_to_string(&access_log).unwrap_or_default();
-        if log.lines().count() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = access_log_lines(&access_log, 2).await;
     assert!(
         log.contains("sni=backend.internal authority=secure.test"),
         "access log: {log}"
