@@ -101,6 +101,22 @@ impl MeshHost {
         self.log.lock().expect("log lock").join("\n")
     }
 
+    /// Waits (up to 10 s) until mesh-host's stderr contains `needle`: its log
+    /// is read by another thread, so a line may land just after the response
+    /// that caused it.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill")

@@ -77,7 +77,7 @@ async fn an_outbound_request_with_no_egress_configured_is_denied() {
         "the target socket must see no connection"
     );
     assert!(
-        host.log().contains("outbound request denied"),
+        host.wait_for_log("outbound request denied"),
         "denials are logged"
     );
 }
@@ -224,7 +224,7 @@ async fn an_outbound_grpc_request_without_grpc_outbound_is_denied_before_any_con
             .is_err()
     );
     assert!(
-        host.log().contains("grpc.outbound"),
+        host.wait_for_log("grpc.outbound"),
         "the denial names the gRPC flag: {}",
         host.log()
     );

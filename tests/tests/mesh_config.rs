@@ -136,7 +136,11 @@ async fn the_shipped_mesh_example_runs_as_is() {
     let (status, headers, _, _) = call("http://example.com/").await;
     assert_eq!(status, 502);
     assert_eq!(headers["x-outbound-error"], "HTTP-request-denied");
-    assert!(host.log().contains("no egress.allow rule matches"));
+    assert!(
+        host.wait_for_log("no egress.allow rule matches"),
+        "{}",
+        host.log()
+    );
 }
 
 /// GETs `path` with `host` from the mesh-host at `addr`: status and body.

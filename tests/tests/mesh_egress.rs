@@ -148,7 +148,11 @@ async fn without_an_egress_listener_everything_is_denied_before_any_connection()
     let addr = format!("http://{}/", upstream.addr);
     assert!(get(&host, &addr).await.denied());
     assert_eq!(upstream.connections(), 0, "the upstream saw a connection");
-    assert!(host.log().contains("no egress listener is configured"));
+    assert!(
+        host.wait_for_log("no egress listener is configured"),
+        "{}",
+        host.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +188,7 @@ async fn policy_allows_listed_authorities_and_refuses_the_rest_ip_literals_and_m
     }
     assert_eq!(upstream.requests(), 1, "only the allowed request arrived");
     assert_eq!(upstream.connections(), 1);
-    assert!(host.log().contains("169.254.169.254"));
+    assert!(host.wait_for_log("169.254.169.254"), "{}", host.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +207,11 @@ async fn an_authority_without_an_egress_route_is_denied() {
     assert!(get(&host, "http://elsewhere.test/api/x").await.denied());
     assert!(get(&host, "http://upstream.test/other").await.denied());
     assert_eq!(upstream.requests(), 1);
-    assert!(host.log().contains("no route of egress listener"));
+    assert!(
+        host.wait_for_log("no route of egress listener"),
+        "{}",
+        host.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +332,7 @@ async fn outbound_grpc_reaches_a_native_tonic_server_over_http2_and_needs_the_gr
         refused.status,
         refused.body
     );
-    assert!(host.log().contains("grpc.outbound"), "log names the flag");
+    assert!(host.wait_for_log("grpc.outbound"), "log names the flag");
 }
 
 /// An HTTP connection manager's `access_log` entry (at its indentation)

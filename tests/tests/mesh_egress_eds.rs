@@ -162,11 +162,11 @@ async fn eds_weights_hold_a_killed_endpoint_is_ejected_and_unhealthy_gets_nothin
             .unwrap_or_else(|e| panic!("request {i} after the kill failed: {e}"));
     }
     assert_eq!(c.requests(), c_requests);
-    let log = host.log();
     assert!(
-        log.contains("endpoint ejected by outlier detection"),
+        host.wait_for_log("endpoint ejected by outlier detection"),
         "no ejection logged"
     );
+    let log = host.log();
     assert!(
         log.contains(&c.addr.to_string()),
         "the ejected endpoint is c"

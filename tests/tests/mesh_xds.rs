@@ -145,7 +145,7 @@ async fn listeners_and_routes_from_the_control_plane_apply_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eventually(second_port, "").await;
-    assert!(host.log().contains("configuration snapshot applied"));
+    assert!(host.wait_for_log("configuration snapshot applied"));
 }
 
 /// One request over a fresh connection, HTTP/1.1 or h2c; returns what it
