@@ -83,6 +83,12 @@ impl EgressHooks {
 }
 
 impl WasiHttpHooks for EgressHooks {
+    /// The default set, checked directly: the trait's default builds an `Arc`
+    /// closure for every header it checks, several allocations per request.
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
