@@ -11,6 +11,7 @@
 mod chains;
 mod forwarded;
 mod http_settings;
+mod linger;
 mod reply;
 mod server;
 mod stream_timeouts;

@@ -19,6 +19,7 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use super::chains::{ChainSelection, Transport};
 use super::http_settings::{HANDSHAKE_TIMEOUT, HttpSettings};
+use super::linger::Lingering;
 use super::stream_timeouts::StreamTimer;
 use super::{Dispatch, Failure, FrontEndConfig, FrontEndError, ListenerConfig, RequestMeta};
 use crate::body::{ResponseBody, limited_request_body};
@@ -215,6 +216,7 @@ async fn serve_connection(
             None => return,
         },
     };
+    let stream = Lingering::new(stream);
     if !tls {
         let Some(chain) = listening.selection.select(false, None) else {
             tracing::debug!(%peer, "no plaintext filter chain; closing the connection");

@@ -25,7 +25,9 @@ impl Guest for Config {
         match guest_support::query::param(&path, "key") {
             Some(key) => match store::get(&key) {
                 Ok(Some(value)) => guest_support::response::send(out, 200, &text, value.as_bytes()),
-                Ok(None) => guest_support::response::text(out, 404, &format!("no value for {key}\n")),
+                Ok(None) => {
+                    guest_support::response::text(out, 404, &format!("no value for {key}\n"))
+                }
                 Err(error) => guest_support::response::text(out, 500, &format!("{error:?}\n")),
             },
             None => match store::get_all() {
