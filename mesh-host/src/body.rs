@@ -1,15 +1,18 @@
 //! Body wrappers for cross-cutting concerns: holding a resource for as long as
-//! a streaming body lives, and converting between the front end's and the
-//! runtime's body types.
+//! a streaming body lives, bounding the gap between frames, and converting
+//! between the front end's and the runtime's body types.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 pin_project! {
@@ -47,6 +50,61 @@ impl<B: Body, G> Body for HoldPermit<B, G> {
             this.guard.take();
         }
         polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+pin_project! {
+    /// A body that fails with `connection-read-timeout` when no frame arrives
+    /// within `limit` of the previous one (or of the response head): the
+    /// `between-bytes-timeout` a component sets in its request options.
+    pub struct BetweenBytes<B> {
+        #[pin]
+        body: B,
+        #[pin]
+        idle: Sleep,
+        limit: Duration,
+    }
+}
+
+impl<B> BetweenBytes<B> {
+    /// Wraps `body`; the first frame is due within `limit` from now.
+    pub fn new(body: B, limit: Duration) -> Self {
+        Self {
+            body,
+            idle: tokio::time::sleep(limit),
+            limit,
+        }
+    }
+}
+
+impl<B: Body<Error = HttpError>> Body for BetweenBytes<B> {
+    type Data = B::Data;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        match this.body.poll_frame(cx) {
+            Poll::Ready(Some(frame)) => {
+                this.idle.as_mut().reset(Instant::now() + *this.limit);
+                Poll::Ready(Some(frame))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.idle.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
 use mesh_host_tests::bootstrap::{HCM, ROUTER, http_listener, static_cluster};
 use mesh_host_tests::client;
 use mesh_host_tests::envoy::{Envoy, free_port};
@@ -644,6 +645,50 @@ async fn the_egress_route_timeout_fails_the_call_with_a_response_timeout() {
     assert!(started.elapsed() < Duration::from_millis(2500));
     let quick = get(&host, "http://hurried.slow.test/slow?chunks=1").await;
     assert_eq!(quick.status, StatusCode::OK, "{:?}", quick.body);
+}
+
+/// Asks the component to stream `url` with a `between-bytes-timeout` of
+/// `limit_ms`: the body it relayed, and whether that body ended in an error.
+async fn relay_with_between_bytes(host: &MeshHost, url: &str, limit_ms: u64) -> (String, bool) {
+    let request = Request::get("/")
+        .header("host", "client.test")
+        .header("x-target-url", url)
+        .header("x-target-between-bytes-ms", limit_ms.to_string())
+        .body(client::empty())
+        .expect("request");
+    let response = client::h2c(host.addr, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    let failed = loop {
+        match body.frame().await {
+            None => break false,
+            Some(Err(_)) => break true,
+            Some(Ok(frame)) => received.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d)),
+        }
+    };
+    (String::from_utf8_lossy(&received).into_owned(), failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_components_between_bytes_timeout_cuts_off_a_stalled_upstream_body() {
+    let port = free_port();
+    let (_dir, host) = start_with_slow(&slow_upstream_config(port));
+    let url = "http://narrow.slow.test/slow?chunks=3&delay_ms=1000&chunk=part%0A";
+
+    let (body, failed) = relay_with_between_bytes(&host, url, 3000).await;
+    assert_eq!((body.as_str(), failed), ("part\npart\npart\n", false));
+
+    let started = std::time::Instant::now();
+    let (body, failed) = relay_with_between_bytes(&host, url, 200).await;
+    assert!(failed, "a stalled body must end in an error, got {body:?}");
+    assert_eq!(body, "part\n");
+    assert!(started.elapsed() < Duration::from_millis(900));
+    assert!(
+        host.wait_for_log("reading body: connection read timeout"),
+        "the component reads connection-read-timeout: {}",
+        host.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,17 +2,24 @@
 //! rules), then the egress listener's routes matched on the request's
 //! authority, then the upstream client. Anything not allowed and routed is
 //! refused with `HTTP-request-denied` before a connection is made.
+//!
+//! A component's request options apply as far as a shared pool allows: its
+//! `first-byte-timeout` (with the route's timeout, the shorter wins) and
+//! `between-bytes-timeout`. Connection setup is bounded by the cluster's
+//! `connect_timeout`, not the component's `connect-timeout`, because a pooled
+//! connection serves every component and most requests open none.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
 use mesh_policies::egress::{EgressRequest, Scheme, parse_authority};
 use mesh_policies::grpc::is_grpc_content_type;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use super::Shared;
-use crate::body::{empty, full};
+use crate::body::{BetweenBytes, empty, full};
 use crate::egress::UpstreamRoute;
 use crate::handler::{OutgoingFuture, WorkloadId, deny_outbound};
 use crate::routing::Decision;
@@ -106,12 +113,18 @@ pub(super) fn send(
     let sent = shared
         .egress
         .send(http::Request::from_parts(parts, body), route);
+    let between_bytes = options.and_then(|options| options.between_bytes_timeout);
     let workload = workload.clone();
     Box::pin(async move {
         match sent.await {
             Ok(mut response) => {
                 forward.apply_to_response(response.headers_mut());
-                Ok(response)
+                Ok(match between_bytes {
+                    Some(limit) => {
+                        response.map(|body| BetweenBytes::new(body, limit).boxed_unsync())
+                    }
+                    None => response,
+                })
             }
             Err(error) => {
                 tracing::info!(%workload, cluster = %forward.cluster, "outbound request failed: {error}");

@@ -18,7 +18,7 @@ use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
     ErrorCode, FutureTrailers, IncomingBody, IncomingRequest, IncomingResponse, InputStream,
-    OutgoingBody, OutgoingRequest, ResponseOutparam,
+    OutgoingBody, OutgoingRequest, RequestOptions, ResponseOutparam,
 };
 use wasi::io::streams::StreamError;
 
@@ -26,14 +26,16 @@ struct Outbound;
 
 impl Guest for Outbound {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
-        let outgoing = match Target::from_request(&request).and_then(|target| target.to_request()) {
-            Ok(outgoing) => outgoing,
+        let target = Target::from_request(&request)
+            .and_then(|target| Ok((target.to_request()?, target.options()?)));
+        let (outgoing, options) = match target {
+            Ok(parts) => parts,
             Err(message) => return response::text(out, 400, &message),
         };
         let Ok(incoming) = request.consume() else {
             return response::text(out, 500, "request body already consumed\n");
         };
-        match send(outgoing, incoming) {
+        match send(outgoing, options, incoming) {
             Ok(upstream) => relay(out, upstream),
             Err(code) => report_error(out, &code),
         }
@@ -42,7 +44,11 @@ impl Guest for Outbound {
 
 /// Sends `outgoing` with the incoming request's body and waits for the
 /// upstream response head.
-fn send(outgoing: OutgoingRequest, incoming: IncomingBody) -> Result<IncomingResponse, ErrorCode> {
+fn send(
+    outgoing: OutgoingRequest,
+    options: Option<RequestOptions>,
+    incoming: IncomingBody,
+) -> Result<IncomingResponse, ErrorCode> {
     let input = incoming
         .stream()
         .map_err(|()| internal("request body stream already claimed"))?;
@@ -57,7 +63,7 @@ fn send(outgoing: OutgoingRequest, incoming: IncomingBody) -> Result<IncomingRes
         }
         None => None,
     };
-    let future = outgoing_handler::handle(outgoing, None)?;
+    let future = outgoing_handler::handle(outgoing, options)?;
     if let Some((chunk, body)) = upload {
         // A failed upload still leaves a response (or an error) to report, so
         // it is only logged; dropping the unfinished body aborts the upload.

@@ -1,11 +1,12 @@
 //! The outbound request a caller asks for, read from the incoming request.
 
-use wasi::http::types::{Fields, IncomingRequest, Method, OutgoingRequest, Scheme};
+use wasi::http::types::{Fields, IncomingRequest, Method, OutgoingRequest, RequestOptions, Scheme};
 
 const URL_HEADER: &str = "x-target-url";
 const METHOD_HEADER: &str = "x-target-method";
 const CONTENT_TYPE_HEADER: &str = "x-target-content-type";
 const HEADER_PREFIX: &str = "x-target-header-";
+const BETWEEN_BYTES_HEADER: &str = "x-target-between-bytes-ms";
 
 /// Where to send the outbound request and how. Every error is a message for
 /// the caller, who gets it back as a 400.
@@ -14,6 +15,8 @@ pub struct Target {
     pub url: Url,
     pub method: String,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The request option `between-bytes-timeout`, in milliseconds.
+    pub between_bytes_ms: Option<u64>,
 }
 
 /// The parts of an absolute URL that `wasi:http` takes separately.
@@ -42,7 +45,25 @@ impl Target {
             url: Url::parse(&url)?,
             method: header_text(&headers, METHOD_HEADER)?.unwrap_or_else(|| "GET".into()),
             headers: forwarded_headers(&headers),
+            between_bytes_ms: header_text(&headers, BETWEEN_BYTES_HEADER)?
+                .map(|ms| {
+                    ms.parse()
+                        .map_err(|_| format!("{BETWEEN_BYTES_HEADER} is not a number\n"))
+                })
+                .transpose()?,
         })
+    }
+
+    /// The request options the caller asked for, if any.
+    pub fn options(&self) -> Result<Option<RequestOptions>, String> {
+        let Some(ms) = self.between_bytes_ms else {
+            return Ok(None);
+        };
+        let options = RequestOptions::new();
+        options
+            .set_between_bytes_timeout(Some(ms * 1_000_000))
+            .map_err(|()| "between-bytes-timeout rejected by the host\n".to_owned())?;
+        Ok(Some(options))
     }
 
     /// Builds the `wasi:http` request. The host may still refuse a header (a
