@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -17,6 +17,7 @@ pub struct TestCert {
     /// The key file.
     pub key: PathBuf,
     der: CertificateDer<'static>,
+    key_der: Vec<u8>,
 }
 
 impl TestCert {
@@ -41,6 +42,7 @@ impl TestCert {
             cert,
             key,
             der: certified.cert.der().clone(),
+            key_der: certified.key_pair.serialize_der(),
         }
     }
 
@@ -65,15 +67,35 @@ impl TestCert {
         server_name: &str,
         alpn: &[&[u8]],
     ) -> std::io::Result<(TlsStream<TcpStream>, Option<Vec<u8>>)> {
+        self.try_connect_as(addr, server_name, alpn, None).await
+    }
+
+    /// [`TestCert::try_connect`], presenting `client`'s certificate when the
+    /// server asks for one.
+    pub async fn try_connect_as(
+        &self,
+        addr: std::net::SocketAddr,
+        server_name: &str,
+        alpn: &[&[u8]],
+        client: Option<&TestCert>,
+    ) -> std::io::Result<(TlsStream<TcpStream>, Option<Vec<u8>>)> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).expect("trust test cert");
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let mut config = match client {
+            None => config.with_no_client_auth(),
+            Some(client) => config
+                .with_client_auth_cert(
+                    vec![client.der.clone()],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client.key_der.clone())),
+                )
+                .map_err(std::io::Error::other)?,
+        };
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let stream = TcpStream::connect(addr).await?;
         let name = ServerName::try_from(server_name.to_owned())

@@ -98,6 +98,18 @@ fn tls_chain(server_names: &[&str], cert: &TestCert, alpn: &[&str], routes: Valu
     chain
 }
 
+/// `tls_chain` serving `server`'s certificate for any name and verifying
+/// client certificates against `client_ca`; `required` refuses clients
+/// without one.
+fn mtls_chain(server: &TestCert, client_ca: &TestCert, required: bool, routes: Value) -> Value {
+    let mut chain = tls_chain(&[], server, &[], routes);
+    let context = &mut chain["transport_socket"]["typed_config"];
+    context["common_tls_context"]["validation_context"] =
+        json!({ "trusted_ca": { "filename": client_ca.cert.display().to_string() } });
+    context["require_client_certificate"] = json!(required);
+    chain
+}
+
 fn listener(name: &str, port: u16, chains: Vec<Value>, default: Option<Value>) -> Value {
     let mut listener = json!({
         "name": name,
@@ -256,6 +268,33 @@ async fn get_over_tls(stream: tokio_rustls::client::TlsStream<TcpStream>) -> Str
     let (status, _, body, _) = client::read_all(response).await;
     assert_eq!(status.as_u16(), 200);
     String::from_utf8_lossy(&body).into_owned()
+}
+
+/// GET / over TLS to `port`, trusting `server` and presenting `client`'s
+/// certificate if given: the body, or why the connection or request failed.
+async fn over_mtls(
+    port: u16,
+    server: &TestCert,
+    client: Option<&TestCert>,
+) -> Result<String, String> {
+    let (stream, _) = server
+        .try_connect_as(local(port), "localhost", &[b"http/1.1"], client)
+        .await
+        .map_err(|error| format!("handshake: {error}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| format!("HTTP/1.1: {error}"))?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get("/"))
+        .await
+        .map_err(|error| format!("request: {error}"))?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| format!("body: {error}"))?;
+    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -488,6 +527,7 @@ async fn x_forwarded_for_and_the_server_header_follow_the_connection_manager() {
         ("x-forwarded-for", "203.0.113.7"),
         ("x-forwarded-proto", "https"),
         ("x-envoy-retry-on", "5xx"),
+        ("x-forwarded-client-cert", "By=spiffe://mesh/admin;Hash=0"),
     ];
 
     // use_remote_address: the peer is appended and trusted; a client's
@@ -514,6 +554,11 @@ async fn x_forwarded_for_and_the_server_header_follow_the_connection_manager() {
             Some("http")
         );
         assert_eq!(header(&headers, "x-echo-req-x-envoy-retry-on"), None);
+        assert_eq!(
+            header(&headers, "x-echo-req-x-forwarded-client-cert"),
+            None,
+            "sanitized, as Envoy's forward_client_cert_details default"
+        );
         assert_eq!(
             header(&headers, "server"),
             Some("mesh-host"),
@@ -543,6 +588,7 @@ async fn x_forwarded_for_and_the_server_header_follow_the_connection_manager() {
         None
     );
     assert_eq!(header(&headers, "x-echo-req-x-envoy-retry-on"), None);
+    assert_eq!(header(&headers, "x-echo-req-x-forwarded-client-cert"), None);
     assert_eq!(header(&headers, "server"), Some("internal-proxy"));
     let (_, headers, _, _) =
         client::read_all(client::http1(local(internal), forwarded(&[])).await).await;
@@ -701,4 +747,60 @@ async fn filter_chains_are_chosen_by_sni_with_their_certificate_and_routes() {
     let response = client::http1(local(strict), get("/")).await;
     let (status, _, body, _) = client::read_all(response).await;
     assert_eq!((status.as_u16(), body), (200, Bytes::from("plaintext")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_are_verified_against_the_trusted_ca() {
+    let server = TestCert::for_names(&["localhost"]);
+    let client = TestCert::for_names(&["client.test"]);
+    let stranger = TestCert::for_names(&["client.test"]);
+    let (required, optional) = (free_port(), free_port());
+    let (_dir, _host) = start(
+        vec![
+            listener(
+                "required",
+                required,
+                vec![mtls_chain(&server, &client, true, answer("verified"))],
+                None,
+            ),
+            listener(
+                "optional",
+                optional,
+                vec![mtls_chain(&server, &client, false, answer("served"))],
+                None,
+            ),
+        ],
+        &["hello"],
+    );
+
+    // require_client_certificate: only a certificate from the trusted CA.
+    assert_eq!(
+        over_mtls(required, &server, Some(&client)).await,
+        Ok("verified".to_owned())
+    );
+    let without = over_mtls(required, &server, None).await;
+    assert!(
+        without.is_err(),
+        "no certificate must be refused: {without:?}"
+    );
+    let untrusted = over_mtls(required, &server, Some(&stranger)).await;
+    assert!(
+        untrusted.is_err(),
+        "an untrusted certificate must be refused: {untrusted:?}"
+    );
+
+    // Not required: a client may go without, but what it presents must verify.
+    assert_eq!(
+        over_mtls(optional, &server, Some(&client)).await,
+        Ok("served".to_owned())
+    );
+    assert_eq!(
+        over_mtls(optional, &server, None).await,
+        Ok("served".to_owned())
+    );
+    let untrusted = over_mtls(optional, &server, Some(&stranger)).await;
+    assert!(
+        untrusted.is_err(),
+        "an untrusted certificate must be refused: {untrusted:?}"
+    );
 }

@@ -362,15 +362,27 @@ fn downstream_tls_translates_and_sds_is_rejected() {
         }),
         ..Default::default()
     };
-    let context = |sds: bool| DownstreamTlsContext {
-        common_tls_context: Some(mesh_xds::translate::CommonTlsContext {
-            tls_certificates: vec![cert.clone()],
-            alpn_protocols: vec!["h2".to_owned(), "http/1.1".to_owned()],
-            tls_certificate_sds_secret_configs: if sds { vec![Vec::new()] } else { Vec::new() },
+    let trusted_ca = tls::CertificateValidationContext {
+        trusted_ca: Some(core::DataSource {
+            specifier: Some(core::data_source::Specifier::Filename(
+                "/etc/certs/ca.pem".to_owned(),
+            )),
             ..Default::default()
         }),
-        require_client_certificate: Some(true.into()),
+        ..Default::default()
     };
+    let context_with =
+        |sds: bool, ca: Option<tls::CertificateValidationContext>| DownstreamTlsContext {
+            common_tls_context: Some(mesh_xds::translate::CommonTlsContext {
+                tls_certificates: vec![cert.clone()],
+                validation_context: ca,
+                alpn_protocols: vec!["h2".to_owned(), "http/1.1".to_owned()],
+                tls_certificate_sds_secret_configs: if sds { vec![Vec::new()] } else { Vec::new() },
+                ..Default::default()
+            }),
+            require_client_certificate: Some(true.into()),
+        };
+    let context = |sds: bool| context_with(sds, Some(trusted_ca.clone()));
     let with = |ctx: DownstreamTlsContext| {
         let mut l: lds::Listener = listener("l1", 8443, "r1");
         l.filter_chains[0].transport_socket = Some(core::TransportSocket {
@@ -384,6 +396,12 @@ fn downstream_tls_translates_and_sds_is_rejected() {
     assert_eq!(tls.alpn_protocols, vec!["h2", "http/1.1"]);
     assert!(tls.require_client_certificate);
     assert_eq!(
+        tls.validation_ca,
+        Some(mesh_xds::config::DataSource::Filename(
+            "/etc/certs/ca.pem".into()
+        ))
+    );
+    assert_eq!(
         tls.certificate.private_key,
         mesh_xds::config::DataSource::Inline(b"KEY".to_vec().into())
     );
@@ -391,5 +409,11 @@ fn downstream_tls_translates_and_sds_is_rejected() {
     assert_eq!(
         err.to_string(),
         "listener \"l1\": filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs is not supported"
+    );
+    let err = with(context_with(false, None)).expect_err("client certificates without a CA");
+    assert!(
+        err.to_string()
+            .contains("filter_chains[0].transport_socket.typed_config.require_client_certificate"),
+        "{err}"
     );
 }

@@ -30,7 +30,7 @@ pub use http_settings::{Codec, HttpSettings, ServerHeader};
 pub use reply::{Failure, REASON_HEADER};
 pub use server::{BoundFrontEnd, RunningFrontEnd};
 pub use stream_timeouts::StreamTimeouts;
-pub use tls::{TlsError, TlsFiles, TlsTermination};
+pub use tls::{ClientVerification, PemSource, TlsError, TlsFiles, TlsTermination};
 
 use crate::body::ResponseBody;
 

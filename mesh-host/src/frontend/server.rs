@@ -3,7 +3,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, header};
+use http::HeaderValue;
+use http::header::{self, HeaderName};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -25,6 +26,7 @@ use super::{Dispatch, Failure, FrontEndConfig, FrontEndError, ListenerConfig, Re
 use crate::body::{ResponseBody, limited_request_body};
 
 const LISTEN_BACKLOG: u32 = 1024;
+const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 /// The first byte of a TLS connection: a handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -332,6 +334,9 @@ async fn admit(
         return Failure::PayloadTooLarge.response(grpc);
     }
     let (mut parts, body) = request.into_parts();
+    // Envoy's default `forward_client_cert_details: SANITIZE`: a client must
+    // not hand a workload a certificate identity it does not hold.
+    parts.headers.remove(X_FORWARDED_CLIENT_CERT);
     if let Some(forwarding) = &settings.forwarding {
         forwarding.apply(&mut parts.headers, peer.ip(), tls);
     }

@@ -12,9 +12,9 @@ use super::Shared;
 use super::dispatch::ListenerDispatch;
 use super::snapshot::{MeshSnapshot, is_egress};
 use crate::frontend::{
-    BoundFrontEnd, Codec, FilterChainConfig, Forwarding, FrontEndError, HttpSettings,
-    ListenerConfig, RequestLimits, RunningFrontEnd, ServerHeader, StreamTimeouts, TlsFiles,
-    TlsTermination,
+    BoundFrontEnd, ClientVerification, Codec, FilterChainConfig, Forwarding, FrontEndError,
+    HttpSettings, ListenerConfig, PemSource, RequestLimits, RunningFrontEnd, ServerHeader,
+    StreamTimeouts, TlsFiles, TlsTermination,
 };
 
 /// Envoy's default `max_request_headers_kb`.
@@ -206,6 +206,23 @@ fn tls_termination(
     let Some(tls) = &chain.tls else {
         return Ok(None);
     };
+    let client_verification = match (&tls.validation_ca, tls.require_client_certificate) {
+        (Some(ca), required) => Some(ClientVerification {
+            trusted_ca: match ca {
+                DataSource::Filename(path) => PemSource::File(path.clone()),
+                DataSource::Inline(bytes) => PemSource::Inline(bytes.clone()),
+            },
+            required,
+        }),
+        (None, false) => None,
+        // Never accept any client where the listener asks for verified ones.
+        (None, true) => {
+            return Err(FrontEndError::Invalid(format!(
+                "listener {}: require_client_certificate needs a validation_context with trusted_ca",
+                listener.name
+            )));
+        }
+    };
     match (&tls.certificate.cert_chain, &tls.certificate.private_key) {
         (DataSource::Filename(cert), DataSource::Filename(key)) => Ok(Some(TlsTermination {
             files: TlsFiles {
@@ -217,6 +234,7 @@ fn tls_termination(
                 .iter()
                 .map(|protocol| protocol.as_bytes().to_vec())
                 .collect(),
+            client_verification,
         })),
         // Never fall back to plaintext on a listener configured for TLS.
         _ => Err(FrontEndError::Unsupported(format!(

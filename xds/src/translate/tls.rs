@@ -63,10 +63,19 @@ pub(crate) fn downstream_transport_socket(
                 .field("match_typed_subject_alt_names"),
         ));
     }
+    let require_client_certificate = ctx.require_client_certificate.is_some_and(|b| b.value);
+    if require_client_certificate && common.validation_ca.is_none() {
+        // Verified clients cannot be required without something to verify
+        // them against; accepting any certificate would pass for mTLS.
+        return Err(FieldError::invalid(
+            &at.field("require_client_certificate"),
+            "needs common_tls_context.validation_context.trusted_ca to verify client certificates",
+        ));
+    }
     Ok(Some(DownstreamTls {
         certificate,
         alpn_protocols: common.alpn_protocols,
-        require_client_certificate: ctx.require_client_certificate.is_some_and(|b| b.value),
+        require_client_certificate,
         validation_ca: common.validation_ca,
     }))
 }
