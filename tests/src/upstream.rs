@@ -16,6 +16,25 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+/// How an upstream answers: after `delay`, with `status` (the body and
+/// headers are the same as a healthy upstream's).
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour {
+    /// The response status.
+    pub status: http::StatusCode,
+    /// Waited before answering.
+    pub delay: std::time::Duration,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            status: http::StatusCode::OK,
+            delay: std::time::Duration::ZERO,
+        }
+    }
+}
+
 /// A running upstream. Dropping it (or [`Upstream::stop`]) closes the
 /// listener and every connection.
 pub struct Upstream {
@@ -35,20 +54,26 @@ struct Counters {
 impl Upstream {
     /// Starts an upstream named `name` on a free loopback port.
     pub async fn start(name: &str) -> Self {
+        Self::start_behaving(name, Behaviour::default()).await
+    }
+
+    /// Starts an upstream named `name` that answers as `behaviour` says (a
+    /// failing or slow endpoint).
+    pub async fn start_behaving(name: &str, behaviour: Behaviour) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
-        Self::serve(name, listener)
+        Self::serve(name, listener, behaviour)
     }
 
     /// Starts an upstream named `name` on `addr` (for restarting on a known
     /// port).
     pub async fn start_on(name: &str, addr: SocketAddr) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind upstream");
-        Self::serve(name, listener)
+        Self::serve(name, listener, Behaviour::default())
     }
 
-    fn serve(name: &str, listener: TcpListener) -> Self {
+    fn serve(name: &str, listener: TcpListener, behaviour: Behaviour) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let counters = Arc::new(Counters::default());
         let tasks = Arc::new(std::sync::Mutex::new(JoinSet::new()));
@@ -64,7 +89,7 @@ impl Upstream {
                     let connection = async move {
                         let service = service_fn(move |request| {
                             counters.requests.fetch_add(1, Ordering::SeqCst);
-                            answer(name.clone(), request)
+                            answer(name.clone(), behaviour, request)
                         });
                         let _ = auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), service)
@@ -110,13 +135,14 @@ impl Drop for Upstream {
     }
 }
 
-/// `200`, headers `x-upstream-name`, `x-upstream-version`,
+/// `200` (or the behaviour's status, after its delay), headers `x-upstream-name`, `x-upstream-version`,
 /// `x-upstream-authority` (the `Host` header or `:authority`) and
 /// `x-upstream-path`; body `<name> <method> <path>` followed by the request
 /// body; trailer `x-upstream-trailer: done` when the request asked for
 /// trailers (`te: trailers`).
 async fn answer(
     name: String,
+    behaviour: Behaviour,
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>, Infallible> {
     let authority = request
@@ -156,7 +182,9 @@ async fn answer(
     } else {
         Full::new(Bytes::from(text)).boxed()
     };
+    tokio::time::sleep(behaviour.delay).await;
     let response = hyper::Response::builder()
+        .status(behaviour.status)
         .header("x-upstream-name", name)
         .header("x-upstream-version", version)
         .header("x-upstream-authority", authority)

@@ -15,7 +15,7 @@ use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::proto::helloworld::greeter_server::{Greeter, GreeterServer};
 use mesh_host_tests::proto::helloworld::{HelloReply, HelloRequest};
 use mesh_host_tests::tls::TestCert;
-use mesh_host_tests::upstream::Upstream;
+use mesh_host_tests::upstream::{Behaviour, Upstream};
 use mesh_host_tests::{component, peers};
 use prost::Message;
 
@@ -720,4 +720,101 @@ async fn a_dns_cluster_resolves_its_endpoint_names() {
     let called = get(&host, "http://named.test/dns").await;
     assert_eq!(called.status, StatusCode::OK, "{:?}", called.body);
     assert_eq!(called.body, "by-name GET /dns");
+}
+
+/// Cluster `flaky`: an endpoint answering as `misbehaving` does and a
+/// healthy one, round robin, with `cluster_extra`; the egress route to it
+/// carries `retry_policy`. Returns (misbehaving, healthy, mesh-host).
+async fn flaky_cluster(
+    misbehaving: Behaviour,
+    retry_policy: &str,
+    cluster_extra: &str,
+) -> (Upstream, Upstream, tempfile::TempDir, MeshHost) {
+    let bad = Upstream::start_behaving("misbehaving", misbehaving).await;
+    let good = Upstream::start("healthy").await;
+    let route = format!(
+        r#"[{{ name: flaky, domains: ["flaky.test"], routes: [{{ match: {{ prefix: / }}, route: {{ cluster: flaky, retry_policy: {retry_policy} }} }}] }}]"#
+    );
+    let config = bootstrap(
+        &[inbound(free_port()), egress(&route)],
+        &[static_cluster(
+            "flaky",
+            &[bad.addr.port(), good.addr.port()],
+            cluster_extra,
+        )],
+    );
+    let (dir, host) = start(&config, &["--egress-allow", "flaky.test"]);
+    (bad, good, dir, host)
+}
+
+const CALLS: u64 = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retriable_status_is_retried_on_another_endpoint_within_the_retry_budget() {
+    let failing = Behaviour {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        ..Behaviour::default()
+    };
+    let retry =
+        "{ retry_on: retriable-status-codes, retriable_status_codes: [503], num_retries: 1 }";
+
+    // With the default thresholds (max_retries 3) every 503 is retried on
+    // the other endpoint.
+    let (bad, good, _dir, host) = flaky_cluster(failing, retry, "").await;
+    for _ in 0..CALLS {
+        let called = get(&host, "http://flaky.test/r").await;
+        assert_eq!(called.status, StatusCode::OK, "{:?}", called.body);
+        assert_eq!(called.header("x-upstream-status"), "200");
+        assert_eq!(called.body, "healthy GET /r");
+    }
+    assert_eq!(good.requests(), CALLS);
+    assert!(
+        bad.requests() >= 1,
+        "round robin must try the failing endpoint"
+    );
+
+    // A retry budget of 0 % with no minimum allows no retry at all: the
+    // component sees the 503s and no request reaches an upstream twice.
+    let budget = "circuit_breakers: { thresholds: [{ retry_budget: { budget_percent: { value: 0 }, min_retry_concurrency: 0 } }] }";
+    let (bad, good, _dir, host) = flaky_cluster(failing, retry, budget).await;
+    let mut unavailable = 0;
+    for _ in 0..CALLS {
+        let called = get(&host, "http://flaky.test/r").await;
+        assert_eq!(called.status, StatusCode::OK, "{:?}", called.body);
+        if called.header("x-upstream-status") == "503" {
+            unavailable += 1;
+        }
+    }
+    assert!(
+        unavailable >= 1,
+        "round robin must reach the failing endpoint"
+    );
+    assert_eq!(bad.requests(), unavailable);
+    assert_eq!(bad.requests() + good.requests(), CALLS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_try_past_the_per_try_timeout_is_retried_on_another_endpoint() {
+    let stalling = Behaviour {
+        delay: Duration::from_secs(3),
+        ..Behaviour::default()
+    };
+    let retry = "{ retry_on: reset, num_retries: 1, per_try_timeout: 0.2s }";
+    let (bad, good, _dir, host) = flaky_cluster(stalling, retry, "").await;
+    for _ in 0..CALLS / 2 {
+        let started = std::time::Instant::now();
+        let called = get(&host, "http://flaky.test/t").await;
+        assert_eq!(called.status, StatusCode::OK, "{:?}", called.body);
+        assert_eq!(called.body, "healthy GET /t");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the stalled try must be cut at 0.2 s, took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(good.requests(), CALLS / 2);
+    assert!(
+        bad.requests() >= 1,
+        "round robin must try the stalling endpoint"
+    );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use mesh_xds::config::{
-    Cluster, HealthStatus, LbPolicy, Listener, LoadAssignment, UpstreamProtocol,
+    Cluster, HealthStatus, LbPolicy, Listener, LoadAssignment, RetryBudget, UpstreamProtocol,
 };
 use mesh_xds::translate::{DownstreamTlsContext, HttpProtocolOptions, RbacFilter};
 use xds_api::pb::envoy::config::cluster::v3 as cds;
@@ -45,6 +45,62 @@ fn cluster_defaults_follow_envoy() {
     assert_eq!(
         Cluster::try_from(unset).expect("valid").connect_timeout,
         Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn retry_budget_takes_envoy_defaults_and_refuses_a_share_past_100_percent() {
+    use cds::circuit_breakers::Thresholds;
+    use cds::circuit_breakers::thresholds::RetryBudget as PbRetryBudget;
+    use xds_api::pb::envoy::r#type::v3::Percent;
+    let with = |budget: PbRetryBudget| {
+        let mut c = eds_cluster("c1");
+        c.circuit_breakers = Some(cds::CircuitBreakers {
+            thresholds: vec![Thresholds {
+                retry_budget: Some(budget),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        Cluster::try_from(c)
+    };
+    let defaults = with(PbRetryBudget::default()).expect("valid");
+    assert_eq!(
+        defaults.circuit_breakers.retry_budget,
+        Some(RetryBudget {
+            budget_percent: 20.0,
+            min_retry_concurrency: 3
+        })
+    );
+    let set = with(PbRetryBudget {
+        budget_percent: Some(Percent { value: 50.0 }),
+        min_retry_concurrency: Some(0.into()),
+    })
+    .expect("valid");
+    assert_eq!(
+        set.circuit_breakers.retry_budget,
+        Some(RetryBudget {
+            budget_percent: 50.0,
+            min_retry_concurrency: 0
+        })
+    );
+    let err = with(PbRetryBudget {
+        budget_percent: Some(Percent { value: 150.0 }),
+        min_retry_concurrency: None,
+    })
+    .expect_err("150 %");
+    assert_eq!(
+        err.to_string(),
+        "cluster \"c1\": circuit_breakers.thresholds[0].retry_budget.budget_percent.value: \
+         150 is not a percentage between 0 and 100"
+    );
+    assert_eq!(
+        Cluster::try_from(eds_cluster("c1"))
+            .expect("valid")
+            .circuit_breakers
+            .retry_budget,
+        None,
+        "no budget unless configured: max_retries applies"
     );
 }
 

@@ -83,10 +83,22 @@ impl Limits {
         acquire(&self.requests, self.thresholds.max_requests).ok_or(Overflow::Requests)
     }
 
-    /// A retry slot; `None` when `max_retries` retries are already active
-    /// (the retry is then skipped, as in Envoy).
+    /// A retry slot; `None` when the cluster's retries are used up (the
+    /// retry is then skipped, as in Envoy): `max_retries` active, or with a
+    /// retry budget its share of the active and pending requests.
     pub(super) fn retry(&self) -> Option<Counted> {
-        acquire(&self.retries, self.thresholds.max_retries)
+        acquire(&self.retries, self.retry_allowance())
+    }
+
+    fn retry_allowance(&self) -> u32 {
+        let Some(budget) = self.thresholds.retry_budget else {
+            return self.thresholds.max_retries;
+        };
+        let traffic = self.requests.load(Ordering::Acquire) + self.pending.load(Ordering::Acquire);
+        // Truncated as Envoy does: 20 % of 4 requests allows no retry beyond
+        // the minimum.
+        let share = (f64::from(traffic) * budget.budget_percent / 100.0) as u32;
+        share.max(budget.min_retry_concurrency)
     }
 }
 
@@ -100,6 +112,8 @@ fn acquire(counter: &Arc<AtomicU32>, max: u32) -> Option<Counted> {
 
 #[cfg(test)]
 mod tests {
+    use mesh_xds::config::RetryBudget;
+
     use super::*;
 
     fn limits(max_connections: u32, max_pending: u32, max_requests: u32) -> Limits {
@@ -108,6 +122,18 @@ mod tests {
             max_pending_requests: max_pending,
             max_requests,
             max_retries: 1,
+            retry_budget: None,
+        })
+    }
+
+    fn budgeted(budget_percent: f64, min_retry_concurrency: u32) -> Limits {
+        Limits::new(CircuitBreakers {
+            max_retries: 1,
+            retry_budget: Some(RetryBudget {
+                budget_percent,
+                min_retry_concurrency,
+            }),
+            ..CircuitBreakers::default()
         })
     }
 
@@ -129,6 +155,34 @@ mod tests {
         assert!(limits.retry().is_none());
         drop(first);
         assert!(limits.retry().is_some());
+    }
+
+    #[test]
+    fn a_retry_budget_replaces_max_retries_and_grows_with_active_requests() {
+        let limits = budgeted(25.0, 2);
+        // The minimum holds with little traffic, whatever max_retries says.
+        let first = limits.retry();
+        let second = limits.retry();
+        assert!(first.is_some() && second.is_some());
+        assert!(limits.retry().is_none());
+        // 25 % of 12 active requests: 3 retries.
+        let active: Vec<_> = (0..12).map(|_| limits.request().expect("slot")).collect();
+        let third = limits.retry();
+        assert!(third.is_some(), "third retry within 25 % of 12");
+        assert!(limits.retry().is_none(), "a fourth is past the budget");
+        drop(active);
+        drop(first);
+        assert!(
+            limits.retry().is_none(),
+            "back to the minimum of 2, both held"
+        );
+    }
+
+    #[test]
+    fn a_zero_budget_allows_no_retry() {
+        let limits = budgeted(0.0, 0);
+        let _active = limits.request().expect("slot");
+        assert!(limits.retry().is_none());
     }
 
     #[tokio::test]

@@ -83,7 +83,7 @@ pub enum UpstreamProtocol {
 }
 
 /// Envoy's circuit-breaker thresholds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CircuitBreakers {
     /// Maximum connections (default 1024).
     pub max_connections: u32,
@@ -91,8 +91,31 @@ pub struct CircuitBreakers {
     pub max_pending_requests: u32,
     /// Maximum concurrent requests (default 1024).
     pub max_requests: u32,
-    /// Maximum concurrent retries (default 3).
+    /// Maximum concurrent retries (default 3); ignored when `retry_budget`
+    /// is set.
     pub max_retries: u32,
+    /// Concurrent retries as a share of active and pending requests.
+    pub retry_budget: Option<RetryBudget>,
+}
+
+/// Envoy's `Thresholds.RetryBudget`: the retries a cluster may have in
+/// flight grow with its traffic instead of being a fixed number.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryBudget {
+    /// Active retries allowed, in percent of active plus pending requests
+    /// (default 20).
+    pub budget_percent: f64,
+    /// The allowance never drops below this many retries (default 3).
+    pub min_retry_concurrency: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            budget_percent: 20.0,
+            min_retry_concurrency: 3,
+        }
+    }
 }
 
 impl Default for CircuitBreakers {
@@ -102,6 +125,7 @@ impl Default for CircuitBreakers {
             max_pending_requests: 1024,
             max_requests: 1024,
             max_retries: 3,
+            retry_budget: None,
         }
     }
 }

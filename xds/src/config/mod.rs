@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use cluster::{
-    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, UpstreamProtocol,
+    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, RetryBudget, UpstreamProtocol,
 };
 pub use endpoint::{Endpoint, HealthStatus, HostPort, LoadAssignment, Locality, LocalityEndpoints};
 pub use listener::{

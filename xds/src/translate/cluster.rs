@@ -14,7 +14,8 @@ use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::tls::upstream_transport_socket;
 use crate::config::{
-    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, ResourceKind, UpstreamProtocol,
+    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, ResourceKind, RetryBudget,
+    UpstreamProtocol,
 };
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -239,12 +240,38 @@ fn circuit_breakers(
             ),
             max_requests: u32_or(t.max_requests.take(), defaults.max_requests),
             max_retries: u32_or(t.max_retries.take(), defaults.max_retries),
+            retry_budget: t
+                .retry_budget
+                .take()
+                .map(|budget| retry_budget(budget, &at.field("retry_budget")))
+                .transpose()?,
         };
         t.track_remaining = false;
         reject_unsupported(&t, &at)?;
     }
     reject_unsupported(&cb, path)?;
     Ok(result)
+}
+
+fn retry_budget(
+    budget: cluster::circuit_breakers::thresholds::RetryBudget,
+    path: &FieldPath<'_>,
+) -> FieldResult<RetryBudget> {
+    let defaults = RetryBudget::default();
+    let budget_percent = match budget.budget_percent {
+        None => defaults.budget_percent,
+        Some(percent) if (0.0..=100.0).contains(&percent.value) => percent.value,
+        Some(percent) => {
+            return Err(FieldError::invalid(
+                &path.field("budget_percent").field("value"),
+                format!("{} is not a percentage between 0 and 100", percent.value),
+            ));
+        }
+    };
+    Ok(RetryBudget {
+        budget_percent,
+        min_retry_concurrency: u32_or(budget.min_retry_concurrency, defaults.min_retry_concurrency),
+    })
 }
 
 fn outlier_detection(
