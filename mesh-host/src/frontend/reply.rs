@@ -1,4 +1,5 @@
 use http::{HeaderValue, StatusCode, header};
+use mesh_policies::PolicyDenied;
 
 use super::stream_timeouts::StreamTimeout;
 use crate::body::{ResponseBody, empty, full};
@@ -26,6 +27,10 @@ pub enum Failure {
     Draining,
     /// A policy refused the request.
     Denied,
+    /// The workload's RBAC refused the request.
+    Unauthorized,
+    /// The workload's local rate limit is used up.
+    RateLimited,
     /// The request is malformed.
     BadRequest(String),
     /// The request body is larger than allowed.
@@ -56,6 +61,16 @@ impl From<StreamTimeout> for Failure {
                 Failure::StreamIdleTimeout { request_complete }
             }
             StreamTimeout::Request => Failure::RequestTimeout,
+        }
+    }
+}
+
+impl From<&PolicyDenied> for Failure {
+    fn from(denied: &PolicyDenied) -> Self {
+        match denied {
+            PolicyDenied::Grpc(_) | PolicyDenied::Egress(_) => Failure::Denied,
+            PolicyDenied::Rbac(_) => Failure::Unauthorized,
+            PolicyDenied::RateLimited(_) => Failure::RateLimited,
         }
     }
 }
@@ -93,7 +108,8 @@ impl Failure {
             | Failure::UpstreamOverflow => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Trapped => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-            Failure::Denied => StatusCode::FORBIDDEN,
+            Failure::Denied | Failure::Unauthorized => StatusCode::FORBIDDEN,
+            Failure::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Failure::BadRequest(_) | Failure::GrpcNeedsHttp2 => StatusCode::BAD_REQUEST,
             Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::StreamIdleTimeout {
@@ -117,8 +133,9 @@ impl Failure {
             Failure::Overloaded
             | Failure::Draining
             | Failure::UpstreamUnavailable
-            | Failure::UpstreamOverflow => grpc_code::UNAVAILABLE,
-            Failure::Denied => grpc_code::PERMISSION_DENIED,
+            | Failure::UpstreamOverflow
+            | Failure::RateLimited => grpc_code::UNAVAILABLE,
+            Failure::Denied | Failure::Unauthorized => grpc_code::PERMISSION_DENIED,
             Failure::PayloadTooLarge => grpc_code::RESOURCE_EXHAUSTED,
             // Envoy derives these from the HTTP status: 504 is UNAVAILABLE,
             // 408 has no entry and is UNKNOWN.
@@ -142,6 +159,8 @@ impl Failure {
             Failure::Overloaded => "overloaded",
             Failure::Draining => "draining",
             Failure::Denied => "denied",
+            Failure::Unauthorized => "rbac_access_denied",
+            Failure::RateLimited => "local_rate_limited",
             Failure::BadRequest(_) => "bad_request",
             Failure::PayloadTooLarge => "payload_too_large",
             Failure::GrpcNeedsHttp2 => "grpc_requires_http2",
@@ -161,6 +180,9 @@ impl Failure {
             Failure::Overloaded => "the workload is overloaded".into(),
             Failure::Draining => "the host is shutting down".into(),
             Failure::Denied => "the request is not allowed by policy".into(),
+            // Envoy's RBAC and local rate limit filters' bodies.
+            Failure::Unauthorized => "RBAC: access denied".into(),
+            Failure::RateLimited => "local_rate_limited".into(),
             Failure::BadRequest(why) => format!("bad request: {why}"),
             Failure::PayloadTooLarge => "the request body is larger than allowed".into(),
             Failure::GrpcNeedsHttp2 => {

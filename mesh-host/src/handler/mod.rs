@@ -25,7 +25,10 @@ pub use router_handler::{RouterHandler, RouterHandlerConfig};
 pub use routers::{DevRouter, HostHeaderRouter};
 pub use workload_id::{InvalidWorkloadId, WorkloadId};
 
-use crate::frontend::FrontEndError;
+use mesh_policies::rbac::InboundRequest;
+use mesh_policies::{PolicyDenied, WorkloadPolicy};
+
+use crate::frontend::{FrontEndError, RequestMeta};
 use crate::runtime::{ComponentImage, WorkloadSettings};
 
 /// A component that has been compiled, linked and pre-instantiated, with what
@@ -104,6 +107,35 @@ pub trait HostHandler: Send + Sync + 'static {
 pub(crate) fn requested_grpc_timeout(request: &http::request::Parts) -> Option<Duration> {
     let value = request.headers.get("grpc-timeout")?.to_str().ok()?;
     mesh_policies::limits::parse_grpc_timeout(value).ok()
+}
+
+/// Applies a workload's inbound policy to a request about to be served, as
+/// Envoy's filter chain would before the router: the gRPC flags, RBAC (on the
+/// request as it arrived, before any route rewrite), then the local rate
+/// limit, so a refused request spends no token.
+pub(crate) fn check_inbound(
+    policy: &WorkloadPolicy,
+    request: &http::request::Parts,
+    meta: &RequestMeta,
+) -> Result<(), PolicyDenied> {
+    let authority = request.uri.authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers
+            .get(http::header::HOST)
+            .and_then(|host| host.to_str().ok())
+    });
+    let inbound = InboundRequest {
+        method: &request.method,
+        path: request.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        authority,
+        headers: &request.headers,
+        source_ip: meta.peer.ip(),
+        direct_remote_ip: meta.peer.ip(),
+        destination_port: meta.local.port(),
+        // Configurations that need it are refused when loaded.
+        peer_principal: None,
+    };
+    policy.check_inbound(&inbound, meta.grpc).map(|_| ())
 }
 
 /// Refuses an outbound request: logged with the reason, counted, and failed

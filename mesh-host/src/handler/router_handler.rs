@@ -12,7 +12,7 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use super::{
     HostError, HostHandler, OutgoingFuture, ResolvedWorkload, RouteError, Router, WorkloadId,
-    deny_outbound, requested_grpc_timeout,
+    check_inbound, deny_outbound, requested_grpc_timeout,
 };
 use crate::body::ResponseBody;
 use crate::frontend::{
@@ -125,10 +125,11 @@ impl<R: Router> RouterHandler<R> {
                 .failure(id.as_str(), Failure::NoWorkload.reason());
             return Failure::NoWorkload.response(meta.grpc);
         };
-        if let Err(denied) = bound.policy.grpc.check_inbound(meta.grpc) {
+        if let Err(denied) = check_inbound(&bound.policy, &parts, &meta) {
             tracing::info!(workload = %id, uri = %parts.uri, "inbound request denied: {denied}");
-            self.metrics.failure(id.as_str(), Failure::Denied.reason());
-            return Failure::Denied.response(meta.grpc);
+            let failure = Failure::from(&denied);
+            self.metrics.failure(id.as_str(), failure.reason());
+            return failure.response(meta.grpc);
         }
         let asked = meta.grpc.then(|| requested_grpc_timeout(&parts)).flatten();
         let timeout = bound.policy.limits.deadline(None, asked);

@@ -11,7 +11,7 @@ use super::Shared;
 use crate::body::{ResponseBody, empty, full};
 use crate::egress::UpstreamRoute;
 use crate::frontend::{Dispatch, Failure, RequestMeta};
-use crate::handler::requested_grpc_timeout;
+use crate::handler::{check_inbound, requested_grpc_timeout};
 use crate::routing::{Decision, ForwardDecision};
 
 /// Routes the requests of one listener with the route table of the snapshot
@@ -75,9 +75,9 @@ impl ListenerDispatch {
             }
             return self.forward_upstream(parts, body, &forward, meta).await;
         };
-        if let Err(denied) = bound.policy.grpc.check_inbound(meta.grpc) {
+        if let Err(denied) = check_inbound(&bound.policy, &parts, &meta) {
             tracing::info!(workload = %bound.id, uri = %parts.uri, "inbound request denied: {denied}");
-            return self.fail(Failure::Denied, bound.id.as_str(), meta.grpc);
+            return self.fail(Failure::from(&denied), bound.id.as_str(), meta.grpc);
         }
         forward.apply_to_request(&mut parts);
         let timeout = deadline(&forward, &bound.policy.limits, &parts, meta.grpc);
