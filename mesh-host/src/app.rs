@@ -59,16 +59,54 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     })
 }
 
-/// `mesh-host validate`: parse and translate a bootstrap, report the result.
+/// `mesh-host validate`: parse and translate a bootstrap, or a mesh config
+/// file and everything it names, and report the result.
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<()> {
-    let bootstrap = Bootstrap::load(&args.bootstrap)?;
+    match (&args.bootstrap, &args.config) {
+        (Some(bootstrap), _) => validate_bootstrap(bootstrap),
+        (None, Some(config)) => validate_config_file(config),
+        (None, None) => anyhow::bail!("give --bootstrap FILE or --config FILE"),
+    }
+}
+
+fn validate_bootstrap(path: &Path) -> anyhow::Result<()> {
+    let bootstrap = Bootstrap::load(path)?;
     let config = &bootstrap.static_config;
     println!(
         "{}: OK ({} listeners, {} clusters{})",
-        args.bootstrap.display(),
+        path.display(),
         config.listeners.len(),
         config.clusters.len(),
         if bootstrap.ads.is_some() { ", ADS" } else { "" }
+    );
+    Ok(())
+}
+
+fn validate_config_file(path: &Path) -> anyhow::Result<()> {
+    let file = MeshConfigFile::load(path)?;
+    let unreadable: Vec<String> = file
+        .workloads
+        .iter()
+        .enumerate()
+        .filter_map(|(index, workload)| {
+            std::fs::metadata(&workload.component).err().map(|error| {
+                format!(
+                    "workloads[{index}].component: cannot read {}: {error}",
+                    workload.component.display()
+                )
+            })
+        })
+        .collect();
+    if !unreadable.is_empty() {
+        anyhow::bail!("{}: {}", path.display(), unreadable.join("; "));
+    }
+    if let Some(bootstrap) = &file.bootstrap {
+        validate_bootstrap(bootstrap)?;
+    }
+    println!(
+        "{}: OK ({} workloads)",
+        path.display(),
+        file.workloads.len()
     );
     Ok(())
 }

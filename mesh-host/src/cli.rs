@@ -25,17 +25,23 @@ pub enum Command {
     /// listeners, routes and clusters of an Envoy v3 bootstrap file (and its
     /// ADS control plane), components bound with --workload.
     Run(Box<RunArgs>),
-    /// Check an Envoy v3 bootstrap file without serving: exits non-zero with
-    /// errors that name the file, the field path and the problem.
+    /// Check an Envoy v3 bootstrap file or a mesh config file without
+    /// serving: exits non-zero with errors that name the file, the field path
+    /// and the problem.
     Validate(ValidateArgs),
 }
 
-/// Arguments of `mesh-host validate`.
+/// Arguments of `mesh-host validate`: one file, of either form.
 #[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
 pub struct ValidateArgs {
     /// The Envoy v3 bootstrap file (YAML or JSON) to check.
     #[arg(long, value_name = "FILE")]
-    pub bootstrap: PathBuf,
+    pub bootstrap: Option<PathBuf>,
+    /// The mesh config file to check: its workloads and policies, the
+    /// components it names, and the bootstrap it points at.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Arguments of `mesh-host run`.

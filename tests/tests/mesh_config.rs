@@ -74,6 +74,143 @@ workloads:
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_and_the_local_rate_limit_guard_each_workload_over_http_and_grpc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = format!(
+        r#"
+listen: 127.0.0.1:{port}
+workloads:
+- name: guarded
+  component: {hello}
+  hosts: [guarded.test]
+  policy:
+    rbac:
+      action: ALLOW
+      policies:
+        loopback-reads:
+          permissions: [{{ and_rules: {{ rules: [{{ method: GET }}, {{ not_rule: {{ url_path: {{ prefix: /admin }} }} }}] }} }}]
+          principals: [{{ direct_remote_ip: 127.0.0.0/8 }}]
+        admins:
+          permissions: [{{ url_path: {{ prefix: /admin }} }}]
+          principals: [{{ header: {{ name: x-role, string_match: {{ exact: admin }} }} }}]
+- name: limited
+  component: {hello}
+  hosts: [limited.test]
+  policy:
+    rate_limit: {{ max_tokens: 3, tokens_per_fill: 3, fill_interval: 1h }}
+- name: streams-only
+  component: {greeter}
+  hosts: [streams.test]
+  policy:
+    grpc: {{ serve: true }}
+    rbac: {{ action: ALLOW, policies: {{ streams: {{ permissions: [{{ url_path: {{ exact: /routeguide.RouteGuide/ListFeatures }} }}], principals: [{{ any: true }}] }} }} }}
+- name: one-call
+  component: {greeter}
+  hosts: [once.test]
+  policy:
+    grpc: {{ serve: true }}
+    rate_limit: {{ max_tokens: 1, tokens_per_fill: 1, fill_interval: 1h }}
+"#,
+        greeter = component("greeter").display(),
+        hello = component("hello").display(),
+    );
+    let path = dir.path().join("mesh.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let host = MeshHost::spawn(&["run".into(), "--config".into(), path.display().to_string()]);
+    let send = |method: &str, host_name: &str, uri: &str, role: Option<&str>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", host_name);
+        if let Some(role) = role {
+            request = request.header("x-role", role);
+        }
+        let request = request.body(client::empty()).expect("request");
+        let addr = host.addr;
+        async move {
+            let (status, headers, body, _) =
+                client::read_all(client::http1(addr, request).await).await;
+            let reason = headers
+                .get("x-mesh-host-reason")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (
+                status.as_u16(),
+                reason,
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+    };
+
+    let hello = "Hello from mesh-host!\n".to_owned();
+    let denied = (
+        403,
+        "rbac_access_denied".to_owned(),
+        "RBAC: access denied\n".to_owned(),
+    );
+    assert_eq!(
+        send("GET", "guarded.test", "/", None).await,
+        (200, String::new(), hello.clone())
+    );
+    assert_eq!(send("POST", "guarded.test", "/", None).await, denied);
+    assert_eq!(send("GET", "guarded.test", "/admin/x", None).await, denied);
+    assert_eq!(
+        send("GET", "guarded.test", "/admin/x", Some("viewer")).await,
+        denied
+    );
+    assert_eq!(
+        send("POST", "guarded.test", "/admin/x", Some("admin")).await,
+        (200, String::new(), hello.clone())
+    );
+
+    for _ in 0..3 {
+        assert_eq!(send("GET", "limited.test", "/", None).await.0, 200);
+    }
+    assert_eq!(
+        send("GET", "limited.test", "/", None).await,
+        (
+            429,
+            "local_rate_limited".to_owned(),
+            "local_rate_limited\n".to_owned()
+        )
+    );
+    assert_eq!(
+        send("GET", "guarded.test", "/", None).await.0,
+        200,
+        "each workload has its own bucket"
+    );
+
+    let target = host.addr.to_string();
+    let grpc = |authority: &'static str, method: &'static str| {
+        let target = target.clone();
+        async move {
+            grpcio::call(&[
+                "--target",
+                &target,
+                "--authority",
+                authority,
+                "--method",
+                method,
+                "--name",
+                "rbac",
+            ])
+            .await
+            .code
+        }
+    };
+    assert_eq!(grpc("streams.test", "ListFeatures").await, "OK");
+    assert_eq!(grpc("streams.test", "SayHello").await, "PERMISSION_DENIED");
+    assert_eq!(grpc("once.test", "SayHello").await, "OK");
+    assert_eq!(
+        grpc("once.test", "SayHello").await,
+        "UNAVAILABLE",
+        "Envoy maps a local rate limit's 429 to UNAVAILABLE"
+    );
+}
+
 /// Runs `mesh-host run --config path`, which must fail; its stderr.
 fn refused(path: &std::path::Path) -> String {
     let output = std::process::Command::new(mesh_host_tests::mesh_host_bin())
@@ -106,6 +243,66 @@ fn a_bad_config_file_names_the_file_and_every_problem() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `mesh-host validate --config FILE`: its exit status and what it printed.
+fn validate_config(path: &std::path::Path) -> (bool, String) {
+    let output = std::process::Command::new(mesh_host_tests::mesh_host_bin())
+        .args(["validate", "--config"])
+        .arg(path)
+        .output()
+        .expect("run validate");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+#[test]
+fn validate_checks_a_config_file_its_components_and_its_bootstrap() {
+    component("hello");
+    component("outbound");
+    let example = mesh_host_tests::workspace_root().join("examples/mesh.yaml");
+    let (ok, printed) = validate_config(&example);
+    assert!(ok, "{printed}");
+    assert!(printed.contains("mesh.yaml: OK (2 workloads)"), "{printed}");
+    assert!(printed.contains("mesh-egress.yaml: OK"), "{printed}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:0\nworkloads:\n- name: a\n  component: missing.wasm\n  hosts: [a.test]\n",
+    )
+    .expect("write");
+    let (ok, printed) = validate_config(&path);
+    assert!(!ok, "a missing component must fail validation: {printed}");
+    assert!(
+        printed.contains("broken.yaml: workloads[0].component: cannot read"),
+        "{printed}"
+    );
+
+    std::fs::write(
+        &path,
+        format!(
+            "bootstrap: envoy.yaml\nworkloads:\n- name: a\n  component: {}\n  clusters: [a]\n  policy:\n    rate_limit: {{ max_tokens: 0, fill_interval: 1s }}\n",
+            component("hello").display()
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("envoy.yaml"),
+        "static_resources: { listeners: [] }\n",
+    )
+    .expect("write bootstrap");
+    let (ok, printed) = validate_config(&path);
+    assert!(!ok, "a bad policy must fail validation: {printed}");
+    assert!(
+        printed.contains("broken.yaml: workloads[0].policy.rate_limit.max_tokens"),
+        "{printed}"
+    );
 }
 
 /// `examples/mesh.yaml` runs as shipped: a component calls another through
