@@ -6,14 +6,21 @@ use mesh_host_tests::envoy::free_port;
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::{client, component, grpcio};
 
+/// mesh-host on a config file that listens on a free port and serves
+/// `workloads` (the YAML list under `workloads:`).
+fn start_with_workloads(workloads: &str) -> (tempfile::TempDir, MeshHost) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mesh.yaml");
+    let config = format!("listen: 127.0.0.1:{}\nworkloads:{workloads}", free_port());
+    std::fs::write(&path, config).expect("write config");
+    let host = MeshHost::spawn(&["run".into(), "--config".into(), path.display().to_string()]);
+    (dir, host)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_flags_and_hosts_come_from_the_config_file_per_workload() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = format!(
+    let workloads = format!(
         r#"
-listen: 127.0.0.1:{port}
-workloads:
 - name: greeter
   component: {greeter}
   hosts: [greeter.test]
@@ -31,9 +38,7 @@ workloads:
         greeter = component("greeter").display(),
         hello = component("hello").display(),
     );
-    let path = dir.path().join("mesh.yaml");
-    std::fs::write(&path, config).expect("write config");
-    let host = MeshHost::spawn(&["run".into(), "--config".into(), path.display().to_string()]);
+    let (_dir, host) = start_with_workloads(&workloads);
     let target = host.addr.to_string();
 
     let allowed = grpcio::call(&[
@@ -76,12 +81,8 @@ workloads:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rbac_and_the_local_rate_limit_guard_each_workload_over_http_and_grpc() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = format!(
+    let workloads = format!(
         r#"
-listen: 127.0.0.1:{port}
-workloads:
 - name: guarded
   component: {hello}
   hosts: [guarded.test]
@@ -116,9 +117,7 @@ workloads:
         greeter = component("greeter").display(),
         hello = component("hello").display(),
     );
-    let path = dir.path().join("mesh.yaml");
-    std::fs::write(&path, config).expect("write config");
-    let host = MeshHost::spawn(&["run".into(), "--config".into(), path.display().to_string()]);
+    let (_dir, host) = start_with_workloads(&workloads);
     let send = |method: &str, host_name: &str, uri: &str, role: Option<&str>| {
         let mut request = Request::builder()
             .method(method)
@@ -352,11 +351,8 @@ async fn get_text(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_workload_reads_its_own_wasi_config_values() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = format!(
+    let workloads = format!(
         r#"
-listen: 127.0.0.1:{port}
-workloads:
 - name: blue
   component: {config}
   hosts: [blue.test]
@@ -369,12 +365,9 @@ workloads:
   component: {config}
   hosts: [plain.test]
 "#,
-        port = free_port(),
         config = component("config").display(),
     );
-    let path = dir.path().join("mesh.yaml");
-    std::fs::write(&path, config).expect("write config");
-    let host = MeshHost::spawn(&["run".into(), "--config".into(), path.display().to_string()]);
+    let (_dir, host) = start_with_workloads(&workloads);
 
     assert_eq!(
         get_text(host.addr, "blue.test", "/").await,
