@@ -187,21 +187,6 @@ impl MeshConfigFile {
                 problems.push(format!("workloads[{index}].config: keys must not be empty"));
             }
             match WorkloadPolicy::from_config(&workload.policy) {
-                // Deciding these needs the peer's certificate identity, which
-                // the front end does not extract: refuse rather than let a DENY
-                // rule on an identity silently never match.
-                Ok(policy)
-                    if policy
-                        .rbac
-                        .as_ref()
-                        .is_some_and(|rbac| rbac.needs_peer_identity()) =>
-                {
-                    problems.push(format!(
-                        "workloads[{index}].policy.rbac: `authenticated` principals are not \
-                         supported (mesh-host does not read client certificate identities yet); \
-                         use source_ip, direct_remote_ip or header principals"
-                    ));
-                }
                 Ok(policy) => workloads.push(WorkloadEntry {
                     name: workload.name,
                     component: base.join(workload.component),
@@ -287,21 +272,6 @@ workloads:
         assert!(message.contains("workloads[0].clusters"), "{message}");
         assert!(
             message.contains("workloads[0].policy.limits.request_timeout"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn rbac_on_certificate_identities_is_refused_until_the_host_reads_them() {
-        let text = EXAMPLE.replace(
-            "    limits:",
-            "    rbac: { action: DENY, policies: { no-admin: { permissions: [{ any: true }], principals: [{ authenticated: { principal_name: { exact: admin } } }] } } }\n    limits:",
-        );
-        let message = MeshConfigFile::parse(&text, "mesh.yaml", Path::new("."))
-            .expect_err("authenticated principal")
-            .to_string();
-        assert!(
-            message.starts_with("mesh.yaml: workloads[0].policy.rbac: `authenticated` principals"),
             "{message}"
         );
     }

@@ -190,14 +190,6 @@ impl Rbac {
         }
     }
 
-    /// Whether any policy names an `authenticated` principal, which only a
-    /// host that knows its peers' certificate identities can decide.
-    pub fn needs_peer_identity(&self) -> bool {
-        self.policies
-            .iter()
-            .any(|(_, policy)| policy.principals.iter().any(Principal::needs_peer_identity))
-    }
-
     /// Like [`Rbac::evaluate`], as a `Result`: `Ok` carries the matching
     /// ALLOW policy name, if any.
     pub fn check(&self, req: &InboundRequest<'_>) -> Result<Option<&str>, RbacDenied> {
@@ -236,20 +228,6 @@ impl Permission {
 }
 
 impl Principal {
-    fn needs_peer_identity(&self) -> bool {
-        match self {
-            Principal::Authenticated { .. } => true,
-            Principal::And(all) | Principal::Or(all) => {
-                all.iter().any(Principal::needs_peer_identity)
-            }
-            Principal::Not(inner) => inner.needs_peer_identity(),
-            Principal::Any
-            | Principal::SourceIp(_)
-            | Principal::DirectRemoteIp(_)
-            | Principal::Header(_) => false,
-        }
-    }
-
     /// True when the request's sender satisfies this principal.
     pub fn matches(&self, req: &InboundRequest<'_>) -> bool {
         match self {

@@ -31,19 +31,38 @@ impl TestCert {
     /// `*.` wildcards or IP addresses).
     pub fn for_names(names: &[&str]) -> Self {
         let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-        let certified = rcgen::generate_simple_self_signed(names).expect("generate certificate");
+        let params = rcgen::CertificateParams::new(names).expect("certificate names");
+        Self::self_signed(params)
+    }
+
+    /// Generates a fresh self-signed client certificate whose identity is
+    /// the URI SAN `uri` (a SPIFFE id, say).
+    pub fn for_uri(uri: &str) -> Self {
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().expect("an ASCII URI"))];
+        Self::self_signed(params)
+    }
+
+    fn self_signed(params: rcgen::CertificateParams) -> Self {
+        let key_pair = rcgen::KeyPair::generate().expect("generate key");
+        let certificate = params.self_signed(&key_pair).expect("generate certificate");
         let dir = tempfile::tempdir().expect("tempdir");
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
-        std::fs::write(&cert, certified.cert.pem()).expect("write cert");
-        std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write key");
+        std::fs::write(&cert, certificate.pem()).expect("write cert");
+        std::fs::write(&key, key_pair.serialize_pem()).expect("write key");
         Self {
             _dir: dir,
             cert,
             key,
-            der: certified.cert.der().clone(),
-            key_der: certified.key_pair.serialize_der(),
+            der: certificate.der().clone(),
+            key_der: key_pair.serialize_der(),
         }
+    }
+
+    /// This certificate as PEM, for a CA bundle trusting several.
+    pub fn pem(&self) -> String {
+        std::fs::read_to_string(&self.cert).expect("read cert")
     }
 
     /// Connects to `addr` with TLS, trusting only this certificate and

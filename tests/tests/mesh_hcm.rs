@@ -2,10 +2,12 @@
 //! clients: `codec_type`, `stream_idle_timeout`, `request_timeout`,
 //! `use_remote_address` (x-forwarded-for), the `server` header, and filter
 //! chains chosen by TLS server name (SNI), each with its own certificate and
-//! route table. The expected answers are those Envoy 1.40 gives for the same
+//! route table, client certificates (mTLS) and the identity RBAC reads from
+//! them. The expected answers are those Envoy 1.40 gives for the same
 //! configuration.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -99,13 +101,13 @@ fn tls_chain(server_names: &[&str], cert: &TestCert, alpn: &[&str], routes: Valu
 }
 
 /// `tls_chain` serving `server`'s certificate for any name and verifying
-/// client certificates against `client_ca`; `required` refuses clients
-/// without one.
-fn mtls_chain(server: &TestCert, client_ca: &TestCert, required: bool, routes: Value) -> Value {
+/// client certificates against the CA bundle `client_ca`; `required`
+/// refuses clients without one.
+fn mtls_chain(server: &TestCert, client_ca: &Path, required: bool, routes: Value) -> Value {
     let mut chain = tls_chain(&[], server, &[], routes);
     let context = &mut chain["transport_socket"]["typed_config"];
     context["common_tls_context"]["validation_context"] =
-        json!({ "trusted_ca": { "filename": client_ca.cert.display().to_string() } });
+        json!({ "trusted_ca": { "filename": client_ca.display().to_string() } });
     context["require_client_certificate"] = json!(required);
     chain
 }
@@ -277,6 +279,16 @@ async fn over_mtls(
     server: &TestCert,
     client: Option<&TestCert>,
 ) -> Result<String, String> {
+    mtls_request(port, server, client, http::Method::GET).await
+}
+
+/// [`over_mtls`] with `method`.
+async fn mtls_request(
+    port: u16,
+    server: &TestCert,
+    client: Option<&TestCert>,
+    method: http::Method,
+) -> Result<String, String> {
     let (stream, _) = server
         .try_connect_as(local(port), "localhost", &[b"http/1.1"], client)
         .await
@@ -285,8 +297,10 @@ async fn over_mtls(
         .await
         .map_err(|error| format!("HTTP/1.1: {error}"))?;
     tokio::spawn(connection);
+    let mut request = get("/");
+    *request.method_mut() = method;
     let response = sender
-        .send_request(get("/"))
+        .send_request(request)
         .await
         .map_err(|error| format!("request: {error}"))?;
     let body = response
@@ -760,13 +774,13 @@ async fn client_certificates_are_verified_against_the_trusted_ca() {
             listener(
                 "required",
                 required,
-                vec![mtls_chain(&server, &client, true, answer("verified"))],
+                vec![mtls_chain(&server, &client.cert, true, answer("verified"))],
                 None,
             ),
             listener(
                 "optional",
                 optional,
-                vec![mtls_chain(&server, &client, false, answer("served"))],
+                vec![mtls_chain(&server, &client.cert, false, answer("served"))],
                 None,
             ),
         ],
@@ -802,5 +816,79 @@ async fn client_certificates_are_verified_against_the_trusted_ca() {
     assert!(
         untrusted.is_err(),
         "an untrusted certificate must be refused: {untrusted:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rbac_reads_the_verified_client_certificate_uri_san_first_then_its_dns_san() {
+    let server = TestCert::for_names(&["localhost"]);
+    let admin = TestCert::for_uri("spiffe://mesh.test/ns/default/sa/admin");
+    let reader = TestCert::for_names(&["reader.test"]);
+    let stranger = TestCert::for_uri("spiffe://mesh.test/ns/default/sa/stranger");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("clients.pem");
+    std::fs::write(
+        &bundle,
+        [admin.pem(), reader.pem(), stranger.pem()].concat(),
+    )
+    .expect("write CA bundle");
+    let port = free_port();
+    let bootstrap = json!({
+        "node": { "id": "mesh-hcm", "cluster": "test" },
+        "static_resources": {
+            "listeners": [listener("mtls", port, vec![mtls_chain(&server, &bundle, false, route_to("hello"))], None)]
+        }
+    });
+    std::fs::write(dir.path().join("bootstrap.json"), bootstrap.to_string())
+        .expect("write bootstrap");
+    let config = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+bootstrap: bootstrap.json
+workloads:
+- name: hello
+  component: {}
+  clusters: [hello]
+  policy:
+    rbac:
+      action: ALLOW
+      policies:
+        admins:
+          permissions: [{{ any: true }}]
+          principals: [{{ authenticated: {{ principal_name: {{ exact: "spiffe://mesh.test/ns/default/sa/admin" }} }} }}]
+        readers:
+          permissions: [{{ method: GET }}]
+          principals: [{{ authenticated: {{ principal_name: {{ suffix: .test }} }} }}]
+"#,
+            component("hello").display()
+        ),
+    )
+    .expect("write config");
+    let _host = MeshHost::spawn(&[
+        "run".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ]);
+
+    let denied = Ok("RBAC: access denied\n".to_owned());
+    let send = |client, method| mtls_request(port, &server, client, method);
+    assert_eq!(
+        send(Some(&admin), http::Method::POST).await,
+        Ok(HELLO.to_owned())
+    );
+    // No URI SAN: the DNS SAN is the principal.
+    assert_eq!(
+        send(Some(&reader), http::Method::GET).await,
+        Ok(HELLO.to_owned())
+    );
+    assert_eq!(send(Some(&reader), http::Method::POST).await, denied);
+    // The URI SAN comes first: `spiffe://mesh.test/...` does not end in `.test`.
+    assert_eq!(send(Some(&stranger), http::Method::GET).await, denied);
+    assert_eq!(
+        send(None, http::Method::GET).await,
+        denied,
+        "no certificate, no principal"
     );
 }

@@ -12,6 +12,7 @@ mod chains;
 mod forwarded;
 mod http_settings;
 mod linger;
+mod peer_identity;
 mod reply;
 mod server;
 mod stream_timeouts;
@@ -88,7 +89,7 @@ pub enum FrontEndError {
 }
 
 /// What the front end knows about a request beyond the request itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RequestMeta {
     /// The client's address.
     pub peer: SocketAddr,
@@ -96,6 +97,10 @@ pub struct RequestMeta {
     pub local: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The principal of the client certificate the connection presented and
+    /// the filter chain verified: its first URI SAN (a SPIFFE id), else its
+    /// first DNS SAN, else its subject, as Envoy's RBAC reads it.
+    pub peer_principal: Option<Arc<str>>,
     /// Whether the request is gRPC (by content type); failures for it must
     /// be gRPC-shaped.
     pub grpc: bool,

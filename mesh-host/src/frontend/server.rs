@@ -22,7 +22,9 @@ use super::chains::{ChainSelection, Transport};
 use super::http_settings::{HANDSHAKE_TIMEOUT, HttpSettings};
 use super::linger::Lingering;
 use super::stream_timeouts::StreamTimer;
-use super::{Dispatch, Failure, FrontEndConfig, FrontEndError, ListenerConfig, RequestMeta};
+use super::{
+    Dispatch, Failure, FrontEndConfig, FrontEndError, ListenerConfig, RequestMeta, peer_identity,
+};
 use crate::body::{ResponseBody, limited_request_body};
 
 const LISTEN_BACKLOG: u32 = 1024;
@@ -224,14 +226,12 @@ async fn serve_connection(
             tracing::debug!(%peer, "no plaintext filter chain; closing the connection");
             return;
         };
-        return serve_http(
-            stream,
+        let connection = Connection {
             peer,
-            false,
-            listening.chains[chain].clone(),
-            watcher,
-        )
-        .await;
+            tls: false,
+            peer_principal: None,
+        };
+        return serve_http(stream, connection, listening.chains[chain].clone(), watcher).await;
     }
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
@@ -248,7 +248,18 @@ async fn serve_connection(
         Ok::<_, std::io::Error>(Some((stream, context)))
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(Some((stream, context)))) => serve_http(stream, peer, true, context, watcher).await,
+        Ok(Ok(Some((stream, context)))) => {
+            let connection = Connection {
+                peer,
+                tls: true,
+                peer_principal: stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(peer_identity::principal),
+            };
+            serve_http(stream, connection, context, watcher).await
+        }
         Ok(Ok(None)) => {}
         Ok(Err(error)) => tracing::debug!(%peer, "TLS handshake failed: {error}"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -265,16 +276,21 @@ async fn starts_with_tls(stream: &TcpStream) -> Option<bool> {
     }
 }
 
-async fn serve_http<I>(
-    io: I,
+/// What a request inherits from its connection.
+#[derive(Debug, Clone)]
+struct Connection {
     peer: SocketAddr,
     tls: bool,
-    context: Arc<ChainContext>,
-    watcher: Watcher,
-) where
+    /// The verified client certificate's principal.
+    peer_principal: Option<Arc<str>>,
+}
+
+async fn serve_http<I>(io: I, connection: Connection, context: Arc<ChainContext>, watcher: Watcher)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = request_service(context.clone(), peer, tls);
+    let peer = connection.peer;
+    let service = request_service(context.clone(), connection);
     let connection = context
         .chain
         .builder
@@ -286,8 +302,7 @@ async fn serve_http<I>(
 
 fn request_service(
     context: Arc<ChainContext>,
-    peer: SocketAddr,
-    tls: bool,
+    connection: Connection,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
     Response = http::Response<ResponseBody>,
@@ -296,8 +311,9 @@ fn request_service(
 > + Clone {
     hyper::service::service_fn(move |request| {
         let context = context.clone();
+        let connection = connection.clone();
         async move {
-            let mut response = admit(&context, request, peer, tls).await;
+            let mut response = admit(&context, request, connection).await;
             // Envoy writes `server` on every response, its own answers too.
             context
                 .chain
@@ -314,9 +330,13 @@ fn request_service(
 async fn admit(
     context: &Arc<ChainContext>,
     request: http::Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
+    connection: Connection,
 ) -> http::Response<ResponseBody> {
+    let Connection {
+        peer,
+        tls,
+        peer_principal,
+    } = connection;
     let grpc = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -344,6 +364,7 @@ async fn admit(
         peer,
         local: context.local,
         tls,
+        peer_principal,
         grpc,
         filter_chain: context.chain.index,
     };

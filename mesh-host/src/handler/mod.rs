@@ -132,8 +132,7 @@ pub(crate) fn check_inbound(
         source_ip: meta.peer.ip(),
         direct_remote_ip: meta.peer.ip(),
         destination_port: meta.local.port(),
-        // Configurations that need it are refused when loaded.
-        peer_principal: None,
+        peer_principal: meta.peer_principal.as_deref(),
     };
     policy.check_inbound(&inbound, meta.grpc).map(|_| ())
 }

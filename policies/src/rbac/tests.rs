@@ -311,27 +311,3 @@ fn permission_and_principal_need_exactly_one_key() {
         ]
     );
 }
-
-#[test]
-fn authenticated_principals_anywhere_need_the_peer_identity() {
-    let plain = rbac(
-        r#"
-action: ALLOW
-policies:
-  by-address:
-    permissions: [{ any: true }]
-    principals: [{ source_ip: "10.0.0.0/8" }, { header: { name: x-user, string_match: { exact: a } } }]
-"#,
-    );
-    assert!(!plain.needs_peer_identity());
-    let nested = rbac(
-        r#"
-action: DENY
-policies:
-  not-admin:
-    permissions: [{ any: true }]
-    principals: [{ and_ids: { ids: [{ any: true }, { not_id: { authenticated: {} } }] } }]
-"#,
-    );
-    assert!(nested.needs_peer_identity());
-}
