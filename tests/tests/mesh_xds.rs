@@ -30,12 +30,14 @@ fn bootstrap(static_port: u16, control_plane_port: u16) -> String {
 }
 
 /// mesh-host on a bootstrap whose ADS is `plane`, serving the clusters
-/// `hello` and `echo` with those components. The directory holds the
-/// bootstrap and lives as long as the host.
-fn start_mesh_host(plane: &TestControlPlane) -> (tempfile::TempDir, MeshHost) {
+/// `hello` and `echo` with those components, and the port of its static
+/// listener (the host may announce a control-plane listener first). The
+/// directory holds the bootstrap and lives as long as the host.
+fn start_mesh_host(plane: &TestControlPlane) -> (tempfile::TempDir, MeshHost, u16) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bootstrap.yaml");
-    std::fs::write(&path, bootstrap(free_port(), plane.addr().port())).expect("write bootstrap");
+    let static_port = free_port();
+    std::fs::write(&path, bootstrap(static_port, plane.addr().port())).expect("write bootstrap");
     let host = MeshHost::spawn(&[
         "run".into(),
         "--bootstrap".into(),
@@ -45,7 +47,7 @@ fn start_mesh_host(plane: &TestControlPlane) -> (tempfile::TempDir, MeshHost) {
         "--workload".into(),
         format!("echo={}", component("echo").display()),
     ]);
-    (dir, host)
+    (dir, host, static_port)
 }
 
 /// GETs `/` on `port` until the body is `expected` (the control plane's
@@ -88,8 +90,8 @@ async fn listeners_and_routes_from_the_control_plane_apply_without_a_restart() {
         },
     );
 
-    let (_dir, host) = start_mesh_host(&plane);
-    eventually(host.addr.port(), "static").await;
+    let (_dir, host, static_port) = start_mesh_host(&plane);
+    eventually(static_port, "static").await;
     eventually(first_port, "Hello from mesh-host!\n").await;
 
     // A new listener on a new port, routed to another workload.
@@ -194,7 +196,7 @@ async fn fifty_route_pushes_under_load_fail_no_request() {
         ..Default::default()
     };
     plane.set_snapshot(NODE, &snapshot(0));
-    let (_dir, _host) = start_mesh_host(&plane);
+    let (_dir, _host, _) = start_mesh_host(&plane);
     eventually(port, "Hello from mesh-host!\n").await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -61,12 +61,12 @@ impl ListenerManager {
     }
 
     pub(super) fn addrs(&self) -> Vec<SocketAddr> {
-        self.addrs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .copied()
-            .collect()
+        let addrs = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+        // In listener-name order, so the host announces them the same way
+        // every time.
+        let mut named: Vec<(&String, &SocketAddr)> = addrs.iter().collect();
+        named.sort_unstable_by_key(|(name, _)| *name);
+        named.into_iter().map(|(_, addr)| *addr).collect()
     }
 
     /// Makes the bound listeners those of `snapshot`; the first bind error
