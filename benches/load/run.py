@@ -1144,6 +1144,9 @@ def main(argv: list[str]) -> int:
     work.mkdir(parents=True, exist_ok=True)
     log(f"work directory {work}")
     note = machine_note()
+    # The commit the binaries are built from: HEAD may move while the
+    # harness runs.
+    head = tool_version(['git', '-C', str(REPO), 'rev-parse', '--short', 'HEAD'])
     if not args.skip_build:
         build_all(work, args.profile)
     wasmtime, wasmtime_why = find_wasmtime(args.wasmtime, not args.no_install, work)
@@ -1184,7 +1187,7 @@ def main(argv: list[str]) -> int:
 
     versions = [
         f"mesh-host {args.profile} binary of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime((RELEASE / 'mesh-host').stat().st_mtime))} "
-        f"(git HEAD {tool_version(['git', '-C', str(REPO), 'rev-parse', '--short', 'HEAD'])})",
+        f"(git HEAD {head} when the harness started)",
         tools.wasmtime and tool_version([tools.wasmtime, "--version"]) or f"wasmtime: {wasmtime_why}",
         envoy_why if envoy else f"envoy: {envoy_why}",
         tool_version(["h2load", "--version"]),
