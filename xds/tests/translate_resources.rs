@@ -450,12 +450,12 @@ fn downstream_tls_translates_and_sds_is_rejected() {
     let listener = with(context(false)).expect("valid");
     let tls = listener.filter_chains[0].tls.clone().expect("tls");
     assert_eq!(tls.alpn_protocols, vec!["h2", "http/1.1"]);
-    assert!(tls.require_client_certificate);
     assert_eq!(
-        tls.validation_ca,
-        Some(mesh_xds::config::DataSource::Filename(
-            "/etc/certs/ca.pem".into()
-        ))
+        tls.client_certificates,
+        Some(mesh_xds::config::ClientCertificates {
+            trusted_ca: mesh_xds::config::DataSource::Filename("/etc/certs/ca.pem".into()),
+            required: true,
+        })
     );
     assert_eq!(
         tls.certificate.private_key,

@@ -206,23 +206,16 @@ fn tls_termination(
     let Some(tls) = &chain.tls else {
         return Ok(None);
     };
-    let client_verification = match (&tls.validation_ca, tls.require_client_certificate) {
-        (Some(ca), required) => Some(ClientVerification {
-            trusted_ca: match ca {
+    let client_verification = tls
+        .client_certificates
+        .as_ref()
+        .map(|client| ClientVerification {
+            trusted_ca: match &client.trusted_ca {
                 DataSource::Filename(path) => PemSource::File(path.clone()),
                 DataSource::Inline(bytes) => PemSource::Inline(bytes.clone()),
             },
-            required,
-        }),
-        (None, false) => None,
-        // Never accept any client where the listener asks for verified ones.
-        (None, true) => {
-            return Err(FrontEndError::Invalid(format!(
-                "listener {}: require_client_certificate needs a validation_context with trusted_ca",
-                listener.name
-            )));
-        }
-    };
+            required: client.required,
+        });
     match (&tls.certificate.cert_chain, &tls.certificate.private_key) {
         (DataSource::Filename(cert), DataSource::Filename(key)) => Ok(Some(TlsTermination {
             files: TlsFiles {

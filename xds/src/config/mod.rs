@@ -32,7 +32,7 @@ pub use route::{
     PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy, Route,
     RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
 };
-pub use tls::{CertificateKeyPair, DataSource, DownstreamTls, UpstreamTls};
+pub use tls::{CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, UpstreamTls};
 
 /// The four xDS resource types mesh-host consumes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

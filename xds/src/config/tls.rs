@@ -30,10 +30,21 @@ pub struct DownstreamTls {
     pub certificate: CertificateKeyPair,
     /// ALPN protocols offered, in preference order (empty: HTTP/1.1 only, as in Envoy).
     pub alpn_protocols: Vec<String>,
-    /// Reject clients without a certificate.
-    pub require_client_certificate: bool,
+    /// Client certificate verification; `None` asks clients for none.
+    pub client_certificates: Option<ClientCertificates>,
+}
+
+/// How a listener verifies client certificates (mTLS): the CA bundle from
+/// `validation_context.trusted_ca`, and `require_client_certificate`. A
+/// requirement without a CA cannot be expressed, so it is never mistaken for
+/// mTLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificates {
     /// CA bundle that client certificates must chain to.
-    pub validation_ca: Option<DataSource>,
+    pub trusted_ca: DataSource,
+    /// Reject clients without a certificate; without it a client may go
+    /// without one, but one it presents must verify.
+    pub required: bool,
 }
 
 /// Envoy's `UpstreamTlsContext` (supported subset).

@@ -9,7 +9,9 @@ use super::extensions::{CommonTlsContext, DownstreamTlsContext, UpstreamTlsConte
 use super::matcher::string_matcher;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
-use crate::config::{CertificateKeyPair, DataSource, DownstreamTls, StringMatcher, UpstreamTls};
+use crate::config::{
+    CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, StringMatcher, UpstreamTls,
+};
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 const RAW_BUFFER_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
@@ -63,20 +65,26 @@ pub(crate) fn downstream_transport_socket(
                 .field("match_typed_subject_alt_names"),
         ));
     }
-    let require_client_certificate = ctx.require_client_certificate.is_some_and(|b| b.value);
-    if require_client_certificate && common.validation_ca.is_none() {
+    let required = ctx.require_client_certificate.is_some_and(|b| b.value);
+    let client_certificates = match common.validation_ca {
+        Some(trusted_ca) => Some(ClientCertificates {
+            trusted_ca,
+            required,
+        }),
+        None if !required => None,
         // Verified clients cannot be required without something to verify
         // them against; accepting any certificate would pass for mTLS.
-        return Err(FieldError::invalid(
-            &at.field("require_client_certificate"),
-            "needs common_tls_context.validation_context.trusted_ca to verify client certificates",
-        ));
-    }
+        None => {
+            return Err(FieldError::invalid(
+                &at.field("require_client_certificate"),
+                "needs common_tls_context.validation_context.trusted_ca to verify client certificates",
+            ));
+        }
+    };
     Ok(Some(DownstreamTls {
         certificate,
         alpn_protocols: common.alpn_protocols,
-        require_client_certificate,
-        validation_ca: common.validation_ca,
+        client_certificates,
     }))
 }
 
