@@ -29,6 +29,7 @@ use mesh_policies::rbac::InboundRequest;
 use mesh_policies::{PolicyDenied, WorkloadPolicy};
 
 use crate::frontend::{FrontEndError, RequestMeta};
+use crate::routing::RequestView;
 use crate::runtime::{ComponentImage, WorkloadSettings};
 
 /// A component that has been compiled, linked and pre-instantiated, with what
@@ -111,23 +112,19 @@ pub(crate) fn requested_grpc_timeout(request: &http::request::Parts) -> Option<D
 
 /// Applies a workload's inbound policy to a request about to be served, as
 /// Envoy's filter chain would before the router: the gRPC flags, RBAC (on the
-/// request as it arrived, before any route rewrite), then the local rate
-/// limit, so a refused request spends no token.
+/// request as it arrived, before any route rewrite, with the `:path` and
+/// `:authority` route matching sees), then the local rate limit, so a
+/// refused request spends no token.
 pub(crate) fn check_inbound(
     policy: &WorkloadPolicy,
     request: &http::request::Parts,
     meta: &RequestMeta,
 ) -> Result<(), PolicyDenied> {
-    let authority = request.uri.authority().map(|a| a.as_str()).or_else(|| {
-        request
-            .headers
-            .get(http::header::HOST)
-            .and_then(|host| host.to_str().ok())
-    });
+    let view = RequestView::new(request);
     let inbound = InboundRequest {
         method: &request.method,
-        path: request.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-        authority,
+        path: view.path_and_query,
+        authority: view.authority,
         headers: &request.headers,
         source_ip: meta.peer.ip(),
         direct_remote_ip: meta.peer.ip(),

@@ -8,20 +8,20 @@ use http::request::Parts;
 use mesh_xds::config::{HeaderMatcher, PathMatch, QueryParameterMatcher, RouteMatch, SafeRegex};
 
 /// What the matchers read from a request: Envoy's pseudo-headers, computed once.
-pub(super) struct RequestView<'a> {
+pub(crate) struct RequestView<'a> {
     parts: &'a Parts,
     /// `:path`: path and query.
-    pub(super) path_and_query: &'a str,
+    pub(crate) path_and_query: &'a str,
     /// `:authority`: the URI's authority, else the `Host` header (HTTP/1.1), as Envoy's codecs
     /// set it; `None` when the request has neither or it is not UTF-8.
-    pub(super) authority: Option<&'a str>,
+    pub(crate) authority: Option<&'a str>,
     /// `:scheme`: the URI's, else `x-forwarded-proto`, else `http` (the front end does not tell
     /// whether the connection is TLS; Envoy takes it from the connection).
     pub(super) scheme: &'a str,
 }
 
 impl<'a> RequestView<'a> {
-    pub(super) fn new(parts: &'a Parts) -> Self {
+    pub(crate) fn new(parts: &'a Parts) -> Self {
         let uri = &parts.uri;
         let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
         let authority = match uri.authority() {

@@ -71,10 +71,11 @@ use mesh_xds::config::{RedirectAction, RouteAction, RouteConfig, VirtualHost};
 use self::actions::redirect_location;
 use self::domains::DomainIndex;
 use self::forward::CompiledForward;
-use self::matching::{RequestView, RouteMatcher};
+use self::matching::RouteMatcher;
 
 pub use self::forward::ForwardDecision;
 pub use self::headers::{EditList, HeaderEdits, HeaderMutationChain};
+pub(crate) use self::matching::RequestView;
 
 /// Why a route configuration cannot be compiled. Envoy rejects the same configurations.
 #[derive(Debug, thiserror::Error)]
