@@ -128,12 +128,7 @@ fn listener(name: &str, port: u16, chains: Vec<Value>, default: Option<Value>) -
 /// cluster of the same name. The directory holds the bootstrap.
 fn start(listeners: Vec<Value>, components: &[&str]) -> (tempfile::TempDir, MeshHost) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bootstrap.json");
-    let bootstrap = json!({
-        "node": { "id": "mesh-hcm", "cluster": "test" },
-        "static_resources": { "listeners": listeners }
-    });
-    std::fs::write(&path, bootstrap.to_string()).expect("write bootstrap");
+    let path = write_bootstrap(dir.path(), listeners);
     let mut args = vec![
         "run".to_owned(),
         "--bootstrap".to_owned(),
@@ -145,6 +140,17 @@ fn start(listeners: Vec<Value>, components: &[&str]) -> (tempfile::TempDir, Mesh
     }
     let host = MeshHost::spawn(&args);
     (dir, host)
+}
+
+/// Writes `dir/bootstrap.json` with `listeners` as its static resources.
+fn write_bootstrap(dir: &Path, listeners: Vec<Value>) -> std::path::PathBuf {
+    let path = dir.join("bootstrap.json");
+    let bootstrap = json!({
+        "node": { "id": "mesh-hcm", "cluster": "test" },
+        "static_resources": { "listeners": listeners }
+    });
+    std::fs::write(&path, bootstrap.to_string()).expect("write bootstrap");
+    path
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -833,14 +839,8 @@ async fn rbac_reads_the_verified_client_certificate_uri_san_first_then_its_dns_s
     )
     .expect("write CA bundle");
     let port = free_port();
-    let bootstrap = json!({
-        "node": { "id": "mesh-hcm", "cluster": "test" },
-        "static_resources": {
-            "listeners": [listener("mtls", port, vec![mtls_chain(&server, &bundle, false, route_to("hello"))], None)]
-        }
-    });
-    std::fs::write(dir.path().join("bootstrap.json"), bootstrap.to_string())
-        .expect("write bootstrap");
+    let chain = mtls_chain(&server, &bundle, false, route_to("hello"));
+    write_bootstrap(dir.path(), vec![listener("mtls", port, vec![chain], None)]);
     let config = dir.path().join("mesh.yaml");
     std::fs::write(
         &config,
