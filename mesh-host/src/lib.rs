@@ -16,3 +16,4 @@ pub mod mesh_config;
 pub mod metrics;
 pub mod routing;
 pub mod runtime;
+pub mod shared;

@@ -10,7 +10,7 @@ use thiserror::Error;
 use wasmtime_wasi_http::Error as HttpError;
 
 use super::breakers::Overflow;
-use crate::frontend::Failure;
+use crate::shared::Failure;
 
 /// Why a connection to an endpoint could not be opened.
 #[derive(Debug, Clone, Error)]

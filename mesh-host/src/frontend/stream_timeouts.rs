@@ -28,6 +28,7 @@ use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::Error as HttpError;
 
 use crate::body::ResponseBody;
+use crate::shared::Failure;
 
 /// A chain's stream timers; `None` disables one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -330,6 +331,17 @@ impl Body for IdleResponseBody {
     }
 }
 
+impl From<StreamTimeout> for Failure {
+    fn from(timeout: StreamTimeout) -> Self {
+        match timeout {
+            StreamTimeout::Idle { request_complete } => {
+                Failure::StreamIdleTimeout { request_complete }
+            }
+            StreamTimeout::Request => Failure::RequestTimeout,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,5 +554,38 @@ mod tests {
             response(empty())
         };
         assert!(timer.guard(head).await.is_ok());
+    }
+
+    #[test]
+    fn stream_timers_answer_408_or_504_as_envoy_does() {
+        for (timeout, status, grpc, reason) in [
+            (
+                StreamTimeout::Idle {
+                    request_complete: false,
+                },
+                http::StatusCode::REQUEST_TIMEOUT,
+                2,
+                "stream_idle_timeout",
+            ),
+            (
+                StreamTimeout::Idle {
+                    request_complete: true,
+                },
+                http::StatusCode::GATEWAY_TIMEOUT,
+                14,
+                "stream_idle_timeout",
+            ),
+            (
+                StreamTimeout::Request,
+                http::StatusCode::REQUEST_TIMEOUT,
+                2,
+                "request_timeout",
+            ),
+        ] {
+            let failure = Failure::from(timeout);
+            assert_eq!(failure.status(), status, "{timeout:?}");
+            assert_eq!(failure.grpc_code(), grpc, "{timeout:?}");
+            assert_eq!(failure.reason(), reason);
+        }
     }
 }

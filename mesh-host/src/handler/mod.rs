@@ -10,7 +10,6 @@
 mod null;
 mod router_handler;
 mod routers;
-mod workload_id;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,17 +19,18 @@ use futures::future::BoxFuture;
 use thiserror::Error;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
+pub use crate::runtime::OutgoingFuture;
+pub use crate::shared::{InvalidWorkloadId, WorkloadId};
 pub use null::NullHandler;
 pub use router_handler::{RouterHandler, RouterHandlerConfig};
 pub use routers::{DevRouter, HostHeaderRouter};
-pub use workload_id::{InvalidWorkloadId, WorkloadId};
 
 use mesh_policies::rbac::InboundRequest;
 use mesh_policies::{PolicyDenied, WorkloadPolicy};
 
 use crate::frontend::{FrontEndError, RequestMeta};
 use crate::routing::RequestView;
-use crate::runtime::{ComponentImage, WorkloadSettings};
+use crate::runtime::{ComponentImage, OutboundSender, WorkloadSettings};
 
 /// A component that has been compiled, linked and pre-instantiated, with what
 /// the handler needs to serve it.
@@ -68,10 +68,6 @@ pub enum HostError {
     UnknownWorkload(WorkloadId),
 }
 
-/// The future of an outbound request: the response head, or the `wasi:http`
-/// error the component sees.
-pub type OutgoingFuture = BoxFuture<'static, Result<http::Response<WasiBody>, HttpError>>;
-
 /// What a host does with HTTP: serve inbound requests to workloads and be the
 /// single exit for their outbound requests.
 pub trait HostHandler: Send + Sync + 'static {
@@ -101,6 +97,18 @@ pub trait HostHandler: Send + Sync + 'static {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> OutgoingFuture;
+}
+
+/// A handler's outbound exit is what its workloads' instances send through.
+impl<H: HostHandler> OutboundSender for H {
+    fn send(
+        &self,
+        workload: &WorkloadId,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> OutgoingFuture {
+        self.outgoing_request(workload, request, options)
+    }
 }
 
 /// The deadline a gRPC client asked for with `grpc-timeout`, if any and

@@ -19,7 +19,7 @@ use crate::frontend::{
     BoundFrontEnd, Dispatch, Failure, FrontEndConfig, RequestMeta, RunningFrontEnd,
 };
 use crate::metrics::Metrics;
-use crate::runtime::{Runtime, Workload};
+use crate::runtime::{OutboundSender, Runtime, Workload};
 
 /// Settings of a [`RouterHandler`].
 #[derive(Debug, Clone)]
@@ -200,12 +200,12 @@ impl<R: Router> HostHandler for RouterHandler<R> {
     }
 
     fn on_workload_resolved(self: Arc<Self>, resolved: ResolvedWorkload) -> Result<(), HostError> {
-        let handler: Weak<dyn HostHandler> = Arc::downgrade(&self) as Weak<Self>;
+        let outbound: Weak<dyn OutboundSender> = Arc::downgrade(&self) as Weak<Self>;
         let workload = Workload::new(
             &self.runtime,
             resolved.id.clone(),
             resolved.image.clone(),
-            handler,
+            outbound,
             resolved.settings.clone(),
             self.metrics.workload(&resolved.id),
         );

@@ -25,7 +25,7 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody};
 use crate::egress::Egress;
 use crate::handler::{HostError, HostHandler, OutgoingFuture, ResolvedWorkload, WorkloadId};
 use crate::metrics::Metrics;
-use crate::runtime::{Runtime, Workload};
+use crate::runtime::{OutboundSender, Runtime, Workload};
 use listeners::ListenerManager;
 use snapshot::MeshSnapshot;
 
@@ -174,12 +174,12 @@ impl HostHandler for MeshHandler {
     }
 
     fn on_workload_resolved(self: Arc<Self>, resolved: ResolvedWorkload) -> Result<(), HostError> {
-        let handler: Weak<dyn HostHandler> = Arc::downgrade(&self) as Weak<Self>;
+        let outbound: Weak<dyn OutboundSender> = Arc::downgrade(&self) as Weak<Self>;
         let workload = Arc::new(Workload::new(
             &self.shared.runtime,
             resolved.id.clone(),
             resolved.image.clone(),
-            handler,
+            outbound,
             resolved.settings.clone(),
             self.shared.metrics.workload(&resolved.id),
         ));

@@ -5,10 +5,12 @@
 mod component;
 mod engine;
 mod epoch;
+mod outbound;
 mod store;
 mod workload;
 
 pub use component::{ComponentError, ComponentImage};
 pub use engine::{Runtime, RuntimeConfig, RuntimeError, default_cache_dir};
+pub use outbound::{OutboundSender, OutgoingFuture};
 pub use store::EgressHooks;
 pub use workload::{ServeError, Workload, WorkloadSettings};

@@ -10,7 +10,8 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 
-use crate::handler::{HostHandler, WorkloadId};
+use super::outbound::OutboundSender;
+use crate::shared::WorkloadId;
 
 /// Per-instance state kept in each wasmtime `Store`.
 pub struct StoreState {
@@ -68,17 +69,17 @@ type SendFuture =
     Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
 
 /// The `wasi:http` hooks of a workload's stores: every outbound request a
-/// component makes is handed to [`HostHandler::outgoing_request`], the single
+/// component makes is handed to an [`OutboundSender`], the single
 /// exit, tagged with the workload that made it. There is no direct path to a
 /// socket.
 pub struct EgressHooks {
     workload: WorkloadId,
-    handler: Weak<dyn HostHandler>,
+    outbound: Weak<dyn OutboundSender>,
 }
 
 impl EgressHooks {
-    pub(crate) fn new(workload: WorkloadId, handler: Weak<dyn HostHandler>) -> Self {
-        Self { workload, handler }
+    pub(crate) fn new(workload: WorkloadId, outbound: Weak<dyn OutboundSender>) -> Self {
+        Self { workload, outbound }
     }
 }
 
@@ -95,11 +96,11 @@ impl WasiHttpHooks for EgressHooks {
         options: Option<RequestOptions>,
         _response_result: IoFuture,
     ) -> SendFuture {
-        let Some(handler) = self.handler.upgrade() else {
+        let Some(outbound) = self.outbound.upgrade() else {
             // The host is shutting down: nothing may leave any more.
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
-        let response = handler.outgoing_request(&self.workload, request, options);
+        let response = outbound.send(&self.workload, request, options);
         Box::new(async move {
             let response = response.await?;
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))

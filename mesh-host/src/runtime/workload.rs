@@ -19,10 +19,11 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use super::component::ComponentImage;
 use super::engine::{EPOCH_TICK, Runtime};
+use super::outbound::OutboundSender;
 use super::store::{EgressHooks, StoreState};
 use crate::body::HoldPermit;
-use crate::handler::{HostHandler, WorkloadId};
 use crate::metrics::WorkloadCounters;
+use crate::shared::{Failure, WorkloadId};
 
 /// How long after a request's deadline its instance is forcibly stopped. The
 /// caller has already been answered at the deadline itself; the grace only
@@ -114,12 +115,12 @@ pub struct Workload {
 
 impl Workload {
     /// Binds `image` to `id`. Outbound requests of its instances are handed
-    /// to `handler`; if the handler is gone they are denied.
+    /// to `outbound`; once it is gone they are denied.
     pub fn new(
         runtime: &Runtime,
         id: WorkloadId,
         image: Arc<ComponentImage>,
-        handler: Weak<dyn HostHandler>,
+        outbound: Weak<dyn OutboundSender>,
         settings: WorkloadSettings,
         counters: WorkloadCounters,
     ) -> Self {
@@ -129,7 +130,7 @@ impl Workload {
             id: id.clone(),
             runtime: runtime.clone(),
             image,
-            handler,
+            outbound,
             config,
             settings,
             instantiations: counters.instantiations.clone(),
@@ -196,6 +197,16 @@ impl Workload {
     }
 }
 
+impl From<&ServeError> for Failure {
+    fn from(error: &ServeError) -> Self {
+        match error {
+            ServeError::Overloaded(_) => Failure::Overloaded,
+            ServeError::DeadlineExceeded(..) => Failure::DeadlineExceeded,
+            ServeError::Trapped { .. } | ServeError::Instantiation { .. } => Failure::Trapped,
+        }
+    }
+}
+
 fn hold(body: WasiBody, permit: OwnedSemaphorePermit) -> WasiBody {
     HoldPermit::new(body, permit).boxed_unsync()
 }
@@ -215,7 +226,7 @@ struct WorkloadState {
     // every store, or dropping a store whose guest is mid-loop never ends.
     runtime: Runtime,
     image: Arc<ComponentImage>,
-    handler: Weak<dyn HostHandler>,
+    outbound: Weak<dyn OutboundSender>,
     // Built once per workload; every store shares it.
     config: Arc<WasiConfigVariables>,
     settings: WorkloadSettings,
@@ -234,7 +245,7 @@ impl HandlerState for WorkloadState {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.settings.memory_bytes)
             .build();
-        let hooks = EgressHooks::new(self.id.clone(), self.handler.clone());
+        let hooks = EgressHooks::new(self.id.clone(), self.outbound.clone());
         let mut store = Store::new(
             self.runtime.engine(),
             StoreState::new(hooks, limits, self.config.clone()),

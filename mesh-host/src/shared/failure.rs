@@ -1,9 +1,7 @@
 use http::{HeaderValue, StatusCode, header};
 use mesh_policies::PolicyDenied;
 
-use super::stream_timeouts::StreamTimeout;
 use crate::body::{ResponseBody, empty, full};
-use crate::runtime::ServeError;
 
 /// Response header naming why the host, not a component, answered.
 pub const REASON_HEADER: &str = "x-mesh-host-reason";
@@ -54,33 +52,12 @@ pub enum Failure {
     RequestTimeout,
 }
 
-impl From<StreamTimeout> for Failure {
-    fn from(timeout: StreamTimeout) -> Self {
-        match timeout {
-            StreamTimeout::Idle { request_complete } => {
-                Failure::StreamIdleTimeout { request_complete }
-            }
-            StreamTimeout::Request => Failure::RequestTimeout,
-        }
-    }
-}
-
 impl From<&PolicyDenied> for Failure {
     fn from(denied: &PolicyDenied) -> Self {
         match denied {
             PolicyDenied::Grpc(_) | PolicyDenied::Egress(_) => Failure::Denied,
             PolicyDenied::Rbac(_) => Failure::Unauthorized,
             PolicyDenied::RateLimited(_) => Failure::RateLimited,
-        }
-    }
-}
-
-impl From<&ServeError> for Failure {
-    fn from(error: &ServeError) -> Self {
-        match error {
-            ServeError::Overloaded(_) => Failure::Overloaded,
-            ServeError::DeadlineExceeded(..) => Failure::DeadlineExceeded,
-            ServeError::Trapped { .. } | ServeError::Instantiation { .. } => Failure::Trapped,
         }
     }
 }
@@ -281,39 +258,6 @@ mod tests {
             Failure::PayloadTooLarge.status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
-    }
-
-    #[test]
-    fn stream_timers_answer_408_or_504_as_envoy_does() {
-        for (timeout, status, grpc, reason) in [
-            (
-                StreamTimeout::Idle {
-                    request_complete: false,
-                },
-                StatusCode::REQUEST_TIMEOUT,
-                2,
-                "stream_idle_timeout",
-            ),
-            (
-                StreamTimeout::Idle {
-                    request_complete: true,
-                },
-                StatusCode::GATEWAY_TIMEOUT,
-                14,
-                "stream_idle_timeout",
-            ),
-            (
-                StreamTimeout::Request,
-                StatusCode::REQUEST_TIMEOUT,
-                2,
-                "request_timeout",
-            ),
-        ] {
-            let failure = Failure::from(timeout);
-            assert_eq!(failure.status(), status, "{timeout:?}");
-            assert_eq!(failure.grpc_code(), grpc, "{timeout:?}");
-            assert_eq!(failure.reason(), reason);
-        }
     }
 
     #[test]
