@@ -1,18 +1,21 @@
-//! Micro-benchmarks of the per-request policy checks in `mesh-policies`:
-//! egress rules, RBAC, gRPC content-type recognition and `grpc-timeout`.
+//! Micro-benchmarks of the per-request policy checks: egress rules, the RBAC filter (as a
+//! one-filter chain, the way the inbound pipeline runs it), gRPC content-type recognition and
+//! `grpc-timeout`.
 
 use std::hint::black_box;
-use std::net::IpAddr;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_main};
+use futures::FutureExt;
+use mesh_host::filters::{FilterChain, FilterRequest, Halt, Overrides};
+use mesh_host::shared::RequestMeta;
 use mesh_policies::egress::{EgressRequest, EgressRule, EgressRules, HostPattern, Scheme};
 use mesh_policies::grpc::is_grpc_content_type;
-use mesh_policies::http::{HeaderMap, HeaderValue, Method};
+use mesh_policies::http::{HeaderValue, Method};
 use mesh_policies::limits::parse_grpc_timeout;
-use mesh_policies::rbac::{
-    Action, HeaderKey, HeaderMatch, InboundRequest, Permission, Policy, Principal, Rbac,
-    StringMatch,
-};
+use mesh_policies::rbac::RbacConfig;
+use mesh_xds::config::{HttpFilter, HttpFilterConfig, RbacFilter};
 
 /// `n` rules alternating exact hosts and `*.` wildcards, all limited to 443.
 fn egress_rules(n: usize) -> EgressRules {
@@ -59,67 +62,84 @@ fn bench_egress(c: &mut Criterion) {
 }
 
 /// Ten ALLOW policies; only the last one matches the benchmark request.
-fn rbac_10_policies() -> Rbac {
-    let policies = (0..10)
+fn rbac_10_policies() -> FilterChain {
+    let policies: String = (0..10)
         .map(|i| {
-            let policy = Policy {
-                permissions: vec![Permission::And(vec![
-                    Permission::UrlPath(StringMatch::prefix(format!("/api/v{i}/"))),
-                    Permission::Or(vec![
-                        Permission::Method(Method::GET),
-                        Permission::Method(Method::POST),
-                    ]),
-                    Permission::Header(HeaderMatch {
-                        name: HeaderKey::Named("x-tenant".parse().expect("valid header name")),
-                        matcher: StringMatch::exact("acme").ignore_case(true),
-                    }),
-                ])],
-                principals: vec![
-                    Principal::SourceIp("192.168.0.0/16".parse().expect("valid cidr")),
-                    Principal::Authenticated {
-                        principal_name: Some(StringMatch::exact(format!(
-                            "spiffe://cluster.local/ns/default/sa/client-{i}"
-                        ))),
-                    },
-                ],
-            };
-            (format!("policy-{i}"), policy)
+            format!(
+                r#"
+  policy-{i}:
+    permissions:
+    - and_rules:
+        rules:
+        - {{ url_path: {{ prefix: /api/v{i}/ }} }}
+        - or_rules: {{ rules: [{{ method: GET }}, {{ method: POST }}] }}
+        - {{ header: {{ name: x-tenant, string_match: {{ exact: acme, ignore_case: true }} }} }}
+    principals:
+    - {{ source_ip: 192.168.0.0/16 }}
+    - {{ authenticated: {{ principal_name: {{ exact: "spiffe://cluster.local/ns/default/sa/client-{i}" }} }} }}"#
+            )
         })
         .collect();
-    Rbac {
-        action: Action::Allow,
-        policies,
-    }
+    let config: RbacConfig =
+        serde_yaml::from_str(&format!("action: ALLOW\npolicies:{policies}")).expect("valid yaml");
+    let rules = config.to_rules().expect("valid rules");
+    FilterChain::compile(&[HttpFilter {
+        name: "envoy.filters.http.rbac".to_owned(),
+        disabled: false,
+        config: HttpFilterConfig::Rbac(RbacFilter {
+            rules: Some(Arc::new(rules)),
+            shadow_rules: None,
+        }),
+    }])
+    .expect("valid filter")
+}
+
+/// Whether the chain lets the request through (it never waits: RBAC decides at once).
+fn allowed(chain: &FilterChain, head: &mut http::request::Parts, meta: &RequestMeta) -> bool {
+    let mut request = FilterRequest {
+        head,
+        meta,
+        cluster: None,
+    };
+    let decided = chain
+        .decode(&mut request, Overrides::default())
+        .now_or_never()
+        .expect("RBAC decides without waiting");
+    !matches!(decided.1, Some(Halt::Fail(_)))
 }
 
 fn bench_rbac(c: &mut Criterion) {
-    let rbac = rbac_10_policies();
-    let mut headers = HeaderMap::new();
-    headers.insert("x-tenant", HeaderValue::from_static("ACME"));
-    headers.insert("user-agent", HeaderValue::from_static("grpc-go/1.60"));
-    let ip: IpAddr = "10.1.2.3".parse().expect("valid ip");
-    let last = InboundRequest {
-        method: &Method::GET,
-        path: "/api/v9/users?limit=10",
-        authority: Some("svc.default.svc.cluster.local"),
-        headers: &headers,
-        source_ip: ip,
-        direct_remote_ip: ip,
-        destination_port: 8080,
-        peer_principal: Some("spiffe://cluster.local/ns/default/sa/client-9"),
+    let chain = rbac_10_policies();
+    let peer: SocketAddr = "10.1.2.3:40000".parse().expect("valid address");
+    let meta = RequestMeta {
+        peer,
+        remote_ip: peer.ip(),
+        local: "10.0.0.1:8080".parse().expect("valid address"),
+        tls: true,
+        server_name: None,
+        peer_principal: Some("spiffe://cluster.local/ns/default/sa/client-9".into()),
+        grpc: false,
+        filter_chain: 0,
     };
-    let none = InboundRequest {
-        path: "/other",
-        ..last
+    let request = |path: &str| {
+        http::Request::get(format!("http://svc.default.svc.cluster.local{path}"))
+            .header("x-tenant", HeaderValue::from_static("ACME"))
+            .header("user-agent", HeaderValue::from_static("grpc-go/1.60"))
+            .body(())
+            .expect("valid request")
+            .into_parts()
+            .0
     };
-    assert_eq!(rbac.check(&last), Ok(Some("policy-9")));
-    assert!(rbac.check(&none).is_err());
+    let mut last = request("/api/v9/users?limit=10");
+    let mut none = request("/other");
+    assert!(allowed(&chain, &mut last, &meta));
+    assert!(!allowed(&chain, &mut none, &meta));
     let mut group = c.benchmark_group("rbac_10_policies");
     group.bench_function("last_policy_matches", |b| {
-        b.iter(|| black_box(&rbac).evaluate(black_box(&last)))
+        b.iter(|| allowed(black_box(&chain), &mut last, black_box(&meta)))
     });
     group.bench_function("no_policy_matches", |b| {
-        b.iter(|| black_box(&rbac).evaluate(black_box(&none)))
+        b.iter(|| allowed(black_box(&chain), &mut none, black_box(&meta)))
     });
     group.finish();
 }

@@ -30,12 +30,14 @@ fn route(prefix: String, cluster: String) -> Route {
             regex_rewrite: None,
             host_rewrite_literal: None,
             timeout: None,
+            timeout_configured: false,
             idle_timeout: None,
             max_stream_duration: None,
             grpc_timeout_header_max: None,
             retry_policy: None,
         })),
         headers: HeaderMutations::default(),
+        typed_per_filter_config: Default::default(),
     }
 }
 
@@ -46,6 +48,7 @@ fn vhost(name: String, domains: Vec<String>, routes: Vec<Route>) -> VirtualHost 
         routes,
         headers: HeaderMutations::default(),
         retry_policy: None,
+        typed_per_filter_config: Default::default(),
     }
 }
 
@@ -79,6 +82,7 @@ fn table(virtual_hosts: Vec<VirtualHost>) -> RouteTable {
         name: "bench".into(),
         virtual_hosts,
         headers: HeaderMutations::default(),
+        typed_per_filter_config: Default::default(),
     }))
     .expect("valid route configuration")
 }

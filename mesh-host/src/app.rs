@@ -21,7 +21,9 @@ use crate::handler::{
     RouterHandlerConfig, WorkloadId,
 };
 use crate::mesh::{MeshHandler, MeshHandlerConfig};
-use crate::mesh_config::{MeshConfigFile, WorkloadEntry};
+use crate::mesh_config::{
+    DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN, MeshConfigFile, WorkloadEntry, spiffe_id,
+};
 use crate::metrics::Metrics;
 use crate::runtime::{ComponentImage, Runtime, RuntimeConfig, WorkloadSettings, default_cache_dir};
 
@@ -190,6 +192,7 @@ fn flag_workloads(args: &RunArgs) -> anyhow::Result<Vec<WorkloadEntry>> {
             hosts: Vec::new(),
             policy: policy.clone(),
             config: args.config_vars.iter().cloned().collect(),
+            principal: default_principal(cluster),
         })
         .collect())
 }
@@ -223,6 +226,7 @@ async fn bind_workloads(
             hosts: workload.hosts,
             clusters: workload.clusters,
             policy: workload.policy,
+            principal: workload.principal.into(),
         })?;
     }
     Ok(())
@@ -231,8 +235,10 @@ async fn bind_workloads(
 /// The embedded default: one listener, every request to one component.
 async fn run_embedded(args: &RunArgs, component: &Path) -> anyhow::Result<()> {
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
+    let name = workload_name(component);
     let workload = WorkloadEntry {
-        name: workload_name(component),
+        principal: default_principal(&name),
+        name,
         component: component.to_owned(),
         clusters: Vec::new(),
         hosts: Vec::new(),
@@ -363,6 +369,12 @@ async fn serve_until_signal(
     tracing::info!(drain = ?args.drain_timeout, "shutting down");
     handler.stop(args.drain_timeout).await;
     Ok(())
+}
+
+/// The SPIFFE id of a workload named on the command line: Istio's default trust domain and
+/// namespace, the workload's name as its service account.
+fn default_principal(name: &str) -> String {
+    spiffe_id(DEFAULT_TRUST_DOMAIN, DEFAULT_NAMESPACE, name)
 }
 
 /// The workload id of the embedded default: the component's file stem.

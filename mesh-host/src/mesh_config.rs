@@ -36,7 +36,36 @@ struct RawMeshConfig {
     tls: Option<RawTls>,
     egress_listener: Option<String>,
     #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
     workloads: Vec<RawWorkload>,
+}
+
+/// Where workload identities live, as Istio names them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawIdentity {
+    trust_domain: String,
+    namespace: String,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        Self {
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+        }
+    }
+}
+
+/// Istio's default trust domain.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+/// The namespace of workloads whose config names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The SPIFFE id of a workload, as Istio issues it.
+pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +88,7 @@ struct RawWorkload {
     policy: WorkloadPolicyConfig,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    service_account: Option<String>,
 }
 
 /// A validated mesh config file; paths are resolved against its directory.
@@ -94,6 +124,8 @@ pub struct WorkloadEntry {
     pub policy: Arc<WorkloadPolicy>,
     /// The values its component reads through `wasi:config/store`.
     pub config: BTreeMap<String, String>,
+    /// Its SPIFFE id, the principal of its requests to other local workloads.
+    pub principal: String,
 }
 
 /// Why the file was rejected; every message names the file and the path
@@ -186,8 +218,17 @@ impl MeshConfigFile {
             if workload.config.contains_key("") {
                 problems.push(format!("workloads[{index}].config: keys must not be empty"));
             }
+            let principal = spiffe_id(
+                &raw.identity.trust_domain,
+                &raw.identity.namespace,
+                workload
+                    .service_account
+                    .as_deref()
+                    .unwrap_or(&workload.name),
+            );
             match WorkloadPolicy::from_config(&workload.policy) {
                 Ok(policy) => workloads.push(WorkloadEntry {
+                    principal,
                     name: workload.name,
                     component: base.join(workload.component),
                     clusters: workload.clusters,

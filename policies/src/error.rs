@@ -3,12 +3,8 @@
 
 use std::fmt;
 
-use http::StatusCode;
-
 use crate::egress::EgressDenied;
 use crate::grpc::GrpcDenied;
-use crate::rate_limit::RateLimited;
-use crate::rbac::RbacDenied;
 
 /// One bad entry in a workload's policy configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +80,8 @@ impl fmt::Display for PolicyConfigErrors {
     }
 }
 
-/// Why a request was refused by a workload's policy.
-///
-/// Carries the HTTP and gRPC status a host answers with, so every denial is
-/// reported the same way whatever check produced it.
+/// Why an outbound request was refused by a workload's policy (the host
+/// reports it to the component as `HTTP-request-denied`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyDenied {
     /// A gRPC flag of the workload forbids the request.
@@ -96,39 +90,4 @@ pub enum PolicyDenied {
     /// No egress rule allows the outbound request.
     #[error(transparent)]
     Egress(#[from] EgressDenied),
-    /// Inbound authorization refused the request.
-    #[error(transparent)]
-    Rbac(#[from] RbacDenied),
-    /// The workload's local rate limit is exhausted.
-    #[error(transparent)]
-    RateLimited(#[from] RateLimited),
 }
-
-impl PolicyDenied {
-    /// The HTTP status to answer an inbound request with (an outbound denial
-    /// is reported to the component as `HTTP-request-denied` instead).
-    pub fn http_status(&self) -> StatusCode {
-        match self {
-            PolicyDenied::Grpc(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            PolicyDenied::Egress(_) | PolicyDenied::Rbac(_) => StatusCode::FORBIDDEN,
-            PolicyDenied::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        }
-    }
-
-    /// The `grpc-status` code to answer a gRPC request with (sent with HTTP
-    /// 200 and the code in the trailers, as gRPC requires).
-    pub fn grpc_status(&self) -> u32 {
-        match self {
-            PolicyDenied::Grpc(_) => GRPC_UNIMPLEMENTED,
-            PolicyDenied::Egress(_) | PolicyDenied::Rbac(_) => GRPC_PERMISSION_DENIED,
-            PolicyDenied::RateLimited(_) => GRPC_UNAVAILABLE,
-        }
-    }
-}
-
-/// gRPC status `PERMISSION_DENIED`.
-const GRPC_PERMISSION_DENIED: u32 = 7;
-/// gRPC status `UNIMPLEMENTED`.
-const GRPC_UNIMPLEMENTED: u32 = 12;
-/// gRPC status `UNAVAILABLE` (what Envoy maps HTTP 429 to).
-const GRPC_UNAVAILABLE: u32 = 14;

@@ -19,14 +19,10 @@ pub struct GrpcFlags {
     pub outbound: bool,
 }
 
-/// A gRPC request refused by a workload's [`GrpcFlags`].
+/// An outbound gRPC request refused by a workload's [`GrpcFlags`] (the
+/// inbound flag is the host's gRPC filter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum GrpcDenied {
-    /// An inbound gRPC request reached a workload without `grpc.serve`.
-    #[error(
-        "the workload does not serve gRPC; set grpc.serve: true in its policy to accept gRPC requests"
-    )]
-    ServeDisabled,
     /// The component sent a gRPC request without `grpc.outbound`.
     #[error(
         "the workload may not send gRPC requests; set grpc.outbound: true in its policy to allow them"
@@ -35,15 +31,6 @@ pub enum GrpcDenied {
 }
 
 impl GrpcFlags {
-    /// Decides an inbound request: plain HTTP always passes, gRPC needs `serve`.
-    pub fn check_inbound(&self, is_grpc: bool) -> Result<(), GrpcDenied> {
-        if is_grpc && !self.serve {
-            Err(GrpcDenied::ServeDisabled)
-        } else {
-            Ok(())
-        }
-    }
-
     /// Decides an outbound request: plain HTTP always passes (egress rules
     /// still apply), gRPC needs `outbound`.
     pub fn check_outbound(&self, is_grpc: bool) -> Result<(), GrpcDenied> {
@@ -175,22 +162,6 @@ mod tests {
                 outbound: false
             }
         );
-    }
-
-    #[test]
-    fn inbound_grpc_requires_serve() {
-        let off = GrpcFlags::default();
-        assert_eq!(off.check_inbound(true), Err(GrpcDenied::ServeDisabled));
-        let on = GrpcFlags {
-            serve: true,
-            outbound: false,
-        };
-        assert_eq!(on.check_inbound(true), Ok(()));
-    }
-
-    #[test]
-    fn inbound_plain_http_is_always_allowed() {
-        assert_eq!(GrpcFlags::default().check_inbound(false), Ok(()));
     }
 
     #[test]

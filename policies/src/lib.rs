@@ -5,17 +5,18 @@
 //! once with [`WorkloadPolicy::from_config`] (which reports every bad entry,
 //! each with its path, before failing), and then asks it per request:
 //!
-//! - inbound: [`WorkloadPolicy::check_inbound`] applies the gRPC flags
-//!   ([`grpc`]), authorization ([`rbac`], Envoy RBAC semantics) and the local
-//!   rate limit ([`rate_limit`], Envoy `local_ratelimit` semantics);
+//! - inbound: the gRPC `serve` flag ([`grpc`]), authorization ([`rbac`],
+//!   Envoy RBAC rules) and the local rate limit's bucket ([`rate_limit`]),
+//!   which the host compiles into the same HTTP filters (`envoy.filters.http.rbac`,
+//!   `envoy.filters.http.local_ratelimit`) a connection manager runs;
 //! - outbound: [`WorkloadPolicy::check_outbound`] applies the gRPC flags and
 //!   the egress allow rules ([`egress`]) before mesh routing;
 //! - [`limits`] holds body, header, timeout, concurrency and memory limits,
 //!   and the `grpc-timeout` rules ([`limits::parse_grpc_timeout`],
 //!   [`limits::effective_deadline`]).
 //!
-//! A denial is a [`PolicyDenied`], which carries the HTTP and gRPC status to
-//! answer with.
+//! An outbound denial is a [`PolicyDenied`], which the host reports to the
+//! component as `HTTP-request-denied`.
 //!
 //! # Configuration
 //!
@@ -66,12 +67,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! RBAC uses Envoy's field names: permissions `any`, `header: { name,
-//! string_match }`, `url_path`, `method`, `destination_port`, `and_rules`,
-//! `or_rules`, `not_rule`; principals `any`, `authenticated`, `source_ip`,
-//! `direct_remote_ip`, `header`, `and_ids`, `or_ids`, `not_id`; string
-//! matchers `exact`, `prefix`, `suffix`, `contains`, `safe_regex: { regex }`
-//! (or `regex`), with `ignore_case`.
+//! RBAC uses Envoy's field names and meaning: permissions `any`, `header: {
+//! name, string_match }` (pseudo-headers `:method`, `:path`, `:authority`,
+//! `:scheme` included), `url_path`, `method` (short for a `:method` header
+//! matcher), `destination_port`, `and_rules`, `or_rules`, `not_rule`;
+//! principals `any`, `authenticated`, `source_ip` (Envoy's deprecated name of
+//! `direct_remote_ip`), `direct_remote_ip`, `header`, `and_ids`, `or_ids`,
+//! `not_id`; string matchers `exact`, `prefix`, `suffix`, `contains`,
+//! `safe_regex: { regex }` (or `regex`), with `ignore_case`. CIDR ranges are
+//! written `10.0.0.0/8`.
 
 pub mod egress;
 mod error;

@@ -170,6 +170,13 @@ impl<C: Clock> LocalRateLimit<C> {
             .1
     }
 
+    /// Time until the next fill.
+    pub fn until_next_fill(&self) -> Duration {
+        let elapsed = self.clock.now().saturating_sub(self.origin).as_nanos();
+        let into_interval = elapsed % self.interval_nanos;
+        Duration::from_nanos(u64::try_from(self.interval_nanos - into_interval).unwrap_or(u64::MAX))
+    }
+
     /// The number of whole fill intervals since creation, wrapping at 2^32
     /// (at the 50 ms minimum interval that is over six years).
     fn current_fill(&self) -> u32 {

@@ -10,8 +10,8 @@ use crate::PolicyDenied;
 use crate::egress::{EgressConfig, EgressRequest, EgressRules};
 use crate::grpc::GrpcFlags;
 use crate::limits::{Limits, LimitsConfig};
-use crate::rate_limit::{LocalRateLimit, RateLimitConfig};
-use crate::rbac::{InboundRequest, Rbac, RbacConfig};
+use crate::rate_limit::{RateLimitConfig, TokenBucket};
+use crate::rbac::{RbacConfig, RbacRules};
 
 /// The policy section of one workload, as written in the mesh config file.
 /// Every key is optional; see the crate documentation for a full example.
@@ -34,19 +34,20 @@ pub struct WorkloadPolicyConfig {
 ///
 /// The default serves plain HTTP inbound and nothing else: no gRPC, every
 /// outbound request denied, no authorization, default limits, no rate limit.
-/// Clones share the rate-limit bucket.
+/// The host compiles the inbound part (gRPC flag, RBAC, rate limit) into the
+/// same HTTP filters a connection manager runs.
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadPolicy {
     /// gRPC flags.
     pub grpc: GrpcFlags,
     /// Egress allow rules (deny-all when empty).
     pub egress: EgressRules,
-    /// Inbound authorization; `None` allows every request.
-    pub rbac: Option<Rbac>,
+    /// Inbound authorization, as Envoy RBAC rules; `None` allows every request.
+    pub rbac: Option<Arc<RbacRules>>,
     /// Size, time, concurrency and memory limits.
     pub limits: Limits,
-    /// The local rate limit, shared by all threads serving the workload.
-    pub rate_limit: Option<Arc<LocalRateLimit>>,
+    /// The local rate limit's token bucket; `None`: no limit.
+    pub rate_limit: Option<TokenBucket>,
 }
 
 impl WorkloadPolicy {
@@ -57,13 +58,15 @@ impl WorkloadPolicy {
     ) -> Result<WorkloadPolicy, PolicyConfigErrors> {
         let mut errors = PolicyConfigErrors::default();
         let egress = crate::egress::compile_config(&config.egress, "egress", &mut errors);
-        let rbac = config.rbac.as_ref().map(|r| r.compile("rbac", &mut errors));
+        let rbac = config
+            .rbac
+            .as_ref()
+            .map(|r| Arc::new(r.compile("rbac", &mut errors)));
         let limits = config.limits.compile("limits", &mut errors);
         let rate_limit = config
             .rate_limit
             .as_ref()
-            .and_then(|r| r.compile("rate_limit", &mut errors))
-            .map(|bucket| Arc::new(LocalRateLimit::new(bucket)));
+            .and_then(|r| r.compile("rate_limit", &mut errors));
         errors.into_result(WorkloadPolicy {
             grpc: config.grpc,
             egress,
@@ -71,25 +74,6 @@ impl WorkloadPolicy {
             limits,
             rate_limit,
         })
-    }
-
-    /// Decides an inbound request, in this order: gRPC flags, RBAC, then the
-    /// rate limit (so refused requests never spend tokens). `Ok` carries the
-    /// RBAC ALLOW policy that matched, for logging.
-    pub fn check_inbound(
-        &self,
-        req: &InboundRequest<'_>,
-        is_grpc: bool,
-    ) -> Result<Option<&str>, PolicyDenied> {
-        self.grpc.check_inbound(is_grpc)?;
-        let matched = match &self.rbac {
-            Some(rbac) => rbac.check(req)?,
-            None => None,
-        };
-        if let Some(limiter) = &self.rate_limit {
-            limiter.try_acquire()?;
-        }
-        Ok(matched)
     }
 
     /// Decides an outbound request before mesh routing: gRPC flags, then

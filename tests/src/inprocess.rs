@@ -71,6 +71,7 @@ pub async fn canonical_host(
                 hosts: vec![format!("{name}.test")],
                 clusters: Vec::new(),
                 policy: policy.clone(),
+                principal: format!("spiffe://cluster.local/ns/default/sa/{name}").into(),
             })
             .expect("bind workload");
     }

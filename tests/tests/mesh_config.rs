@@ -148,7 +148,7 @@ async fn rbac_and_the_local_rate_limit_guard_each_workload_over_http_and_grpc() 
     let denied = (
         403,
         "rbac_access_denied".to_owned(),
-        "RBAC: access denied\n".to_owned(),
+        "RBAC: access denied".to_owned(),
     );
     assert_eq!(
         send("GET", "guarded.test", "/", None).await,
@@ -173,7 +173,7 @@ async fn rbac_and_the_local_rate_limit_guard_each_workload_over_http_and_grpc() 
         (
             429,
             "local_rate_limited".to_owned(),
-            "local_rate_limited\n".to_owned()
+            "local_rate_limited".to_owned()
         )
     );
     assert_eq!(

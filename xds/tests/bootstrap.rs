@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use mesh_xds::bootstrap::{AdsApi, Bootstrap, BootstrapError, Format};
 use mesh_xds::config::{
-    CodecType, Discovery, LbPolicy, PathMatch, Permission, Principal, RbacAction, RouteAction,
-    RouteSource, TrafficDirection, UpstreamProtocol,
+    CodecType, Discovery, HttpFilterConfig, LbPolicy, PathMatch, Permission, Principal, RbacAction,
+    RouteAction, RouteSource, TrafficDirection, UpstreamProtocol,
 };
 
 const ENVOY_YAML: &str = r#"
@@ -130,7 +130,10 @@ fn assert_loaded(b: &Bootstrap) {
         &routes.virtual_hosts[0].routes[1].action,
         RouteAction::DirectResponse { status: 200, body: Some(body) } if &body[..] == b"ok"
     ));
-    let rules = http.rbac[0].rules.as_ref().expect("rules");
+    let HttpFilterConfig::Rbac(rbac) = &http.http_filters[0].config else {
+        panic!("RBAC filter expected: {:?}", http.http_filters);
+    };
+    let rules = rbac.rules.as_ref().expect("rules");
     assert_eq!(rules.action, RbacAction::Allow);
     let policy = &rules.policies["internal"];
     assert_eq!(policy.permissions, vec![Permission::Any]);

@@ -388,10 +388,12 @@ fn rbac_filter_translates_permissions_and_principals() {
         },
     );
     let listener = Listener::try_from(listener_with("l1", 8080, &manager)).expect("valid");
-    let rules = listener.filter_chains[0].http.rbac[0]
-        .rules
-        .clone()
-        .expect("rules");
+    let filter = &listener.filter_chains[0].http.http_filters[0];
+    assert_eq!(filter.name, "envoy.filters.http.rbac");
+    let mesh_xds::config::HttpFilterConfig::Rbac(config) = &filter.config else {
+        panic!("RBAC filter expected: {filter:?}");
+    };
+    let rules = config.rules.clone().expect("rules");
     assert_eq!(rules.action, mesh_xds::config::RbacAction::Deny);
     let policy = &rules.policies["deny-admin"];
     assert!(

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::header::{self, HeaderName};
@@ -61,11 +60,12 @@ pub struct UpstreamRoute {
     pub retry: Option<Arc<RetryPolicy>>,
 }
 
-/// The upstream client of a host: follows configuration snapshots, keeps
-/// connection pools across them.
+/// The upstream client of one configuration snapshot: its clusters and endpoints, with the
+/// connection pools, outlier state and breakers of clusters that did not change carried over
+/// from the previous snapshot. A request sends through the snapshot it started on.
 #[derive(Default)]
 pub struct Egress {
-    clusters: ArcSwap<ClusterSet>,
+    clusters: ClusterSet,
 }
 
 impl Egress {
@@ -74,10 +74,11 @@ impl Egress {
         Self::default()
     }
 
-    /// Applies a configuration snapshot's clusters and endpoints.
-    pub fn update(&self, config: &MeshConfig) {
-        let next = ClusterSet::build(config, &self.clusters.load());
-        self.clusters.store(Arc::new(next));
+    /// The clusters and endpoints of `config`, reusing what `previous` already has.
+    pub fn build(config: &MeshConfig, previous: &Egress) -> Self {
+        Self {
+            clusters: ClusterSet::build(config, &previous.clusters),
+        }
     }
 
     /// Sends `request` (absolute URI, or a `Host` header) to `route.cluster`.
@@ -86,12 +87,10 @@ impl Egress {
         request: http::Request<WasiBody>,
         route: UpstreamRoute,
     ) -> BoxFuture<'static, Result<http::Response<WasiBody>, EgressError>> {
-        let clusters = self.clusters.load_full();
+        let cluster = self.clusters.get(&route.cluster).cloned();
         Box::pin(async move {
-            let cluster = clusters
-                .get(&route.cluster)
-                .cloned()
-                .ok_or_else(|| EgressError::UnknownCluster(route.cluster.clone()))?;
+            let cluster =
+                cluster.ok_or_else(|| EgressError::UnknownCluster(route.cluster.clone()))?;
             let work = send_to_cluster(cluster, request, route.retry);
             match route.timeout {
                 Some(limit) => tokio::time::timeout(limit, work)

@@ -62,12 +62,15 @@ pub struct Forwarding {
 
 impl Forwarding {
     /// Rewrites the request headers for a request from `peer` on a
-    /// connection that is TLS or not.
+    /// connection that is TLS or not, and returns the client's address as
+    /// Envoy decides it: with `use_remote_address`, the peer (or the
+    /// trusted `x-forwarded-for` hop); without, the last trusted entry of
+    /// `x-forwarded-for` when there is one, else the peer.
     ///
     /// Envoy appends its own host address instead of a loopback peer's;
     /// mesh-host appends the loopback address as seen, since it does not
     /// guess which of the machine's addresses is "its own".
-    pub(super) fn apply(&self, headers: &mut HeaderMap, peer: IpAddr, tls: bool) {
+    pub(super) fn apply(&self, headers: &mut HeaderMap, peer: IpAddr, tls: bool) -> IpAddr {
         headers.remove(X_ENVOY_INTERNAL);
         let forwarded_for = joined_forwarded_for(headers);
         let scheme = HeaderValue::from_static(if tls { "https" } else { "http" });
@@ -93,6 +96,9 @@ impl Forwarding {
         } else {
             None
         };
+        let remote = trusted_client.unwrap_or_else(|| {
+            address_from_right(forwarded_for.as_deref(), self.xff_num_trusted_hops).unwrap_or(peer)
+        });
         if !headers.contains_key(X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO, scheme);
         }
@@ -109,6 +115,7 @@ impl Forwarding {
                 headers.insert(X_ENVOY_EXTERNAL_ADDRESS, value);
             }
         }
+        remote
     }
 }
 

@@ -24,7 +24,7 @@ use futures::future::BoxFuture;
 use thiserror::Error;
 use wasmtime_wasi_http::WasiBody;
 
-pub use crate::shared::{Failure, REASON_HEADER};
+pub use crate::shared::{Failure, REASON_HEADER, RequestMeta};
 pub use chains::{FilterChainConfig, ListenerConfig};
 pub use forwarded::Forwarding;
 pub use http_settings::{Codec, HttpSettings, ServerHeader};
@@ -85,28 +85,6 @@ pub enum FrontEndError {
     /// A listener setting has a value the front end cannot use.
     #[error("{0}")]
     Invalid(String),
-}
-
-/// What the front end knows about a request beyond the request itself.
-#[derive(Debug, Clone)]
-pub struct RequestMeta {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The local address the request arrived on.
-    pub local: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// The principal of the client certificate the connection presented and
-    /// the filter chain verified: its first URI SAN (a SPIFFE id), else its
-    /// first DNS SAN, else its subject, as Envoy's RBAC reads it.
-    pub peer_principal: Option<Arc<str>>,
-    /// Whether the request is gRPC (by content type); failures for it must
-    /// be gRPC-shaped.
-    pub grpc: bool,
-    /// The filter chain that accepted the connection: its index in
-    /// [`ListenerConfig::filter_chains`], the default chain counting last
-    /// (`0` for a [`FrontEndConfig`]).
-    pub filter_chain: usize,
 }
 
 /// Where the front end hands a checked request: a handler's routing and

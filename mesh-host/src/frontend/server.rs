@@ -229,6 +229,7 @@ async fn serve_connection(
         let connection = Connection {
             peer,
             tls: false,
+            server_name: None,
             peer_principal: None,
         };
         return serve_http(stream, connection, listening.chains[chain].clone(), watcher).await;
@@ -245,13 +246,14 @@ async fn serve_connection(
             return Ok(None);
         };
         let stream = start.into_stream(config).await?;
-        Ok::<_, std::io::Error>(Some((stream, context)))
+        Ok::<_, std::io::Error>(Some((stream, context, server_name)))
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(Some((stream, context)))) => {
+        Ok(Ok(Some((stream, context, server_name)))) => {
             let connection = Connection {
                 peer,
                 tls: true,
+                server_name: server_name.map(Arc::from),
                 peer_principal: stream
                     .get_ref()
                     .1
@@ -281,6 +283,8 @@ async fn starts_with_tls(stream: &TcpStream) -> Option<bool> {
 struct Connection {
     peer: SocketAddr,
     tls: bool,
+    /// The server name the TLS client asked for.
+    server_name: Option<Arc<str>>,
     /// The verified client certificate's principal.
     peer_principal: Option<Arc<str>>,
 }
@@ -335,6 +339,7 @@ async fn admit(
     let Connection {
         peer,
         tls,
+        server_name,
         peer_principal,
     } = connection;
     let grpc = request
@@ -357,13 +362,16 @@ async fn admit(
     // Envoy's default `forward_client_cert_details: SANITIZE`: a client must
     // not hand a workload a certificate identity it does not hold.
     parts.headers.remove(X_FORWARDED_CLIENT_CERT);
-    if let Some(forwarding) = &settings.forwarding {
-        forwarding.apply(&mut parts.headers, peer.ip(), tls);
-    }
+    let remote_ip = match &settings.forwarding {
+        Some(forwarding) => forwarding.apply(&mut parts.headers, peer.ip(), tls),
+        None => peer.ip(),
+    };
     let meta = RequestMeta {
         peer,
+        remote_ip,
         local: context.local,
         tls,
+        server_name,
         peer_principal,
         grpc,
         filter_chain: context.chain.index,

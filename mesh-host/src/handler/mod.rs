@@ -25,11 +25,8 @@ pub use null::NullHandler;
 pub use router_handler::{RouterHandler, RouterHandlerConfig};
 pub use routers::{DevRouter, HostHeaderRouter};
 
-use mesh_policies::rbac::InboundRequest;
-use mesh_policies::{PolicyDenied, WorkloadPolicy};
-
-use crate::frontend::{FrontEndError, RequestMeta};
-use crate::routing::RequestView;
+use crate::frontend::FrontEndError;
+use crate::inbound::{AlreadyBound, LocalWorkloadError};
 use crate::runtime::{ComponentImage, OutboundSender, WorkloadSettings};
 
 /// A component that has been compiled, linked and pre-instantiated, with what
@@ -49,6 +46,9 @@ pub struct ResolvedWorkload {
     pub clusters: Vec<String>,
     /// Its policy: gRPC flags, egress rules, authorization, limits.
     pub policy: Arc<mesh_policies::WorkloadPolicy>,
+    /// The identity its requests to other local workloads carry as their authenticated
+    /// principal (`spiffe://<trust domain>/ns/<namespace>/sa/<service account>`).
+    pub principal: Arc<str>,
 }
 
 /// Errors of the handler lifecycle.
@@ -61,8 +61,11 @@ pub enum HostError {
     #[error("the handler is already started")]
     AlreadyStarted,
     /// A workload with this id is already bound.
-    #[error("workload {0} is already bound")]
-    DuplicateWorkload(WorkloadId),
+    #[error(transparent)]
+    DuplicateWorkload(#[from] AlreadyBound),
+    /// A workload's policy cannot be compiled.
+    #[error(transparent)]
+    Policy(#[from] LocalWorkloadError),
     /// No workload with this id is bound.
     #[error("workload {0} is not bound")]
     UnknownWorkload(WorkloadId),
@@ -109,50 +112,6 @@ impl<H: HostHandler> OutboundSender for H {
     ) -> OutgoingFuture {
         self.outgoing_request(workload, request, options)
     }
-}
-
-/// The deadline a gRPC client asked for with `grpc-timeout`, if any and
-/// well-formed.
-pub(crate) fn requested_grpc_timeout(request: &http::request::Parts) -> Option<Duration> {
-    let value = request.headers.get("grpc-timeout")?.to_str().ok()?;
-    mesh_policies::limits::parse_grpc_timeout(value).ok()
-}
-
-/// Applies a workload's inbound policy to a request about to be served, as
-/// Envoy's filter chain would before the router: the gRPC flags, RBAC (on the
-/// request as it arrived, before any route rewrite, with the `:path` and
-/// `:authority` route matching sees), then the local rate limit, so a
-/// refused request spends no token.
-pub(crate) fn check_inbound(
-    policy: &WorkloadPolicy,
-    request: &http::request::Parts,
-    meta: &RequestMeta,
-) -> Result<(), PolicyDenied> {
-    let view = RequestView::new(request);
-    let inbound = InboundRequest {
-        method: &request.method,
-        path: view.path_and_query,
-        authority: view.authority,
-        headers: &request.headers,
-        source_ip: meta.peer.ip(),
-        direct_remote_ip: meta.peer.ip(),
-        destination_port: meta.local.port(),
-        peer_principal: meta.peer_principal.as_deref(),
-    };
-    policy.check_inbound(&inbound, meta.grpc).map(|_| ())
-}
-
-/// Refuses an outbound request: logged with the reason, counted, and failed
-/// with `HTTP-request-denied` before any connection is made.
-pub(crate) fn deny_outbound(
-    metrics: &crate::metrics::Metrics,
-    workload: &WorkloadId,
-    uri: &http::Uri,
-    why: &str,
-) -> OutgoingFuture {
-    tracing::info!(%workload, %uri, "outbound request denied: {why}");
-    metrics.egress_denied(workload);
-    Box::pin(async { Err(HttpError::HttpRequestDenied) })
 }
 
 /// Why no workload was chosen for a request.

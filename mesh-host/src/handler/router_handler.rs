@@ -1,36 +1,30 @@
-use std::collections::HashMap;
+//! A handler built from a [`Router`]: one listener, the router's choice of workload, the
+//! inbound pipeline to serve it.
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use http::header;
-use mesh_policies::WorkloadPolicy;
 use mesh_policies::grpc::is_grpc_content_type;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use super::{
     HostError, HostHandler, OutgoingFuture, ResolvedWorkload, RouteError, Router, WorkloadId,
-    check_inbound, deny_outbound, requested_grpc_timeout,
 };
 use crate::body::ResponseBody;
-use crate::frontend::{
-    BoundFrontEnd, Dispatch, Failure, FrontEndConfig, RequestMeta, RunningFrontEnd,
-};
+use crate::frontend::{BoundFrontEnd, Dispatch, FrontEndConfig, RunningFrontEnd};
+use crate::inbound::{LocalWorkload, LocalWorkloads, serve_workload};
 use crate::metrics::Metrics;
-use crate::runtime::{OutboundSender, Runtime, Workload};
+use crate::runtime::{OutboundSender, Runtime};
+use crate::shared::{Failure, RequestMeta};
 
 /// Settings of a [`RouterHandler`].
 #[derive(Debug, Clone)]
 pub struct RouterHandlerConfig {
     /// The listening socket.
     pub frontend: FrontEndConfig,
-}
-
-struct Bound {
-    workload: Arc<Workload>,
-    policy: Arc<WorkloadPolicy>,
 }
 
 /// A handler built from a [`Router`]: one front end, workloads served
@@ -40,9 +34,7 @@ pub struct RouterHandler<R> {
     runtime: Runtime,
     metrics: Arc<Metrics>,
     config: RouterHandlerConfig,
-    workloads: ArcSwap<HashMap<WorkloadId, Arc<Bound>>>,
-    // Serialises writers of `workloads`; readers only load the snapshot.
-    workloads_write: Mutex<()>,
+    workloads: LocalWorkloads,
     bound: Mutex<Option<BoundFrontEnd>>,
     running: Mutex<Option<RunningFrontEnd>>,
 }
@@ -60,8 +52,7 @@ impl<R: Router> RouterHandler<R> {
             runtime,
             metrics,
             config,
-            workloads: ArcSwap::default(),
-            workloads_write: Mutex::new(()),
+            workloads: LocalWorkloads::default(),
             bound: Mutex::new(None),
             running: Mutex::new(None),
         }
@@ -81,69 +72,20 @@ impl<R: Router> RouterHandler<R> {
     }
 
     /// The bound workload with this id, if any.
-    pub fn workload(&self, id: &WorkloadId) -> Option<Arc<Workload>> {
-        self.workloads
-            .load()
-            .get(id)
-            .map(|bound| bound.workload.clone())
+    pub fn workload(&self, id: &WorkloadId) -> Option<Arc<LocalWorkload>> {
+        self.workloads.by_id(id)
     }
 
-    fn update_workloads(
-        &self,
-        change: impl FnOnce(&mut HashMap<WorkloadId, Arc<Bound>>) -> Result<(), HostError>,
-    ) -> Result<(), HostError> {
-        let _guard = self
-            .workloads_write
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut next = HashMap::clone(&self.workloads.load());
-        change(&mut next)?;
-        self.workloads.store(Arc::new(next));
-        Ok(())
-    }
-
-    async fn serve(
-        self: Arc<Self>,
-        request: http::Request<WasiBody>,
-        meta: RequestMeta,
-    ) -> http::Response<ResponseBody> {
-        let (parts, body) = request.into_parts();
-        let id = match self.router.route_incoming_request(&parts) {
-            Ok(id) => id,
+    /// The workload the router chooses, or why there is none.
+    fn choose(&self, request: &http::request::Parts) -> Result<Arc<LocalWorkload>, Failure> {
+        match self.router.route_incoming_request(request) {
+            Ok(id) => self.workloads.by_id(&id).ok_or(Failure::NoWorkload),
             Err(error) => {
-                let failure = match error {
+                tracing::debug!(uri = %request.uri, "{error}");
+                Err(match error {
                     RouteError::NoRoute(_) => Failure::NoRoute,
                     RouteError::NoWorkload(_) => Failure::NoWorkload,
-                };
-                tracing::debug!(uri = %parts.uri, "{error}");
-                self.metrics.failure("", failure.reason());
-                return failure.response(meta.grpc);
-            }
-        };
-        let Some(bound) = self.workloads.load().get(&id).cloned() else {
-            self.metrics
-                .failure(id.as_str(), Failure::NoWorkload.reason());
-            return Failure::NoWorkload.response(meta.grpc);
-        };
-        if let Err(denied) = check_inbound(&bound.policy, &parts, &meta) {
-            tracing::info!(workload = %id, uri = %parts.uri, "inbound request denied: {denied}");
-            let failure = Failure::from(&denied);
-            self.metrics.failure(id.as_str(), failure.reason());
-            return failure.response(meta.grpc);
-        }
-        let asked = meta.grpc.then(|| requested_grpc_timeout(&parts)).flatten();
-        let timeout = bound.policy.limits.deadline(None, asked);
-        match bound
-            .workload
-            .serve(http::Request::from_parts(parts, body), timeout)
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                let failure = Failure::from(&error);
-                tracing::warn!(workload = %id, "{error}");
-                self.metrics.failure(id.as_str(), failure.reason());
-                failure.response(meta.grpc)
+                })
             }
         }
     }
@@ -155,7 +97,17 @@ impl<R: Router> Dispatch for RouterHandler<R> {
         request: http::Request<WasiBody>,
         meta: RequestMeta,
     ) -> BoxFuture<'static, http::Response<ResponseBody>> {
-        Box::pin(self.serve(request, meta))
+        Box::pin(async move {
+            let (head, body) = request.into_parts();
+            let workload = self.choose(&head);
+            serve_workload(
+                &self.metrics,
+                workload,
+                http::Request::from_parts(head, body),
+                meta,
+            )
+            .await
+        })
     }
 }
 
@@ -201,25 +153,17 @@ impl<R: Router> HostHandler for RouterHandler<R> {
 
     fn on_workload_resolved(self: Arc<Self>, resolved: ResolvedWorkload) -> Result<(), HostError> {
         let outbound: Weak<dyn OutboundSender> = Arc::downgrade(&self) as Weak<Self>;
-        let workload = Workload::new(
+        let workload = LocalWorkload::new(
             &self.runtime,
             resolved.id.clone(),
             resolved.image.clone(),
-            outbound,
             resolved.settings.clone(),
+            resolved.policy.clone(),
+            resolved.principal.clone(),
+            outbound,
             self.metrics.workload(&resolved.id),
-        );
-        let bound = Arc::new(Bound {
-            workload: Arc::new(workload),
-            policy: resolved.policy.clone(),
-        });
-        self.update_workloads(|workloads| {
-            if workloads.contains_key(&resolved.id) {
-                return Err(HostError::DuplicateWorkload(resolved.id.clone()));
-            }
-            workloads.insert(resolved.id.clone(), bound);
-            Ok(())
-        })?;
+        )?;
+        self.workloads.bind(Arc::new(workload), &[])?;
         self.router.on_workload_resolved(&resolved);
         tracing::debug!(workload = %resolved.id, component = %resolved.image.path().display(), "workload bound");
         Ok(())
@@ -227,12 +171,11 @@ impl<R: Router> HostHandler for RouterHandler<R> {
 
     fn on_workload_unbind(&self, id: &WorkloadId) -> Result<(), HostError> {
         self.router.on_workload_unbind(id);
-        self.update_workloads(|workloads| {
-            workloads
-                .remove(id)
-                .map(drop)
-                .ok_or_else(|| HostError::UnknownWorkload(id.clone()))
-        })
+        if self.workloads.unbind(id) {
+            Ok(())
+        } else {
+            Err(HostError::UnknownWorkload(id.clone()))
+        }
     }
 
     fn outgoing_request(
@@ -248,9 +191,8 @@ impl<R: Router> HostHandler for RouterHandler<R> {
             .is_some_and(is_grpc_content_type);
         let flags = self
             .workloads
-            .load()
-            .get(workload)
-            .map(|bound| bound.policy.grpc)
+            .by_id(workload)
+            .map(|bound| bound.policy().grpc)
             .unwrap_or_default();
         let why = match flags
             .check_outbound(grpc)
@@ -263,6 +205,6 @@ impl<R: Router> HostHandler for RouterHandler<R> {
             Err(why) => why,
             Ok(()) => "this handler has no egress path".to_owned(),
         };
-        deny_outbound(&self.metrics, workload, &parts.uri, &why)
+        crate::outbound::deny(&self.metrics, workload, &parts.uri, &why)
     }
 }

@@ -1,3 +1,6 @@
+//! Binding, rebinding and closing the sockets of a mesh handler's listeners as the
+//! configuration changes.
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,14 +11,14 @@ use mesh_xds::config::{
     CodecType, DataSource, FilterChain, HttpConnectionManager, Listener, ServerHeaderTransformation,
 };
 
-use super::Shared;
-use super::dispatch::ListenerDispatch;
-use super::snapshot::{MeshSnapshot, is_egress};
+use super::MeshHandlerConfig;
 use crate::frontend::{
     BoundFrontEnd, ClientVerification, Codec, FilterChainConfig, Forwarding, FrontEndError,
     HttpSettings, ListenerConfig, PemSource, RequestLimits, RunningFrontEnd, ServerHeader,
     StreamTimeouts, TlsFiles, TlsTermination,
 };
+use crate::inbound::{ListenerInbound, MeshInbound};
+use crate::snapshot::{Snapshot, is_egress};
 
 /// Envoy's default `max_request_headers_kb`.
 const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
@@ -38,15 +41,17 @@ struct Serving {
 /// Listeners that stay untouched keep their sockets and connections; route
 /// changes need no rebind because dispatchers read the current snapshot.
 pub(super) struct ListenerManager {
-    shared: Arc<Shared>,
+    mesh: Arc<MeshInbound>,
+    config: MeshHandlerConfig,
     serving: tokio::sync::Mutex<HashMap<String, Serving>>,
     addrs: Mutex<HashMap<String, SocketAddr>>,
 }
 
 impl ListenerManager {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
+    pub(super) fn new(mesh: Arc<MeshInbound>, config: MeshHandlerConfig) -> Self {
         Self {
-            shared,
+            mesh,
+            config,
             serving: tokio::sync::Mutex::new(HashMap::new()),
             addrs: Mutex::new(HashMap::new()),
         }
@@ -71,7 +76,7 @@ impl ListenerManager {
 
     /// Makes the bound listeners those of `snapshot`; the first bind error
     /// is returned after every other listener was handled.
-    pub(super) async fn reconcile(&self, snapshot: &MeshSnapshot) -> Result<(), FrontEndError> {
+    pub(super) async fn reconcile(&self, snapshot: &Snapshot) -> Result<(), FrontEndError> {
         let mut serving = self.serving.lock().await;
         let wanted: HashMap<&String, &Arc<Listener>> = snapshot
             .config
@@ -79,7 +84,7 @@ impl ListenerManager {
             .iter()
             .filter(|(_, listener)| {
                 // The egress listener is virtual unless it asks for a socket.
-                let egress = is_egress(listener, self.shared.config.egress_listener.as_deref());
+                let egress = is_egress(listener, self.config.egress_listener.as_deref());
                 listener.bind_to_port.unwrap_or(!egress)
             })
             .collect();
@@ -100,7 +105,7 @@ impl ListenerManager {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&name);
-                let drain = self.shared.config.listener_drain;
+                let drain = self.config.listener_drain;
                 tokio::spawn(old.running.shutdown(drain));
             }
         }
@@ -113,8 +118,7 @@ impl ListenerManager {
             match self.bind(listener).await {
                 Ok(bound) => {
                     let addr = bound.local_addr();
-                    let dispatch =
-                        Arc::new(ListenerDispatch::new(name.clone(), self.shared.clone()));
+                    let dispatch = Arc::new(ListenerInbound::new(name.clone(), self.mesh.clone()));
                     tracing::info!(listener = %name, %addr, "listener serving");
                     self.addrs
                         .lock()

@@ -1,33 +1,26 @@
-//! The mesh handler: a [`HostHandler`] whose listeners, routes and clusters
-//! come from xDS (or the same resources in a static bootstrap file) and whose
-//! routing is Envoy's. A route to a cluster that a local workload serves runs
-//! the component in-process; any other cluster is reached through the
-//! upstream client ([`Egress`]), which is also the only way out for the
-//! components' own requests (routed by the egress listener).
+//! The mesh handler: a [`HostHandler`] whose listeners, routes, filters and clusters come
+//! from xDS (or the same resources in a static bootstrap file). Its listeners run the inbound
+//! pipeline ([`crate::inbound`]); its components' requests leave through the outbound area
+//! ([`crate::outbound`]). This module only binds listeners and follows the configuration.
 
-mod dispatch;
 mod listeners;
-mod outbound;
-mod snapshot;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
-use mesh_policies::WorkloadPolicy;
 use mesh_xds::store::ConfigStore;
 use tokio::task::JoinHandle;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
-use crate::egress::Egress;
 use crate::handler::{HostError, HostHandler, OutgoingFuture, ResolvedWorkload, WorkloadId};
+use crate::inbound::{LocalWorkload, LocalWorkloads, MeshInbound};
 use crate::metrics::Metrics;
-use crate::runtime::{OutboundSender, Runtime, Workload};
+use crate::runtime::{OutboundSender, Runtime};
+use crate::snapshot::Snapshot;
 use listeners::ListenerManager;
-use snapshot::MeshSnapshot;
 
 /// Settings of a [`MeshHandler`] that do not come from xDS.
 #[derive(Debug, Clone)]
@@ -39,31 +32,12 @@ pub struct MeshHandlerConfig {
     pub egress_listener: Option<String>,
 }
 
-/// A workload bound to the clusters it serves.
-struct Bound {
-    id: WorkloadId,
-    workload: Arc<Workload>,
-    policy: Arc<WorkloadPolicy>,
-}
-
-/// State shared by the handler, its listeners and their dispatchers.
-struct Shared {
-    runtime: Runtime,
-    metrics: Arc<Metrics>,
-    config: MeshHandlerConfig,
-    snapshot: ArcSwap<MeshSnapshot>,
-    /// The upstream client: remote clusters and the egress path.
-    egress: Egress,
-    /// Workloads by the xDS cluster they serve.
-    by_cluster: ArcSwap<HashMap<String, Arc<Bound>>>,
-    // Serialises writers of `by_cluster`.
-    bind_lock: Mutex<()>,
-}
-
 /// The product's handler: xDS-configured listeners and routes in front of
 /// in-process components.
 pub struct MeshHandler {
-    shared: Arc<Shared>,
+    mesh: Arc<MeshInbound>,
+    runtime: Runtime,
+    config: MeshHandlerConfig,
     store: Arc<ConfigStore>,
     listeners: Arc<ListenerManager>,
     watcher: Mutex<Option<JoinHandle<()>>>,
@@ -77,22 +51,22 @@ impl MeshHandler {
         metrics: Arc<Metrics>,
         config: MeshHandlerConfig,
     ) -> Self {
-        let first = store.load();
-        let snapshot = MeshSnapshot::build(first.clone(), config.egress_listener.as_deref());
-        let egress = Egress::new();
-        egress.update(&first);
-        let shared = Arc::new(Shared {
-            runtime,
-            metrics,
-            config,
+        let snapshot = Snapshot::build(
+            store.load(),
+            config.egress_listener.as_deref(),
+            &Snapshot::empty(),
+        );
+        let mesh = Arc::new(MeshInbound {
             snapshot: ArcSwap::from_pointee(snapshot),
-            egress,
-            by_cluster: ArcSwap::default(),
-            bind_lock: Mutex::new(()),
+            workloads: LocalWorkloads::default(),
+            metrics,
+            egress_listener: config.egress_listener.clone(),
         });
         Self {
-            listeners: Arc::new(ListenerManager::new(shared.clone())),
-            shared,
+            listeners: Arc::new(ListenerManager::new(mesh.clone(), config.clone())),
+            mesh,
+            runtime,
+            config,
             store,
             watcher: Mutex::new(None),
         }
@@ -105,7 +79,7 @@ impl MeshHandler {
 
     /// The snapshot version in force.
     pub fn config_version(&self) -> u64 {
-        self.shared.snapshot.load().config.version
+        self.mesh.snapshot.load().config.version
     }
 }
 
@@ -122,23 +96,24 @@ impl HostHandler for MeshHandler {
             }
             // Static listeners that cannot bind are a startup error; later
             // changes are logged and the previous listeners keep serving.
-            let snapshot = self.shared.snapshot.load_full();
+            let snapshot = self.mesh.snapshot.load_full();
             self.listeners.reconcile(&snapshot).await?;
             let mut versions = self.store.subscribe();
             let store = self.store.clone();
-            let shared = self.shared.clone();
+            let mesh = self.mesh.clone();
             let listeners = self.listeners.clone();
+            let egress_listener = self.config.egress_listener.clone();
             let task = tokio::spawn(async move {
                 while versions.changed().await.is_ok() {
-                    let config = store.load();
-                    // Clusters first: a route in the new snapshot may name a
-                    // cluster that only the new configuration has.
-                    shared.egress.update(&config);
-                    let snapshot = Arc::new(MeshSnapshot::build(
-                        config,
-                        shared.config.egress_listener.as_deref(),
+                    // Routes, filters and clusters of one version are built together and
+                    // published in one store.
+                    let previous = mesh.snapshot.load_full();
+                    let snapshot = Arc::new(Snapshot::build(
+                        store.load(),
+                        egress_listener.as_deref(),
+                        &previous,
                     ));
-                    shared.snapshot.store(snapshot.clone());
+                    mesh.snapshot.store(snapshot.clone());
                     tracing::info!(
                         version = snapshot.config.version,
                         "configuration snapshot applied"
@@ -175,50 +150,29 @@ impl HostHandler for MeshHandler {
 
     fn on_workload_resolved(self: Arc<Self>, resolved: ResolvedWorkload) -> Result<(), HostError> {
         let outbound: Weak<dyn OutboundSender> = Arc::downgrade(&self) as Weak<Self>;
-        let workload = Arc::new(Workload::new(
-            &self.shared.runtime,
+        let workload = LocalWorkload::new(
+            &self.runtime,
             resolved.id.clone(),
-            resolved.image.clone(),
+            resolved.image,
+            resolved.settings,
+            resolved.policy,
+            resolved.principal,
             outbound,
-            resolved.settings.clone(),
-            self.shared.metrics.workload(&resolved.id),
-        ));
-        let bound = Arc::new(Bound {
-            id: resolved.id.clone(),
-            workload,
-            policy: resolved.policy.clone(),
-        });
-        let _guard = self
-            .shared
-            .bind_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut next = HashMap::clone(&self.shared.by_cluster.load());
-        if next.values().any(|existing| existing.id == resolved.id) {
-            return Err(HostError::DuplicateWorkload(resolved.id));
-        }
-        for cluster in &resolved.clusters {
-            next.insert(cluster.clone(), bound.clone());
-        }
-        self.shared.by_cluster.store(Arc::new(next));
+            self.mesh.metrics.workload(&resolved.id),
+        )?;
+        self.mesh
+            .workloads
+            .bind(Arc::new(workload), &resolved.clusters)?;
         tracing::info!(workload = %resolved.id, clusters = ?resolved.clusters, "workload serves its clusters");
         Ok(())
     }
 
     fn on_workload_unbind(&self, id: &WorkloadId) -> Result<(), HostError> {
-        let _guard = self
-            .shared
-            .bind_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut next = HashMap::clone(&self.shared.by_cluster.load());
-        let before = next.len();
-        next.retain(|_, bound| &bound.id != id);
-        if next.len() == before {
-            return Err(HostError::UnknownWorkload(id.clone()));
+        if self.mesh.workloads.unbind(id) {
+            Ok(())
+        } else {
+            Err(HostError::UnknownWorkload(id.clone()))
         }
-        self.shared.by_cluster.store(Arc::new(next));
-        Ok(())
     }
 
     fn outgoing_request(
@@ -227,6 +181,6 @@ impl HostHandler for MeshHandler {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> OutgoingFuture {
-        outbound::send(&self.shared, workload, request, options)
+        crate::outbound::send(&self.mesh, workload, request, options)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mesh_xds::config::{PathRedirect, RedirectAction, RegexRewrite};
 
 use super::headers::HeaderMutationChain;
-use super::matching::RequestView;
+use crate::shared::RequestView;
 
 /// How a forwarded request's path is rewritten (Envoy allows one of the two).
 #[derive(Debug)]

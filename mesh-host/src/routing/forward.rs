@@ -14,7 +14,7 @@ use mesh_xds::config::{ClusterSpecifier, ForwardAction, RetryPolicy};
 use super::RouteTableError;
 use super::actions::{PathRewrite, WeightedClusters, WeightedEntry};
 use super::headers::{HeaderEdits, HeaderMutationChain};
-use super::matching::RequestView;
+use crate::shared::RequestView;
 
 /// Envoy's router records the path before a rewrite in this header (unless its
 /// `suppress_envoy_headers` is set, which mesh-host does not model).
@@ -43,6 +43,8 @@ pub struct ForwardDecision {
     /// Whole-request timeout; `None` = disabled (the xds layer already applied Envoy's 15 s
     /// default and turned an explicit 0 into `None`).
     pub timeout: Option<Duration>,
+    /// Whether the route sets its timeout (else `timeout` is Envoy's default).
+    pub timeout_configured: bool,
     /// Stream idle timeout of the route, if set.
     pub idle_timeout: Option<Duration>,
     /// `max_stream_duration.max_stream_duration`, if set.
@@ -125,6 +127,7 @@ pub(super) struct CompiledForward {
     rewrite: Option<PathRewrite>,
     authority: Option<Arc<str>>,
     timeout: Option<Duration>,
+    timeout_configured: bool,
     idle_timeout: Option<Duration>,
     max_stream_duration: Option<Duration>,
     grpc_timeout_header_max: Option<Duration>,
@@ -227,6 +230,7 @@ impl CompiledForward {
             rewrite,
             authority,
             timeout: forward.timeout,
+            timeout_configured: forward.timeout_configured,
             idle_timeout: forward.idle_timeout,
             max_stream_duration: forward.max_stream_duration,
             grpc_timeout_header_max: forward.grpc_timeout_header_max,
@@ -266,6 +270,7 @@ impl CompiledForward {
             authority: self.authority.clone(),
             headers: headers.clone(),
             timeout: self.timeout,
+            timeout_configured: self.timeout_configured,
             idle_timeout: self.idle_timeout,
             max_stream_duration: self.max_stream_duration,
             grpc_timeout_header_max: self.grpc_timeout_header_max,

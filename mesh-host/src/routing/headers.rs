@@ -1,15 +1,13 @@
-//! Header mutations (`request_headers_to_add`/`_remove` and the response pair) compiled once and
-//! applied the way Envoy's `HeaderParser::evaluateHeaders` does.
-//!
-//! Values are literal: Envoy's `%...%` command operators (`%DOWNSTREAM_REMOTE_ADDRESS%`, ...)
-//! are not interpreted, so a value containing them is sent as written.
+//! The router's header mutations (`request_headers_to_add`/`_remove` and the response pair) of
+//! each level, compiled once, and the order Envoy applies the levels in.
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
-use mesh_xds::config::{HeaderAppendAction, HeaderMutations, HeaderValueOption};
+use http::HeaderMap;
+use mesh_xds::config::HeaderMutations;
 
 use super::RouteTableError;
+use crate::shared::{EditList, InvalidHeaderEdit};
 
 /// The mutations of one level (route configuration, virtual host, route or weighted-cluster
 /// entry), with names and values parsed once.
@@ -19,11 +17,14 @@ pub struct HeaderEdits {
     response: EditList,
 }
 
-/// Removals and additions for one direction.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EditList {
-    remove: Vec<HeaderName>,
-    add: Vec<(HeaderName, HeaderValue, HeaderAppendAction)>,
+impl InvalidHeaderEdit {
+    fn in_route_config(self, route_config: &str) -> RouteTableError {
+        RouteTableError::InvalidHeader {
+            route_config: route_config.to_owned(),
+            header: self.header,
+            reason: self.reason,
+        }
+    }
 }
 
 impl HeaderEdits {
@@ -39,13 +40,13 @@ impl HeaderEdits {
             request: EditList::compile(
                 &mutations.request_headers_to_add,
                 &mutations.request_headers_to_remove,
-                route_config,
-            )?,
+            )
+            .map_err(|error| error.in_route_config(route_config))?,
             response: EditList::compile(
                 &mutations.response_headers_to_add,
                 &mutations.response_headers_to_remove,
-                route_config,
-            )?,
+            )
+            .map_err(|error| error.in_route_config(route_config))?,
         })
     }
 
@@ -53,100 +54,6 @@ impl HeaderEdits {
     pub fn is_empty(&self) -> bool {
         self.request.is_empty() && self.response.is_empty()
     }
-}
-
-impl EditList {
-    fn compile(
-        add: &[HeaderValueOption],
-        remove: &[String],
-        route_config: &str,
-    ) -> Result<Self, RouteTableError> {
-        let remove = remove
-            .iter()
-            .map(|name| modifiable_name(name, route_config))
-            .collect::<Result<_, _>>()?;
-        let add = add
-            .iter()
-            .map(|option| {
-                let name = modifiable_name(&option.name, route_config)?;
-                let value = HeaderValue::from_str(&option.value).map_err(|_| {
-                    RouteTableError::InvalidHeader {
-                        route_config: route_config.to_owned(),
-                        header: option.name.clone(),
-                        reason: "the value is not a valid HTTP header value",
-                    }
-                })?;
-                Ok((name, value, option.append))
-            })
-            .collect::<Result<_, RouteTableError>>()?;
-        Ok(Self { remove, add })
-    }
-
-    fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.add.is_empty()
-    }
-
-    /// Applies this list as Envoy does: removals first; then every addition is decided against
-    /// the headers as they are before any addition of this list (so `add_if_absent` does not see
-    /// a header another entry of the same list adds); overwrites are applied before appends.
-    ///
-    /// Empty values are added: the xds layer does not carry `keep_empty_value`, and documents
-    /// that mesh-host keeps them (Envoy drops them unless `keep_empty_value` is set).
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        for name in &self.remove {
-            headers.remove(name);
-        }
-        if self.add.is_empty() {
-            return;
-        }
-        let decisions: Vec<Op> = self
-            .add
-            .iter()
-            .map(|(name, _, action)| {
-                let present = headers.contains_key(name);
-                match action {
-                    HeaderAppendAction::AppendIfExistsOrAdd => Op::Append,
-                    HeaderAppendAction::AddIfAbsent if present => Op::Skip,
-                    HeaderAppendAction::AddIfAbsent => Op::Append,
-                    HeaderAppendAction::OverwriteIfExists if !present => Op::Skip,
-                    HeaderAppendAction::OverwriteIfExists
-                    | HeaderAppendAction::OverwriteIfExistsOrAdd => Op::Overwrite,
-                }
-            })
-            .collect();
-        for ((name, value, _), op) in self.add.iter().zip(&decisions) {
-            if *op == Op::Overwrite {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-        for ((name, value, _), op) in self.add.iter().zip(&decisions) {
-            if *op == Op::Append {
-                headers.append(name.clone(), value.clone());
-            }
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Skip,
-    Overwrite,
-    Append,
-}
-
-fn modifiable_name(name: &str, route_config: &str) -> Result<HeaderName, RouteTableError> {
-    if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
-        return Err(RouteTableError::InvalidHeader {
-            route_config: route_config.to_owned(),
-            header: name.to_owned(),
-            reason: "`:`-prefixed and `host` headers may not be added or removed (Envoy rejects them)",
-        });
-    }
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| RouteTableError::InvalidHeader {
-        route_config: route_config.to_owned(),
-        header: name.to_owned(),
-        reason: "not a valid HTTP header name",
-    })
 }
 
 /// The levels of header mutations that apply to one routing outcome, in the order Envoy
@@ -185,6 +92,9 @@ impl HeaderMutationChain {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+    use mesh_xds::config::{HeaderAppendAction, HeaderValueOption};
+
     use super::*;
 
     fn option(name: &str, value: &str, append: HeaderAppendAction) -> HeaderValueOption {

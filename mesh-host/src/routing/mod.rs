@@ -22,6 +22,7 @@
 //!     regex_rewrite: None,
 //!     host_rewrite_literal: None,
 //!     timeout: None,
+//!     timeout_configured: false,
 //!     idle_timeout: None,
 //!     max_stream_duration: None,
 //!     grpc_timeout_header_max: None,
@@ -43,11 +44,14 @@
 //!             },
 //!             action: RouteAction::Forward(Box::new(forward)),
 //!             headers: HeaderMutations::default(),
+//!             typed_per_filter_config: Default::default(),
 //!         }],
 //!         headers: HeaderMutations::default(),
 //!         retry_policy: None,
+//!         typed_per_filter_config: Default::default(),
 //!     }],
 //!     headers: HeaderMutations::default(),
+//!     typed_per_filter_config: Default::default(),
 //! };
 //! let table = RouteTable::new(Arc::new(config))?;
 //! let (parts, ()) = http::Request::get("/greet").body(())?.into_parts();
@@ -66,16 +70,17 @@ mod matching;
 
 use std::sync::Arc;
 
-use mesh_xds::config::{RedirectAction, RouteAction, RouteConfig, VirtualHost};
+use mesh_xds::config::{PerFilterConfigs, RedirectAction, RouteAction, RouteConfig, VirtualHost};
 
 use self::actions::redirect_location;
 use self::domains::DomainIndex;
 use self::forward::CompiledForward;
 use self::matching::RouteMatcher;
+use crate::filters::{FilterError, Overrides, RouteFilterConfigs};
+use crate::shared::RequestView;
 
 pub use self::forward::ForwardDecision;
-pub use self::headers::{EditList, HeaderEdits, HeaderMutationChain};
-pub(crate) use self::matching::RequestView;
+pub use self::headers::{HeaderEdits, HeaderMutationChain};
 
 /// Why a route configuration cannot be compiled. Envoy rejects the same configurations.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +116,14 @@ pub enum RouteTableError {
         route_config: String,
         /// The configured value.
         host: String,
+    },
+    /// A `typed_per_filter_config` entry cannot be used.
+    #[error("route configuration {route_config}: typed_per_filter_config: {error}")]
+    FilterConfig {
+        /// The route configuration.
+        route_config: String,
+        /// What is wrong.
+        error: FilterError,
     },
     /// `weighted_clusters` weights do not add up to `total_weight`, or add up to 0.
     #[error(
@@ -164,12 +177,14 @@ pub enum Decision {
 pub struct RouteTable {
     domains: DomainIndex,
     vhosts: Vec<CompiledVhost>,
+    filters: Option<Arc<RouteFilterConfigs>>,
 }
 
 #[derive(Debug)]
 struct CompiledVhost {
     name: Arc<str>,
     routes: Vec<CompiledRoute>,
+    filters: Option<Arc<RouteFilterConfigs>>,
 }
 
 #[derive(Debug)]
@@ -177,6 +192,7 @@ struct CompiledRoute {
     name: Arc<str>,
     matcher: RouteMatcher,
     action: CompiledAction,
+    filters: Option<Arc<RouteFilterConfigs>>,
 }
 
 #[derive(Debug)]
@@ -200,6 +216,7 @@ impl RouteTable {
     /// by the xds layer and are taken as `false`, Envoy's default.
     pub fn new(config: Arc<RouteConfig>) -> Result<Self, RouteTableError> {
         let config_headers = Arc::new(HeaderEdits::compile(&config.headers, &config.name)?);
+        let filters = per_filter(&config.typed_per_filter_config, &config.name)?;
         let mut domains = DomainIndex::default();
         let mut vhosts = Vec::with_capacity(config.virtual_hosts.len());
         for (index, vhost) in config.virtual_hosts.iter().enumerate() {
@@ -208,7 +225,11 @@ impl RouteTable {
             }
             vhosts.push(compile_vhost(vhost, &config.name, &config_headers)?);
         }
-        Ok(Self { domains, vhosts })
+        Ok(Self {
+            domains,
+            vhosts,
+            filters,
+        })
     }
 
     /// Routes one request.
@@ -216,13 +237,19 @@ impl RouteTable {
     /// `random` picks among weighted clusters: the bucket is `random % total_weight`, as in
     /// Envoy (which uses the stream's random value); callers pass `rand::random()`.
     pub fn select(&self, request: &http::request::Parts, random: u64) -> Decision {
+        self.route(request, random).0
+    }
+
+    /// Routes one request, with the per-route HTTP filter configurations of the route that
+    /// matched (none when no route matched, as in Envoy).
+    pub fn route(&self, request: &http::request::Parts, random: u64) -> (Decision, Overrides<'_>) {
         let view = RequestView::new(request);
         let Some(vhost) = self
             .domains
             .find(view.authority.map(str::as_bytes))
             .and_then(|index| self.vhosts.get(index))
         else {
-            return Decision::NoRoute;
+            return (Decision::NoRoute, Overrides::default());
         };
         let Some((index, route, matched)) = vhost
             .routes
@@ -230,9 +257,14 @@ impl RouteTable {
             .enumerate()
             .find_map(|(i, route)| route.matcher.matches(&view).map(|m| (i, route, m)))
         else {
-            return Decision::NoRoute;
+            return (Decision::NoRoute, Overrides::default());
         };
-        match &route.action {
+        let overrides = Overrides::new(
+            route.filters.as_deref(),
+            vhost.filters.as_deref(),
+            self.filters.as_deref(),
+        );
+        let decision = match &route.action {
             CompiledAction::Forward(forward) => forward
                 .decide(&view, matched, random, &vhost.name, &route.name, index)
                 .map_or_else(
@@ -255,8 +287,19 @@ impl RouteTable {
                 status: redirect.response_code,
                 headers: headers.clone(),
             },
-        }
+        };
+        (decision, overrides)
     }
+}
+
+fn per_filter(
+    configs: &PerFilterConfigs,
+    route_config: &str,
+) -> Result<Option<Arc<RouteFilterConfigs>>, RouteTableError> {
+    RouteFilterConfigs::compile(configs).map_err(|error| RouteTableError::FilterConfig {
+        route_config: route_config.to_owned(),
+        error,
+    })
 }
 
 fn compile_vhost(
@@ -297,12 +340,14 @@ fn compile_vhost(
                 name: name.into(),
                 matcher: RouteMatcher::new(&route.r#match),
                 action,
+                filters: per_filter(&route.typed_per_filter_config, route_config)?,
             })
         })
         .collect::<Result<_, RouteTableError>>()?;
     Ok(CompiledVhost {
         name: vhost.name.as_str().into(),
         routes,
+        filters: per_filter(&vhost.typed_per_filter_config, route_config)?,
     })
 }
 

@@ -1,5 +1,4 @@
 use http::{HeaderValue, StatusCode, header};
-use mesh_policies::PolicyDenied;
 
 use crate::body::{ResponseBody, empty, full};
 
@@ -25,10 +24,23 @@ pub enum Failure {
     Draining,
     /// A policy refused the request.
     Denied,
-    /// The workload's RBAC refused the request.
+    /// An RBAC filter refused the request (Envoy: 403 `RBAC: access denied`).
     Unauthorized,
-    /// The workload's local rate limit is used up.
-    RateLimited,
+    /// A local rate limit is used up (Envoy: `local_rate_limited`).
+    RateLimited {
+        /// The filter's `status` (429 unless configured).
+        status: StatusCode,
+        /// gRPC requests get `RESOURCE_EXHAUSTED` instead of the status's
+        /// mapping (`rate_limited_as_resource_exhausted`).
+        resource_exhausted: bool,
+    },
+    /// The fault filter injected an abort (Envoy: `fault filter abort`).
+    FaultAbort {
+        /// The HTTP status to answer with.
+        status: StatusCode,
+        /// The gRPC status, when the fault names one; else the status's mapping.
+        grpc: Option<u8>,
+    },
     /// The request is malformed.
     BadRequest(String),
     /// The request body is larger than allowed.
@@ -52,16 +64,6 @@ pub enum Failure {
     RequestTimeout,
 }
 
-impl From<&PolicyDenied> for Failure {
-    fn from(denied: &PolicyDenied) -> Self {
-        match denied {
-            PolicyDenied::Grpc(_) | PolicyDenied::Egress(_) => Failure::Denied,
-            PolicyDenied::Rbac(_) => Failure::Unauthorized,
-            PolicyDenied::RateLimited(_) => Failure::RateLimited,
-        }
-    }
-}
-
 /// gRPC status codes used by the host (from `grpc/status.h`).
 mod grpc_code {
     pub const INTERNAL: u8 = 13;
@@ -71,6 +73,20 @@ mod grpc_code {
     pub const PERMISSION_DENIED: u8 = 7;
     pub const RESOURCE_EXHAUSTED: u8 = 8;
     pub const UNKNOWN: u8 = 2;
+    pub const UNAUTHENTICATED: u8 = 16;
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`: the gRPC status a local reply
+/// with this HTTP status carries.
+fn grpc_code_of(status: StatusCode) -> u8 {
+    match status.as_u16() {
+        400 => grpc_code::INTERNAL,
+        401 => grpc_code::UNAUTHENTICATED,
+        403 => grpc_code::PERMISSION_DENIED,
+        404 => grpc_code::UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => grpc_code::UNAVAILABLE,
+        _ => grpc_code::UNKNOWN,
+    }
 }
 
 impl Failure {
@@ -86,7 +102,7 @@ impl Failure {
             Failure::Trapped => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Failure::Denied | Failure::Unauthorized => StatusCode::FORBIDDEN,
-            Failure::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Failure::RateLimited { status, .. } | Failure::FaultAbort { status, .. } => *status,
             Failure::BadRequest(_) | Failure::GrpcNeedsHttp2 => StatusCode::BAD_REQUEST,
             Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::StreamIdleTimeout {
@@ -110,8 +126,16 @@ impl Failure {
             Failure::Overloaded
             | Failure::Draining
             | Failure::UpstreamUnavailable
-            | Failure::UpstreamOverflow
-            | Failure::RateLimited => grpc_code::UNAVAILABLE,
+            | Failure::UpstreamOverflow => grpc_code::UNAVAILABLE,
+            Failure::RateLimited {
+                resource_exhausted: true,
+                ..
+            } => grpc_code::RESOURCE_EXHAUSTED,
+            Failure::RateLimited { status, .. } => grpc_code_of(*status),
+            Failure::FaultAbort {
+                grpc: Some(code), ..
+            } => *code,
+            Failure::FaultAbort { status, .. } => grpc_code_of(*status),
             Failure::Denied | Failure::Unauthorized => grpc_code::PERMISSION_DENIED,
             Failure::PayloadTooLarge => grpc_code::RESOURCE_EXHAUSTED,
             // Envoy derives these from the HTTP status: 504 is UNAVAILABLE,
@@ -137,7 +161,8 @@ impl Failure {
             Failure::Draining => "draining",
             Failure::Denied => "denied",
             Failure::Unauthorized => "rbac_access_denied",
-            Failure::RateLimited => "local_rate_limited",
+            Failure::RateLimited { .. } => "local_rate_limited",
+            Failure::FaultAbort { .. } => "fault_abort",
             Failure::BadRequest(_) => "bad_request",
             Failure::PayloadTooLarge => "payload_too_large",
             Failure::GrpcNeedsHttp2 => "grpc_requires_http2",
@@ -157,9 +182,10 @@ impl Failure {
             Failure::Overloaded => "the workload is overloaded".into(),
             Failure::Draining => "the host is shutting down".into(),
             Failure::Denied => "the request is not allowed by policy".into(),
-            // Envoy's RBAC and local rate limit filters' bodies.
+            // Envoy's RBAC, local rate limit and fault filters' bodies.
             Failure::Unauthorized => "RBAC: access denied".into(),
-            Failure::RateLimited => "local_rate_limited".into(),
+            Failure::RateLimited { .. } => "local_rate_limited".into(),
+            Failure::FaultAbort { .. } => "fault filter abort".into(),
             Failure::BadRequest(why) => format!("bad request: {why}"),
             Failure::PayloadTooLarge => "the request body is larger than allowed".into(),
             Failure::GrpcNeedsHttp2 => {
@@ -196,11 +222,12 @@ impl Failure {
             }
             response
         } else {
-            let mut response = http::Response::new(full(format!("{message}\n")));
+            let mut response = http::Response::new(full(message));
             *response.status_mut() = self.status();
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
+                // What Envoy writes on its local replies.
+                HeaderValue::from_static("text/plain"),
             );
             response
         };

@@ -1,18 +1,24 @@
-//! Validation of RBAC configuration into the evaluated model, recording
-//! every bad entry with its path.
+//! Validation of RBAC configuration into the rules the RBAC filter evaluates, recording every
+//! bad entry with its path.
+
+use std::collections::BTreeMap;
 
 use http::{HeaderName, Method};
 use ipnet::IpNet;
+use mesh_xds::config::{
+    Cidr, HeaderMatch, HeaderMatcher, Permission, Principal, RbacAction, RbacPolicy, RbacRules,
+    StringMatcher,
+};
 
+use super::Action;
 use super::config::{
     HeaderMatchConfig, PermissionConfig, PolicyConfig, PrincipalConfig, RbacConfig,
 };
-use super::{HeaderKey, HeaderMatch, Permission, Policy, Principal, Rbac};
 use crate::PolicyConfigErrors;
 
 impl RbacConfig {
-    pub(crate) fn compile(&self, path: &str, errors: &mut PolicyConfigErrors) -> Rbac {
-        let mut policies = Vec::with_capacity(self.policies.0.len());
+    pub(crate) fn compile(&self, path: &str, errors: &mut PolicyConfigErrors) -> RbacRules {
+        let mut policies = BTreeMap::new();
         for (i, (name, policy)) in self.policies.0.iter().enumerate() {
             let at = format!("{path}.policies.{name}");
             if self.policies.0[..i].iter().any(|(other, _)| other == name) {
@@ -23,18 +29,21 @@ impl RbacConfig {
                 continue;
             }
             if let Some(policy) = policy.compile(&at, errors) {
-                policies.push((name.clone(), policy));
+                policies.insert(name.clone(), policy);
             }
         }
-        Rbac {
-            action: self.action,
+        RbacRules {
+            action: match self.action {
+                Action::Allow => RbacAction::Allow,
+                Action::Deny => RbacAction::Deny,
+            },
             policies,
         }
     }
 }
 
 impl PolicyConfig {
-    fn compile(&self, path: &str, errors: &mut PolicyConfigErrors) -> Option<Policy> {
+    fn compile(&self, path: &str, errors: &mut PolicyConfigErrors) -> Option<RbacPolicy> {
         let before = errors.len();
         if self.permissions.is_empty() {
             errors.push(
@@ -60,7 +69,7 @@ impl PolicyConfig {
             errors,
             PrincipalConfig::compile,
         );
-        (errors.len() == before).then_some(Policy {
+        (errors.len() == before).then_some(RbacPolicy {
             permissions,
             principals,
         })
@@ -156,8 +165,12 @@ impl PermissionConfig {
                 .map(Permission::UrlPath);
         }
         if let Some(m) = &self.method {
+            // Envoy has no method permission; Istio writes it as a `:method` header matcher.
             return match Method::from_bytes(m.as_bytes()) {
-                Ok(method) => Some(Permission::Method(method)),
+                Ok(method) => Some(Permission::Header(header_matcher(
+                    ":method",
+                    StringMatcher::exact(method.as_str()),
+                ))),
                 Err(_) => {
                     errors.push(
                         format!("{path}.method"),
@@ -233,10 +246,12 @@ impl PrincipalConfig {
                     Some(m.compile(&format!("{path}.authenticated.principal_name"), errors)?)
                 }
             };
-            return Some(Principal::Authenticated { principal_name });
+            return Some(Principal::Authenticated(principal_name));
         }
+        // Envoy's `source_ip` is the deprecated name of `direct_remote_ip`.
         if let Some(cidr) = &self.source_ip {
-            return parse_cidr(cidr, &format!("{path}.source_ip"), errors).map(Principal::SourceIp);
+            return parse_cidr(cidr, &format!("{path}.source_ip"), errors)
+                .map(Principal::DirectRemoteIp);
         }
         if let Some(cidr) = &self.direct_remote_ip {
             return parse_cidr(cidr, &format!("{path}.direct_remote_ip"), errors)
@@ -267,7 +282,7 @@ impl PrincipalConfig {
 }
 
 /// Parses `10.0.0.0/8`, `2001:db8::/32`, or a single address.
-fn parse_cidr(cidr: &str, path: &str, errors: &mut PolicyConfigErrors) -> Option<IpNet> {
+fn parse_cidr(cidr: &str, path: &str, errors: &mut PolicyConfigErrors) -> Option<Cidr> {
     let parsed = cidr
         .parse::<IpNet>()
         .ok()
@@ -278,32 +293,47 @@ fn parse_cidr(cidr: &str, path: &str, errors: &mut PolicyConfigErrors) -> Option
             format!("{cidr:?} is not a CIDR range (for example 10.0.0.0/8) or an IP address"),
         );
     }
-    parsed.map(|net| net.trunc())
+    parsed.map(|net| Cidr {
+        address: net.network(),
+        prefix_len: net.prefix_len(),
+    })
+}
+
+fn header_matcher(name: &str, matcher: StringMatcher) -> HeaderMatcher {
+    HeaderMatcher {
+        name: name.to_owned(),
+        matcher: HeaderMatch::String(matcher),
+        invert_match: false,
+        treat_missing_header_as_empty: false,
+    }
 }
 
 impl HeaderMatchConfig {
-    fn compile(&self, path: &str, errors: &mut PolicyConfigErrors) -> Option<HeaderMatch> {
-        let name = match self.name.as_str() {
-            ":method" => Some(HeaderKey::Method),
-            ":path" => Some(HeaderKey::Path),
-            ":authority" => Some(HeaderKey::Authority),
-            other => match HeaderName::from_bytes(other.as_bytes()) {
-                Ok(name) => Some(HeaderKey::Named(name)),
+    fn compile(&self, path: &str, errors: &mut PolicyConfigErrors) -> Option<HeaderMatcher> {
+        let pseudo = matches!(
+            self.name.as_str(),
+            ":method" | ":path" | ":authority" | ":scheme"
+        );
+        let name = if pseudo {
+            Some(self.name.clone())
+        } else {
+            match HeaderName::from_bytes(self.name.as_bytes()) {
+                Ok(name) => Some(name.as_str().to_owned()),
                 Err(_) => {
                     errors.push(
                         format!("{path}.name"),
-                        format!("{other:?} is not a valid header name (pseudo-headers supported: :method, :path, :authority)"),
+                        format!(
+                            "{:?} is not a valid header name (pseudo-headers supported: :method, :path, :authority, :scheme)",
+                            self.name
+                        ),
                     );
                     None
                 }
-            },
+            }
         };
         let matcher = self
             .string_match
             .compile(&format!("{path}.string_match"), errors);
-        Some(HeaderMatch {
-            name: name?,
-            matcher: matcher?,
-        })
+        Some(header_matcher(&name?, matcher?))
     }
 }

@@ -1,108 +1,10 @@
-//! String matchers with Envoy's `StringMatcher` semantics.
+//! String matchers as written in a policy (Envoy's `StringMatcher` fields), compiled into the
+//! matcher the RBAC filter evaluates.
 
-use regex::Regex;
+use mesh_xds::config::{SafeRegex, StringMatcher, StringPattern};
 use serde::Deserialize;
 
 use crate::PolicyConfigErrors;
-
-/// How a [`StringMatch`] compares.
-#[derive(Debug, Clone)]
-pub enum MatchKind {
-    /// The whole string equals this value.
-    Exact(String),
-    /// The string starts with this value.
-    Prefix(String),
-    /// The string ends with this value.
-    Suffix(String),
-    /// The string contains this value.
-    Contains(String),
-    /// The regular expression matches the whole string (as Envoy's
-    /// `safe_regex` does); compiled once.
-    Regex(Regex),
-}
-
-/// A string matcher: exact, prefix, suffix, contains or a full-string regex,
-/// optionally ignoring ASCII case (like Envoy, `ignore_case` has no effect on
-/// a regex; write `(?i)` in the pattern instead).
-#[derive(Debug, Clone)]
-pub struct StringMatch {
-    kind: MatchKind,
-    ignore_case: bool,
-}
-
-impl StringMatch {
-    /// Matches a string equal to `value`.
-    pub fn exact(value: impl Into<String>) -> StringMatch {
-        StringMatch::new(MatchKind::Exact(value.into()))
-    }
-
-    /// Matches a string starting with `value`.
-    pub fn prefix(value: impl Into<String>) -> StringMatch {
-        StringMatch::new(MatchKind::Prefix(value.into()))
-    }
-
-    /// Matches a string ending with `value`.
-    pub fn suffix(value: impl Into<String>) -> StringMatch {
-        StringMatch::new(MatchKind::Suffix(value.into()))
-    }
-
-    /// Matches a string containing `value`.
-    pub fn contains(value: impl Into<String>) -> StringMatch {
-        StringMatch::new(MatchKind::Contains(value.into()))
-    }
-
-    /// Matches a string that `pattern` matches in full.
-    pub fn regex(pattern: &str) -> Result<StringMatch, regex::Error> {
-        let anchored = Regex::new(&format!("^(?:{pattern})$"))?;
-        Ok(StringMatch::new(MatchKind::Regex(anchored)))
-    }
-
-    /// Compares ignoring ASCII case (exact, prefix, suffix and contains only).
-    pub fn ignore_case(mut self, ignore_case: bool) -> StringMatch {
-        self.ignore_case = ignore_case;
-        self
-    }
-
-    fn new(kind: MatchKind) -> StringMatch {
-        StringMatch {
-            kind,
-            ignore_case: false,
-        }
-    }
-
-    /// The comparison this matcher makes.
-    pub fn kind(&self) -> &MatchKind {
-        &self.kind
-    }
-
-    /// True when `value` matches.
-    pub fn matches(&self, value: &str) -> bool {
-        let v = value.as_bytes();
-        match &self.kind {
-            MatchKind::Exact(s) => eq(v, s.as_bytes(), self.ignore_case),
-            MatchKind::Prefix(s) => v
-                .get(..s.len())
-                .is_some_and(|head| eq(head, s.as_bytes(), self.ignore_case)),
-            MatchKind::Suffix(s) => v
-                .len()
-                .checked_sub(s.len())
-                .is_some_and(|start| eq(&v[start..], s.as_bytes(), self.ignore_case)),
-            MatchKind::Contains(s) => {
-                let s = s.as_bytes();
-                s.is_empty() || v.windows(s.len()).any(|w| eq(w, s, self.ignore_case))
-            }
-            MatchKind::Regex(re) => re.is_match(value),
-        }
-    }
-}
-
-fn eq(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
-    if ignore_case {
-        a.eq_ignore_ascii_case(b)
-    } else {
-        a == b
-    }
-}
 
 /// A string matcher as written: exactly one of `exact`, `prefix`, `suffix`,
 /// `contains`, `safe_regex: { regex }` (Envoy's spelling) or `regex`, plus an
@@ -140,7 +42,7 @@ impl StringMatchConfig {
         &self,
         path: &str,
         errors: &mut PolicyConfigErrors,
-    ) -> Option<StringMatch> {
+    ) -> Option<StringMatcher> {
         let regex = self
             .safe_regex
             .as_ref()
@@ -172,14 +74,14 @@ impl StringMatchConfig {
                 true
             }
         };
-        let matcher = if let Some(v) = &self.exact {
-            StringMatch::exact(v)
+        let pattern = if let Some(v) = &self.exact {
+            StringPattern::Exact(v.clone())
         } else if let Some(v) = &self.prefix {
-            non_empty("prefix", v, errors).then(|| StringMatch::prefix(v))?
+            non_empty("prefix", v, errors).then(|| StringPattern::Prefix(v.clone()))?
         } else if let Some(v) = &self.suffix {
-            non_empty("suffix", v, errors).then(|| StringMatch::suffix(v))?
+            non_empty("suffix", v, errors).then(|| StringPattern::Suffix(v.clone()))?
         } else if let Some(v) = &self.contains {
-            non_empty("contains", v, errors).then(|| StringMatch::contains(v))?
+            non_empty("contains", v, errors).then(|| StringPattern::Contains(v.clone()))?
         } else {
             let key = if self.safe_regex.is_some() {
                 "safe_regex.regex"
@@ -194,8 +96,8 @@ impl StringMatchConfig {
                 );
                 return None;
             }
-            match StringMatch::regex(pattern) {
-                Ok(m) => m,
+            match SafeRegex::new(pattern) {
+                Ok(regex) => StringPattern::SafeRegex(regex),
                 Err(e) => {
                     errors.push(
                         format!("{path}.{key}"),
@@ -205,7 +107,10 @@ impl StringMatchConfig {
                 }
             }
         };
-        Some(matcher.ignore_case(self.ignore_case))
+        Some(StringMatcher {
+            pattern,
+            ignore_case: self.ignore_case,
+        })
     }
 }
 
@@ -213,80 +118,44 @@ impl StringMatchConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn exact_prefix_suffix_contains_match() {
-        assert!(StringMatch::exact("abc").matches("abc"));
-        assert!(!StringMatch::exact("abc").matches("abcd"));
-        assert!(StringMatch::prefix("/admin").matches("/admin/x"));
-        assert!(!StringMatch::prefix("/admin").matches("/adm"));
-        assert!(StringMatch::suffix(".svc").matches("a.svc"));
-        assert!(!StringMatch::suffix(".svc").matches("svc"));
-        assert!(StringMatch::contains("mid").matches("amidst"));
-        assert!(!StringMatch::contains("mid").matches("mi"));
-    }
-
-    #[test]
-    fn ignore_case_compares_ascii_case_insensitively() {
-        assert!(StringMatch::exact("ABC").ignore_case(true).matches("abc"));
-        assert!(
-            StringMatch::prefix("/ADMIN")
-                .ignore_case(true)
-                .matches("/admin/x")
-        );
-        assert!(
-            StringMatch::suffix(".SVC")
-                .ignore_case(true)
-                .matches("a.svc")
-        );
-        assert!(
-            StringMatch::contains("MID")
-                .ignore_case(true)
-                .matches("amidst")
-        );
-        assert!(!StringMatch::exact("ABC").matches("abc"));
-    }
-
-    #[test]
-    fn regex_must_match_the_whole_string() {
-        let m = StringMatch::regex("/api/v[0-9]+").expect("valid");
-        assert!(m.matches("/api/v2"));
-        assert!(!m.matches("/api/v2/users"));
-        assert!(!m.matches("x/api/v2"));
-        let alt = StringMatch::regex("a|b").expect("valid");
-        assert!(alt.matches("a") && !alt.matches("ab"));
-    }
-
-    #[test]
-    fn matcher_config_needs_exactly_one_kind() {
+    fn compile(yaml: &str) -> Result<StringMatcher, Vec<String>> {
+        let config: StringMatchConfig = serde_yaml::from_str(yaml).expect("valid yaml");
         let mut errors = PolicyConfigErrors::default();
-        let none = StringMatchConfig::default();
-        assert!(none.compile("m", &mut errors).is_none());
-        let two = StringMatchConfig {
-            exact: Some("a".into()),
-            prefix: Some("b".into()),
-            ..Default::default()
-        };
-        assert!(two.compile("m", &mut errors).is_none());
-        assert_eq!(errors.len(), 2);
+        config
+            .compile("m", &mut errors)
+            .ok_or_else(|| errors.iter().map(|e| e.to_string()).collect())
     }
 
     #[test]
-    fn matcher_config_rejects_empty_prefix_bad_regex_and_regex_ignore_case() {
-        let mut errors = PolicyConfigErrors::default();
-        let cfg = |yaml: &str| serde_yaml::from_str::<StringMatchConfig>(yaml).expect("yaml");
-        assert!(cfg("{ prefix: \"\" }").compile("m", &mut errors).is_none());
+    fn each_key_compiles_to_its_envoy_pattern() {
+        let prefix = compile("{ prefix: /admin, ignore_case: true }").expect("valid");
+        assert_eq!(prefix.pattern, StringPattern::Prefix("/admin".into()));
+        assert!(prefix.ignore_case && prefix.matches("/ADMIN/x"));
+        let regex = compile("{ safe_regex: { regex: \"/v[0-9]+\" } }").expect("valid");
         assert!(
-            cfg("{ safe_regex: { regex: \"(\" } }")
-                .compile("m", &mut errors)
-                .is_none()
+            regex.matches("/v2") && !regex.matches("/v2/x"),
+            "whole input only"
         );
         assert!(
-            cfg("{ regex: \"a\", ignore_case: true }")
-                .compile("m", &mut errors)
-                .is_none()
+            compile("{ regex: \"a.c\" }")
+                .expect("short form")
+                .matches("abc")
         );
-        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["m.prefix", "m.safe_regex.regex", "m.ignore_case"]);
-        assert!(cfg("{ exact: \"\" }").compile("m", &mut errors).is_some());
+    }
+
+    #[test]
+    fn bad_matchers_are_reported_with_their_path() {
+        for (yaml, path) in [
+            ("{ exact: a, prefix: b }", "m:"),
+            ("{ prefix: \"\" }", "m.prefix"),
+            ("{ regex: \"(\" }", "m.regex"),
+            ("{ regex: a, ignore_case: true }", "m.ignore_case"),
+        ] {
+            let errors = compile(yaml).expect_err(yaml);
+            assert!(
+                errors.iter().any(|e| e.starts_with(path)),
+                "{yaml}: {errors:?}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::rbac::RbacConfig;
+use super::filters::HttpFilter;
 use super::route::RouteConfig;
 use super::tls::DownstreamTls;
 
@@ -94,8 +94,8 @@ pub struct HttpConnectionManager {
     pub server_name: Option<String>,
     /// What happens to a `server` header the upstream (the component) set.
     pub server_header_transformation: ServerHeaderTransformation,
-    /// RBAC filters, in filter order (all must allow).
-    pub rbac: Vec<RbacConfig>,
+    /// The HTTP filters before the router, in order.
+    pub http_filters: Vec<HttpFilter>,
 }
 
 /// Where an HTTP connection manager gets its routes.

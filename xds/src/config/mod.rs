@@ -5,6 +5,7 @@
 
 mod cluster;
 mod endpoint;
+mod filters;
 mod listener;
 mod matcher;
 mod rbac;
@@ -19,6 +20,12 @@ pub use cluster::{
     CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, RetryBudget, UpstreamProtocol,
 };
 pub use endpoint::{Endpoint, HealthStatus, HostPort, LoadAssignment, Locality, LocalityEndpoints};
+pub use filters::{
+    AbortSource, CorsPolicy, DelaySource, Fault, FaultAbort, FaultDelay, FilterOverride, Fraction,
+    HeaderEdit, HeaderMutation, HeaderMutationRules, HttpFilter, HttpFilterConfig, LocalRateLimit,
+    PerFilterConfigs, PerRouteConfig, RateLimitAction, RateLimitDescriptor, RateLimitPolicy,
+    RbacFilter, TokenBucket, VhRateLimits,
+};
 pub use listener::{
     CodecType, FilterChain, HttpConnectionManager, Listener, RouteSource,
     ServerHeaderTransformation, TrafficDirection,
@@ -26,7 +33,7 @@ pub use listener::{
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,
 };
-pub use rbac::{Cidr, Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules};
+pub use rbac::{Cidr, Permission, Principal, RbacAction, RbacPolicy, RbacRules};
 pub use route::{
     ClusterSpecifier, ForwardAction, HeaderAppendAction, HeaderMutations, HeaderValueOption,
     PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy, Route,

@@ -1,4 +1,5 @@
-//! Envoy RBAC (`envoy.filters.http.rbac`) as plain data for the host's policy engine.
+//! Envoy RBAC rules (`config.rbac.v3.RBAC`) as plain data: what the RBAC filter evaluates,
+//! whether they came from xDS or from a workload's policy in the mesh config.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -46,13 +47,6 @@ pub enum RbacAction {
     Log,
 }
 
-/// One RBAC filter of an HTTP connection manager.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RbacConfig {
-    /// Enforced rules; `None` means the filter allows everything (Envoy: no `rules`).
-    pub rules: Option<RbacRules>,
-}
-
 /// Envoy's `config.rbac.v3.RBAC`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RbacRules {
@@ -84,6 +78,8 @@ pub enum Permission {
     DestinationPort(u16),
     /// The local address the request arrived on.
     DestinationIp(Cidr),
+    /// The TLS server name (SNI) the client asked for; empty without TLS.
+    RequestedServerName(StringMatcher),
     /// All of these.
     And(Vec<Permission>),
     /// Any of these.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::filters::PerFilterConfigs;
 use super::matcher::{HeaderMatcher, QueryParameterMatcher, SafeRegex};
 
 /// Envoy's `config.route.v3.RouteConfiguration`.
@@ -13,6 +14,8 @@ pub struct RouteConfig {
     pub virtual_hosts: Vec<VirtualHost>,
     /// Header mutations applied to every route of this configuration.
     pub headers: HeaderMutations,
+    /// HTTP filter settings for every route of this configuration.
+    pub typed_per_filter_config: PerFilterConfigs,
 }
 
 /// Headers to add and remove on requests and responses.
@@ -75,6 +78,8 @@ pub struct VirtualHost {
     pub headers: HeaderMutations,
     /// Default retry policy for routes that have none.
     pub retry_policy: Option<RetryPolicy>,
+    /// HTTP filter settings for every route of this virtual host.
+    pub typed_per_filter_config: PerFilterConfigs,
 }
 
 /// Envoy's `config.route.v3.Route`.
@@ -88,6 +93,8 @@ pub struct Route {
     pub action: RouteAction,
     /// Route-level header mutations.
     pub headers: HeaderMutations,
+    /// HTTP filter settings for this route.
+    pub typed_per_filter_config: PerFilterConfigs,
 }
 
 /// Envoy's `config.route.v3.RouteMatch`.
@@ -147,6 +154,9 @@ pub struct ForwardAction {
     pub host_rewrite_literal: Option<String>,
     /// Whole-request timeout; `None` disables it (Envoy default 15 s when unset, 0 disables).
     pub timeout: Option<Duration>,
+    /// Whether the route sets `timeout` itself (otherwise `timeout` is Envoy's default, and a
+    /// local workload's own request timeout applies instead).
+    pub timeout_configured: bool,
     /// Idle timeout of the stream, if set.
     pub idle_timeout: Option<Duration>,
     /// Maximum stream duration, if set.

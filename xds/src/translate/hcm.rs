@@ -9,51 +9,48 @@ use xds_api::pb::google::protobuf::Any;
 
 use super::common::{timeout, u32_or};
 use super::error::{FieldError, FieldResult};
-use super::extensions::{ROUTER_TYPE_URL, RbacFilter};
+use super::extensions::ROUTER_TYPE_URL;
+use super::filters::http_filter_config;
 use super::path::FieldPath;
-use super::rbac::rbac_filter;
 use super::reflect::reject_unsupported;
 use super::route::route_config;
 use crate::config::{
-    CodecType, HttpConnectionManager, RbacConfig, RouteSource, ServerHeaderTransformation,
+    CodecType, HttpConnectionManager, HttpFilter, HttpFilterConfig, RouteSource,
+    ServerHeaderTransformation,
 };
 
 /// Envoy's `stream_idle_timeout` default.
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Type URL suffixes of HTTP filters that do nothing unless a route opts in through
-/// `typed_per_filter_config` (which mesh-host rejects), or only produce telemetry. The flag
-/// says whether the filter may carry a config: a fault filter with one injects faults into
-/// every request, so only an empty one is a no-op.
-const NO_OP_FILTERS: &[(&str, bool)] = &[
-    ("envoy.extensions.filters.http.cors.v3.Cors", true),
-    ("envoy.extensions.filters.http.fault.v3.HTTPFault", false),
-    (
-        "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
-        true,
-    ),
+/// Filters a gateway configuration carries only for telemetry, by type URL suffix or by
+/// name (Istio's filters arrive wrapped in `TypedStruct`): they never change a request.
+const TELEMETRY_FILTERS: &[&str] = &[
+    "envoy.extensions.filters.http.grpc_stats.v3.FilterConfig",
+    "envoy.filters.http.grpc_stats",
+    "istio.stats",
+    "istio.metadata_exchange",
+    "istio.alpn",
 ];
 
-fn is_no_op(filter: &hcm::HttpFilter) -> bool {
-    use hcm::http_filter::ConfigType;
-    let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
-        return false;
-    };
-    NO_OP_FILTERS.iter().any(|(url, any_config)| {
-        any.type_url.ends_with(url) && (*any_config || any.value.is_empty())
-    })
+fn is_telemetry(name: &str, type_url: &str) -> bool {
+    TELEMETRY_FILTERS
+        .iter()
+        .any(|known| name == *known || (!type_url.is_empty() && type_url.ends_with(known)))
 }
 
-/// Filters already reported as ignored, so each is logged once per process.
-static IGNORED_LOGGED: LazyLock<Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
+/// Filters already reported as having no effect, so each is logged once per process.
+static NO_EFFECT_LOGGED: LazyLock<Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
 
-fn log_ignored_once(filter: &str, why: &str) {
-    let first = IGNORED_LOGGED
+fn log_no_effect_once(filter: &str, why: &str) {
+    let first = NO_EFFECT_LOGGED
         .lock()
         .map(|mut seen| seen.insert(filter.to_owned()))
         .unwrap_or(false);
     if first {
-        tracing::info!(filter, "HTTP filter ignored: {why}");
+        tracing::info!(
+            filter,
+            "HTTP filter has no effect on this data plane: {why}"
+        );
     }
 }
 
@@ -108,7 +105,7 @@ fn translate(
             ));
         }
     };
-    let rbac = http_filters(
+    let http_filters = http_filters(
         std::mem::take(&mut m.http_filters),
         &path.field("http_filters"),
     )?;
@@ -138,7 +135,7 @@ fn translate(
         skip_xff_append: std::mem::take(&mut m.skip_xff_append),
         server_name: Some(std::mem::take(&mut m.server_name)).filter(|s| !s.is_empty()),
         server_header_transformation,
-        rbac,
+        http_filters,
     };
     tolerate_hcm_extras(&mut m);
     reject_unsupported(&m, path)?;
@@ -192,24 +189,26 @@ fn tolerate_hcm_extras(m: &mut hcm::HttpConnectionManager) {
     m.append_x_forwarded_port = false;
 }
 
-/// Validates the HTTP filter chain and returns its RBAC filters in order.
+/// Translates the HTTP filter chain: every filter before the router, in order. A filter that
+/// is neither implemented, telemetry only, nor `is_optional` is refused by name.
 fn http_filters(
     filters: Vec<hcm::HttpFilter>,
     path: &FieldPath<'_>,
-) -> FieldResult<Vec<RbacConfig>> {
+) -> FieldResult<Vec<HttpFilter>> {
     use hcm::http_filter::ConfigType;
     let last = filters.len().checked_sub(1);
-    let mut rbac = Vec::new();
+    let mut chain = Vec::new();
     let mut saw_router = false;
     for (i, filter) in filters.into_iter().enumerate() {
         let at = path.index(i);
-        let type_url = match &filter.config_type {
-            Some(ConfigType::TypedConfig(any)) => any.type_url.as_str(),
+        let any = match &filter.config_type {
+            Some(ConfigType::TypedConfig(any)) => Some(any),
             Some(ConfigType::ConfigDiscovery(_)) => {
                 return Err(FieldError::unsupported(&at.field("config_discovery")));
             }
-            None => "",
+            None => None,
         };
+        let type_url = any.map_or("", |any| any.type_url.as_str());
         let is_router = type_url == ROUTER_TYPE_URL
             || (type_url.is_empty() && filter.name == "envoy.filters.http.router");
         if is_router {
@@ -222,35 +221,37 @@ fn http_filters(
             saw_router = true;
             continue;
         }
-        if filter.disabled {
-            // Disabled filters run only where a route enables them, and routes cannot here.
-            continue;
-        }
-        match (&filter.config_type, type_url) {
-            (Some(ConfigType::TypedConfig(any)), url)
-                if url.ends_with("envoy.extensions.filters.http.rbac.v3.RBAC") =>
-            {
-                let config: RbacFilter = any.to_msg().map_err(|e| {
-                    FieldError::invalid(&at.field("typed_config"), format!("cannot decode: {e}"))
-                })?;
-                rbac.push(rbac_filter(config, &at.field("typed_config"))?);
+        let config = match any {
+            _ if is_telemetry(&filter.name, type_url) => {
+                log_no_effect_once(&filter.name, "it only produces telemetry");
+                HttpFilterConfig::Telemetry
             }
-            _ if is_no_op(&filter) => {
-                log_ignored_once(&filter.name, "no effect without per-route configuration");
-            }
-            _ if filter.is_optional => log_ignored_once(&filter.name, "optional and not supported"),
-            _ => {
-                let what = if type_url.is_empty() {
-                    filter.name.as_str()
-                } else {
-                    type_url
-                };
+            Some(any) => match http_filter_config(any, &at.field("typed_config"))? {
+                Some(config) => config,
+                None if filter.is_optional => {
+                    log_no_effect_once(&filter.name, "optional and not implemented");
+                    continue;
+                }
+                None => {
+                    return Err(FieldError::invalid(
+                        &at,
+                        format!("HTTP filter {type_url} is not supported"),
+                    ));
+                }
+            },
+            None if filter.is_optional => continue,
+            None => {
                 return Err(FieldError::invalid(
                     &at,
-                    format!("HTTP filter {what} is not supported"),
+                    format!("HTTP filter {} is not supported", filter.name),
                 ));
             }
-        }
+        };
+        chain.push(HttpFilter {
+            name: filter.name,
+            disabled: filter.disabled,
+            config,
+        });
     }
     if !saw_router {
         return Err(FieldError::invalid(
@@ -258,5 +259,5 @@ fn http_filters(
             "envoy.filters.http.router must be the last HTTP filter",
         ));
     }
-    Ok(rbac)
+    Ok(chain)
 }

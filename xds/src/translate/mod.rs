@@ -13,6 +13,7 @@ mod common;
 mod endpoint;
 mod error;
 pub(crate) mod extensions;
+mod filters;
 mod hcm;
 mod listener;
 mod matcher;

@@ -1,34 +1,47 @@
-//! The RBAC HTTP filter -> [`RbacConfig`].
+//! The RBAC HTTP filter -> [`RbacFilter`].
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use xds_api::pb::envoy::config::core::v3 as core;
 use xds_api::pb::envoy::config::rbac::v3 as rbac;
 use xds_api::pb::envoy::r#type::matcher::v3 as matcher;
 
 use super::error::{FieldError, FieldResult};
-use super::extensions::RbacFilter;
+use super::extensions::RbacFilter as RbacFilter_;
 use super::matcher::{header_matcher, string_matcher};
 use super::path::FieldPath;
 use super::reflect::{reject_unsupported, unsupported_variant};
 use crate::config::{
-    Cidr, Permission, Principal, RbacAction, RbacConfig, RbacPolicy, RbacRules, StringMatcher,
+    Cidr, Permission, Principal, RbacAction, RbacFilter, RbacPolicy, RbacRules, StringMatcher,
 };
 
-/// Translates the filter's typed config (at `path`).
-pub(crate) fn rbac_filter(mut filter: RbacFilter, path: &FieldPath<'_>) -> FieldResult<RbacConfig> {
-    let rules = filter
+/// Translates the filter's typed config (at `path`): the enforced rules and the shadow rules,
+/// which are evaluated with the same matchers so a shadow policy the host cannot evaluate is
+/// refused as well.
+pub(crate) fn rbac_filter(
+    mut filter: RbacFilter_,
+    path: &FieldPath<'_>,
+) -> FieldResult<RbacFilter> {
+    let enforced = filter
         .rules
         .take()
-        .map(|r| rules(r, &path.field("rules")))
+        .map(|r| rules(r, &path.field("rules")).map(Arc::new))
         .transpose()?;
-    // Shadow rules only produce statistics and logs; they never change a decision.
-    filter.shadow_rules = None;
+    let shadow_rules = filter
+        .shadow_rules
+        .take()
+        .map(|r| rules(r, &path.field("shadow_rules")).map(Arc::new))
+        .transpose()?;
+    // Statistics only.
     filter.shadow_rules_stat_prefix.clear();
     filter.rules_stat_prefix.clear();
     filter.track_per_rule_stats = false;
     reject_unsupported(&filter, path)?;
-    Ok(RbacConfig { rules })
+    Ok(RbacFilter {
+        rules: enforced,
+        shadow_rules,
+    })
 }
 
 fn rules(mut r: rbac::Rbac, path: &FieldPath<'_>) -> FieldResult<RbacRules> {
@@ -98,6 +111,10 @@ fn permission(p: rbac::Permission, path: &FieldPath<'_>) -> FieldResult<Permissi
         Some(Rule::NotRule(inner)) => {
             Permission::Not(Box::new(permission(*inner, &path.field("not_rule"))?))
         }
+        Some(Rule::RequestedServerName(m)) => Permission::RequestedServerName(string_matcher(
+            m,
+            &path.field("requested_server_name"),
+        )?),
         Some(Rule::Any(false)) | None => return Err(FieldError::missing(&path.field("rule"))),
         Some(other) => {
             return Err(unsupported_variant(

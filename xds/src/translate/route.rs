@@ -8,7 +8,9 @@ use super::matcher::{header_matcher, query_parameter_matcher, safe_regex};
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::route_action::{retry_policy, route_action};
-use crate::config::{PathMatch, ResourceKind, Route, RouteConfig, RouteMatch, VirtualHost};
+use crate::config::{
+    PathMatch, PerFilterConfigs, ResourceKind, Route, RouteConfig, RouteMatch, VirtualHost,
+};
 
 impl TryFrom<route::RouteConfiguration> for RouteConfig {
     type Error = TranslateError;
@@ -50,6 +52,7 @@ pub(crate) fn route_config(
         name,
         virtual_hosts,
         headers,
+        typed_per_filter_config: PerFilterConfigs::new(),
     })
 }
 
@@ -88,6 +91,7 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         routes,
         headers,
         retry_policy,
+        typed_per_filter_config: PerFilterConfigs::new(),
     })
 }
 
@@ -122,6 +126,7 @@ fn route(
         r#match,
         action,
         headers,
+        typed_per_filter_config: PerFilterConfigs::new(),
     })
 }
 

@@ -107,6 +107,7 @@ fn forward(
             ));
         }
     };
+    let timeout_configured = a.timeout.is_some();
     let route_timeout = timeout(
         a.timeout.take().as_ref(),
         Some(DEFAULT_ROUTE_TIMEOUT),
@@ -152,6 +153,7 @@ fn forward(
         regex_rewrite,
         host_rewrite_literal,
         timeout: route_timeout,
+        timeout_configured,
         idle_timeout,
         max_stream_duration,
         grpc_timeout_header_max,

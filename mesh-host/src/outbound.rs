@@ -1,7 +1,9 @@
-//! The egress path of components: workload policy (gRPC flag, egress allow
-//! rules), then the egress listener's routes matched on the request's
-//! authority, then the upstream client. Anything not allowed and routed is
-//! refused with `HTTP-request-denied` before a connection is made.
+//! The outbound area: the egress path of components. Workload policy (gRPC flag, egress
+//! allow rules), then the egress listener's routes matched on the request's authority, then
+//! either the upstream client or, when a local workload serves the route's cluster, that
+//! workload's inbound pipeline in-process (no socket, no bytes on a wire; both sides' policy
+//! applies). Anything not allowed and routed is refused with `HTTP-request-denied` before a
+//! connection is made.
 //!
 //! A component's request options apply as far as a shared pool allows: its
 //! `first-byte-timeout` (with the route's timeout, the shorter wins) and
@@ -18,27 +20,37 @@ use mesh_policies::egress::{EgressRequest, Scheme, parse_authority};
 use mesh_policies::grpc::is_grpc_content_type;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use super::Shared;
 use crate::body::{BetweenBytes, empty, full};
 use crate::egress::UpstreamRoute;
-use crate::handler::{OutgoingFuture, WorkloadId, deny_outbound};
+use crate::inbound::MeshInbound;
+use crate::metrics::Metrics;
 use crate::routing::Decision;
+use crate::runtime::OutgoingFuture;
+use crate::shared::WorkloadId;
 
-pub(super) fn send(
-    shared: &Arc<Shared>,
+/// Refuses an outbound request: logged with the reason, counted, and failed
+/// with `HTTP-request-denied` before any connection is made.
+pub fn deny(
+    metrics: &Metrics,
+    workload: &WorkloadId,
+    uri: &http::Uri,
+    why: &str,
+) -> OutgoingFuture {
+    tracing::info!(%workload, %uri, "outbound request denied: {why}");
+    metrics.egress_denied(workload);
+    Box::pin(async { Err(HttpError::HttpRequestDenied) })
+}
+
+/// Sends a component's request through the mesh: the single exit.
+pub fn send(
+    mesh: &Arc<MeshInbound>,
     workload: &WorkloadId,
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> OutgoingFuture {
     let (mut parts, body) = request.into_parts();
-    let deny = |why: &str| deny_outbound(&shared.metrics, workload, &parts.uri, why);
-    let Some(bound) = shared
-        .by_cluster
-        .load()
-        .values()
-        .find(|bound| &bound.id == workload)
-        .cloned()
-    else {
+    let deny = |why: &str| deny(&mesh.metrics, workload, &parts.uri, why);
+    let Some(caller) = mesh.workloads.by_id(workload) else {
         return deny("the workload is not bound to this host");
     };
     let uri = &parts.uri;
@@ -62,11 +74,11 @@ pub(super) fn send(
         port,
         method: &parts.method,
     };
-    if let Err(denied) = bound.policy.check_outbound(&checked, grpc) {
+    if let Err(denied) = caller.policy().check_outbound(&checked, grpc) {
         return deny(&denied.to_string());
     }
-    let snapshot = shared.snapshot.load_full();
-    let Some((listener, table)) = &snapshot.egress else {
+    let snapshot = mesh.snapshot.load_full();
+    let Some((listener, table)) = snapshot.egress_routes() else {
         return deny("no egress listener is configured, so nothing may leave");
     };
     let forward = match table.select(&parts, rand::random()) {
@@ -102,29 +114,39 @@ pub(super) fn send(
         }
     };
     forward.apply_to_request(&mut parts);
+    let timeout = shortest(
+        forward.timeout,
+        options.and_then(|options| options.first_byte_timeout),
+    );
+    let between_bytes = options.and_then(|options| options.between_bytes_timeout);
+    let request = http::Request::from_parts(parts, body);
+    if let Some(target) = mesh.workloads.by_cluster(&forward.cluster) {
+        let mesh = mesh.clone();
+        return Box::pin(async move {
+            let served =
+                mesh.serve_in_process(&snapshot, target, &forward.cluster, &caller, request);
+            let mut response = match timeout {
+                Some(limit) => tokio::time::timeout(limit, served)
+                    .await
+                    .map_err(|_| HttpError::HttpResponseTimeout)?,
+                None => served.await,
+            };
+            forward.apply_to_response(response.headers_mut());
+            Ok(with_between_bytes(response, between_bytes))
+        });
+    }
     let route = UpstreamRoute {
         cluster: forward.cluster.clone(),
-        timeout: shortest(
-            forward.timeout,
-            options.and_then(|options| options.first_byte_timeout),
-        ),
+        timeout,
         retry: forward.retry_policy.clone(),
     };
-    let sent = shared
-        .egress
-        .send(http::Request::from_parts(parts, body), route);
-    let between_bytes = options.and_then(|options| options.between_bytes_timeout);
+    let sent = snapshot.upstream.send(request, route);
     let workload = workload.clone();
     Box::pin(async move {
         match sent.await {
             Ok(mut response) => {
                 forward.apply_to_response(response.headers_mut());
-                Ok(match between_bytes {
-                    Some(limit) => {
-                        response.map(|body| BetweenBytes::new(body, limit).boxed_unsync())
-                    }
-                    None => response,
-                })
+                Ok(with_between_bytes(response, between_bytes))
             }
             Err(error) => {
                 tracing::info!(%workload, cluster = %forward.cluster, "outbound request failed: {error}");
@@ -132,6 +154,17 @@ pub(super) fn send(
             }
         }
     })
+}
+
+/// A component's `between-bytes-timeout` on the response body.
+fn with_between_bytes(
+    response: http::Response<WasiBody>,
+    limit: Option<Duration>,
+) -> http::Response<WasiBody> {
+    match limit {
+        Some(limit) => response.map(|body| BetweenBytes::new(body, limit).boxed_unsync()),
+        None => response,
+    }
 }
 
 fn shortest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {

@@ -1,0 +1,361 @@
+//! Running a list of filters over one request the way Envoy's filter manager does: every
+//! enabled filter decodes the request head in order and may answer in place of the upstream
+//! (a local reply); then every enabled filter encodes the response head in reverse order,
+//! whoever produced the response.
+//!
+//! A filter is enabled for a request unless the most specific `typed_per_filter_config` entry
+//! naming it disables it; a filter listed with `disabled: true` runs only where such an entry
+//! enables it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use mesh_xds::config::{HttpFilter, HttpFilterConfig, PerFilterConfigs, PerRouteConfig};
+
+use super::cors::{CorsMatch, CorsPolicy};
+use super::fault::FaultInjector;
+use super::grpc_serve::GrpcServe;
+use super::header_mutation::{HeaderMutationFilter, Mutations};
+use super::local_ratelimit::{RateLimitOutcome, RateLimiter};
+use super::rbac::RbacFilter;
+use crate::body::ResponseBody;
+use crate::shared::{Failure, RequestMeta};
+
+/// Why a filter configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("HTTP filter {filter}: {reason}")]
+pub struct FilterError {
+    /// The filter's name.
+    pub filter: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What a filter sees of a request while decoding.
+pub struct FilterRequest<'a> {
+    /// The request head; filters may change its headers.
+    pub head: &'a mut http::request::Parts,
+    /// Its connection and client.
+    pub meta: &'a RequestMeta,
+    /// The cluster the route sends it to, if it routes to one.
+    pub cluster: Option<&'a str>,
+}
+
+/// A filter answered in place of the upstream.
+pub enum Halt {
+    /// With the host's answer for this failure (HTTP or gRPC shaped).
+    Fail(Failure),
+    /// With this response (a CORS preflight).
+    Answer(http::Response<ResponseBody>),
+}
+
+/// The filters of one connection manager (or one workload's policy), compiled once.
+#[derive(Default)]
+pub struct FilterChain {
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    name: String,
+    disabled: bool,
+    filter: Filter,
+}
+
+enum Filter {
+    Rbac(RbacFilter),
+    LocalRateLimit(Arc<RateLimiter>),
+    Fault(Arc<FaultInjector>),
+    Cors,
+    HeaderMutation(HeaderMutationFilter),
+    GrpcServe(GrpcServe),
+    Telemetry,
+}
+
+/// The per-route filter configurations of one level (a route, a virtual host or a route
+/// configuration), compiled once with the route table.
+#[derive(Default)]
+pub struct RouteFilterConfigs {
+    by_name: HashMap<String, Override>,
+}
+
+impl std::fmt::Debug for RouteFilterConfigs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.by_name.keys()).finish()
+    }
+}
+
+struct Override {
+    disabled: bool,
+    config: Option<PerRoute>,
+}
+
+enum PerRoute {
+    Rbac(RbacFilter),
+    LocalRateLimit(Arc<RateLimiter>),
+    Fault(Arc<FaultInjector>),
+    Cors(Arc<CorsPolicy>),
+    HeaderMutation(Mutations),
+}
+
+/// The per-route configurations that apply to one request, most specific first: route,
+/// virtual host, route configuration. Empty when no route matched.
+#[derive(Clone, Copy, Default)]
+pub struct Overrides<'a> {
+    levels: [Option<&'a RouteFilterConfigs>; 3],
+}
+
+/// What each enabled filter remembers from decoding, for encoding.
+pub struct Decoded {
+    steps: Vec<(usize, State)>,
+}
+
+enum State {
+    Nothing,
+    RateLimit(RateLimitOutcome),
+    Cors(Option<CorsMatch>),
+}
+
+impl FilterChain {
+    /// Compiles a connection manager's filters, in order.
+    pub fn compile(filters: &[HttpFilter]) -> Result<FilterChain, FilterError> {
+        let entries = filters
+            .iter()
+            .map(|filter| {
+                let error = |reason: String| FilterError {
+                    filter: filter.name.clone(),
+                    reason,
+                };
+                let compiled = match &filter.config {
+                    HttpFilterConfig::Rbac(config) => Filter::Rbac(RbacFilter::new(config)),
+                    HttpFilterConfig::LocalRateLimit(config) => {
+                        Filter::LocalRateLimit(Arc::new(RateLimiter::new(config).map_err(error)?))
+                    }
+                    HttpFilterConfig::Fault(config) => {
+                        Filter::Fault(Arc::new(FaultInjector::new(config.clone())))
+                    }
+                    HttpFilterConfig::Cors => Filter::Cors,
+                    HttpFilterConfig::HeaderMutation(config) => {
+                        Filter::HeaderMutation(HeaderMutationFilter::new(config).map_err(error)?)
+                    }
+                    HttpFilterConfig::Telemetry => Filter::Telemetry,
+                };
+                Ok(Entry {
+                    name: filter.name.clone(),
+                    disabled: filter.disabled,
+                    filter: compiled,
+                })
+            })
+            .collect::<Result<_, FilterError>>()?;
+        Ok(FilterChain { entries })
+    }
+
+    /// The chain a workload's policy compiles into: its gRPC flag, then its RBAC filter and
+    /// its local rate limit (compiled by the caller with [`FilterChain::compile`]).
+    pub fn for_workload(grpc_serve: bool, policy_filters: FilterChain) -> FilterChain {
+        let mut entries = vec![Entry {
+            name: "mesh-host.grpc".to_owned(),
+            disabled: false,
+            filter: Filter::GrpcServe(GrpcServe::new(grpc_serve)),
+        }];
+        entries.extend(policy_filters.entries);
+        FilterChain { entries }
+    }
+
+    /// Whether the chain has no filter.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Runs every enabled filter's decode step in order. The first filter that answers stops
+    /// the chain; what every filter decoded so far is returned for [`FilterChain::encode`].
+    pub async fn decode(
+        &self,
+        request: &mut FilterRequest<'_>,
+        overrides: Overrides<'_>,
+    ) -> (Decoded, Option<Halt>) {
+        let mut decoded = Decoded {
+            steps: Vec::with_capacity(self.entries.len()),
+        };
+        for (index, entry) in self.entries.iter().enumerate() {
+            if !overrides.enabled(&entry.name, entry.disabled) {
+                continue;
+            }
+            let per_route = overrides.config(&entry.name);
+            let (state, halt) = match &entry.filter {
+                Filter::Rbac(own) => {
+                    let filter = match per_route {
+                        Some(PerRoute::Rbac(route)) => route,
+                        _ => own,
+                    };
+                    (State::Nothing, filter.decode(request).err().map(Halt::Fail))
+                }
+                Filter::LocalRateLimit(own) => {
+                    let limiter = match per_route {
+                        Some(PerRoute::LocalRateLimit(route)) => route,
+                        _ => own,
+                    };
+                    let outcome = limiter.decode(request);
+                    let halt = outcome.refusal().map(Halt::Fail);
+                    (State::RateLimit(outcome), halt)
+                }
+                Filter::Fault(own) => {
+                    let injector = match per_route {
+                        Some(PerRoute::Fault(route)) => route,
+                        _ => own,
+                    };
+                    (
+                        State::Nothing,
+                        injector.decode(request).await.map(Halt::Fail),
+                    )
+                }
+                Filter::Cors => {
+                    let policies = overrides
+                        .all(&entry.name)
+                        .filter_map(|config| match config {
+                            PerRoute::Cors(policy) => Some(policy.as_ref()),
+                            _ => None,
+                        });
+                    let (matched, halt) = CorsPolicy::decode(policies, request);
+                    (State::Cors(matched), halt.map(Halt::Answer))
+                }
+                Filter::HeaderMutation(filter) => {
+                    filter.decode(request.head, route_mutations(&overrides, &entry.name));
+                    (State::Nothing, None)
+                }
+                Filter::GrpcServe(filter) => {
+                    (State::Nothing, filter.decode(request).err().map(Halt::Fail))
+                }
+                Filter::Telemetry => (State::Nothing, None),
+            };
+            decoded.steps.push((index, state));
+            if halt.is_some() {
+                return (decoded, halt);
+            }
+        }
+        (decoded, None)
+    }
+
+    /// Runs the encode step of every filter that decoded, in reverse order, on the response
+    /// head (from a component, an upstream, the router or a filter's local reply).
+    pub fn encode(&self, decoded: &Decoded, overrides: Overrides<'_>, headers: &mut HeaderMap) {
+        for (index, state) in decoded.steps.iter().rev() {
+            let Some(entry) = self.entries.get(*index) else {
+                continue;
+            };
+            match (&entry.filter, state) {
+                (Filter::LocalRateLimit(_), State::RateLimit(outcome)) => outcome.encode(headers),
+                (Filter::Cors, State::Cors(Some(matched))) => matched.encode(headers),
+                (Filter::HeaderMutation(filter), _) => {
+                    filter.encode(headers, route_mutations(&overrides, &entry.name));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The per-route mutations of a header mutation filter, most specific first.
+fn route_mutations<'a>(
+    overrides: &Overrides<'a>,
+    name: &'a str,
+) -> impl DoubleEndedIterator<Item = &'a Mutations> + 'a {
+    let levels = overrides.levels;
+    levels.into_iter().flatten().filter_map(move |level| {
+        match level.by_name.get(name)?.config.as_ref()? {
+            PerRoute::HeaderMutation(mutations) => Some(mutations),
+            _ => None,
+        }
+    })
+}
+
+impl RouteFilterConfigs {
+    /// Compiles one level's `typed_per_filter_config`.
+    pub fn compile(
+        configs: &PerFilterConfigs,
+    ) -> Result<Option<Arc<RouteFilterConfigs>>, FilterError> {
+        if configs.is_empty() {
+            return Ok(None);
+        }
+        let by_name = configs
+            .iter()
+            .map(|(name, entry)| {
+                let error = |reason: String| FilterError {
+                    filter: name.clone(),
+                    reason,
+                };
+                let config = match &entry.config {
+                    None => None,
+                    Some(PerRouteConfig::Rbac(config)) => {
+                        Some(PerRoute::Rbac(RbacFilter::new(config)))
+                    }
+                    Some(PerRouteConfig::LocalRateLimit(config)) => Some(PerRoute::LocalRateLimit(
+                        Arc::new(RateLimiter::new(config).map_err(error)?),
+                    )),
+                    Some(PerRouteConfig::Fault(config)) => Some(PerRoute::Fault(Arc::new(
+                        FaultInjector::new(config.clone()),
+                    ))),
+                    Some(PerRouteConfig::Cors(config)) => {
+                        Some(PerRoute::Cors(Arc::new(CorsPolicy::new(config))))
+                    }
+                    Some(PerRouteConfig::HeaderMutation(config)) => Some(PerRoute::HeaderMutation(
+                        Mutations::new(config).map_err(error)?,
+                    )),
+                };
+                Ok((
+                    name.clone(),
+                    Override {
+                        disabled: entry.disabled,
+                        config,
+                    },
+                ))
+            })
+            .collect::<Result<_, FilterError>>()?;
+        Ok(Some(Arc::new(RouteFilterConfigs { by_name })))
+    }
+}
+
+impl<'a> Overrides<'a> {
+    /// The levels that apply to a routed request, most specific first.
+    pub fn new(
+        route: Option<&'a RouteFilterConfigs>,
+        virtual_host: Option<&'a RouteFilterConfigs>,
+        route_config: Option<&'a RouteFilterConfigs>,
+    ) -> Overrides<'a> {
+        Overrides {
+            levels: [route, virtual_host, route_config],
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<&'a Override> {
+        self.levels
+            .into_iter()
+            .flatten()
+            .find_map(|level| level.by_name.get(name))
+    }
+
+    /// Envoy's `filterDisabled`: the most specific entry decides; without one, the filter's
+    /// own `disabled` flag does.
+    fn enabled(&self, name: &str, disabled_by_default: bool) -> bool {
+        match self.find(name) {
+            Some(entry) => !entry.disabled,
+            None => !disabled_by_default,
+        }
+    }
+
+    /// The most specific per-route configuration of a filter.
+    fn config(&self, name: &str) -> Option<&'a PerRoute> {
+        self.all(name).next()
+    }
+
+    /// Every level's configuration of a filter, most specific first.
+    fn all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a PerRoute> + 'n
+    where
+        'a: 'n,
+    {
+        self.levels
+            .into_iter()
+            .flatten()
+            .filter_map(move |level| level.by_name.get(name)?.config.as_ref())
+    }
+}

@@ -1,0 +1,281 @@
+//! `envoy.filters.http.local_ratelimit`: token buckets in the host, no service to ask. A
+//! request takes a token from each bucket whose descriptor it carries (strictest first) and,
+//! unless a descriptor matched and `always_consume_default_token_bucket` is off, from the
+//! default bucket. Envoy's defaults are kept: with `filter_enabled` or `filter_enforced` unset
+//! the filter checks, or refuses, nothing.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use mesh_policies::rate_limit::{LocalRateLimit as Bucket, TokenBucket as BucketSize};
+use mesh_xds::config::{Fraction, LocalRateLimit, RateLimitAction, RateLimitPolicy, TokenBucket};
+
+use super::chain::FilterRequest;
+use crate::shared::{EditList, Failure, InvalidHeaderEdit, RequestView};
+
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// A compiled local rate limit: its buckets live as long as the configuration.
+pub(super) struct RateLimiter {
+    enabled: Fraction,
+    enforced: Fraction,
+    status: StatusCode,
+    resource_exhausted: bool,
+    /// `None`: no `token_bucket`, which Envoy treats as a bucket with no tokens.
+    default: Option<Bucket>,
+    /// Strictest (fewest tokens per second) first, as Envoy consumes them.
+    descriptors: Vec<DescriptorBucket>,
+    rate_limits: Vec<RateLimitPolicy>,
+    always_consume_default: bool,
+    x_ratelimit_headers: bool,
+    response_headers: EditList,
+    request_headers_when_not_enforced: EditList,
+}
+
+struct DescriptorBucket {
+    entries: Vec<(String, String)>,
+    bucket: Bucket,
+}
+
+/// What the limiter decided for one request.
+pub(super) struct RateLimitOutcome {
+    refused: Option<(Failure, Arc<RateLimiter>)>,
+    /// Limit, remaining tokens and seconds to the next fill, for `x-ratelimit-*`.
+    x_ratelimit: Option<(u32, u32, u64)>,
+}
+
+impl RateLimiter {
+    pub(super) fn new(config: &LocalRateLimit) -> Result<RateLimiter, String> {
+        let invalid = |error: InvalidHeaderEdit| error.to_string();
+        let mut descriptors = config
+            .descriptors
+            .iter()
+            .map(|descriptor| DescriptorBucket {
+                entries: descriptor.entries.clone(),
+                bucket: bucket(descriptor.token_bucket),
+            })
+            .collect::<Vec<_>>();
+        descriptors.sort_by_key(|d| tokens_per_second(d.bucket.bucket()));
+        Ok(RateLimiter {
+            enabled: config.filter_enabled,
+            enforced: config.filter_enforced,
+            status: StatusCode::from_u16(config.status)
+                .map_err(|_| format!("status {} is not an HTTP status", config.status))?,
+            resource_exhausted: config.rate_limited_as_resource_exhausted,
+            default: config.token_bucket.map(bucket),
+            descriptors,
+            rate_limits: config.rate_limits.clone(),
+            always_consume_default: config.always_consume_default_token_bucket,
+            x_ratelimit_headers: config.x_ratelimit_headers,
+            response_headers: EditList::compile(&config.response_headers_to_add, &[])
+                .map_err(invalid)?,
+            request_headers_when_not_enforced: EditList::compile(
+                &config.request_headers_to_add_when_not_enforced,
+                &[],
+            )
+            .map_err(invalid)?,
+        })
+    }
+
+    /// Takes tokens for the request, or refuses it.
+    pub(super) fn decode(self: &Arc<Self>, request: &mut FilterRequest<'_>) -> RateLimitOutcome {
+        if !self.enabled.includes(rand::random()) {
+            return RateLimitOutcome {
+                refused: None,
+                x_ratelimit: None,
+            };
+        }
+        let carried = self.request_descriptors(request);
+        let allowed = self.take(&carried);
+        let x_ratelimit = self
+            .x_ratelimit_headers
+            .then(|| self.remaining(&carried))
+            .flatten();
+        if allowed {
+            return RateLimitOutcome {
+                refused: None,
+                x_ratelimit,
+            };
+        }
+        if !self.enforced.includes(rand::random()) {
+            self.request_headers_when_not_enforced
+                .apply(&mut request.head.headers);
+            return RateLimitOutcome {
+                refused: None,
+                x_ratelimit,
+            };
+        }
+        let failure = Failure::RateLimited {
+            status: self.status,
+            resource_exhausted: self.resource_exhausted,
+        };
+        RateLimitOutcome {
+            refused: Some((failure, self.clone())),
+            x_ratelimit,
+        }
+    }
+
+    /// Envoy's `LocalRateLimiterImpl::requestAllowed`.
+    fn take(&self, carried: &[Vec<(String, String)>]) -> bool {
+        let mut matched = false;
+        for descriptor in &self.descriptors {
+            if carried.contains(&descriptor.entries) {
+                matched = true;
+                if descriptor.bucket.try_acquire().is_err() {
+                    return false;
+                }
+            }
+        }
+        if matched && !self.always_consume_default {
+            return true;
+        }
+        self.default
+            .as_ref()
+            .is_some_and(|bucket| bucket.try_acquire().is_ok())
+    }
+
+    /// The bucket that `x-ratelimit-*` describe: the first descriptor the request carries,
+    /// else the default.
+    fn remaining(&self, carried: &[Vec<(String, String)>]) -> Option<(u32, u32, u64)> {
+        let bucket = carried
+            .iter()
+            .find_map(|c| self.descriptors.iter().find(|d| d.entries == *c))
+            .map(|d| &d.bucket)
+            .or(self.default.as_ref())?;
+        Some((
+            bucket.bucket().max_tokens,
+            bucket.available(),
+            bucket.until_next_fill().as_secs(),
+        ))
+    }
+
+    /// The descriptors the request carries, one per `rate_limits` entry whose actions all
+    /// produced an entry (stage 0 only, as the local rate limit reads them).
+    fn request_descriptors(&self, request: &FilterRequest<'_>) -> Vec<Vec<(String, String)>> {
+        if self.descriptors.is_empty() {
+            return Vec::new();
+        }
+        let view = RequestView::new(request.head);
+        self.rate_limits
+            .iter()
+            .filter(|policy| policy.stage == 0)
+            .filter_map(|policy| {
+                let mut entries = Vec::with_capacity(policy.actions.len());
+                for action in &policy.actions {
+                    match entry(action, &view, request) {
+                        Entry::Add(key, value) => entries.push((key, value)),
+                        Entry::Skip => {}
+                        Entry::Drop => return None,
+                    }
+                }
+                (!entries.is_empty()).then_some(entries)
+            })
+            .collect()
+    }
+}
+
+enum Entry {
+    Add(String, String),
+    Skip,
+    Drop,
+}
+
+fn entry(action: &RateLimitAction, view: &RequestView<'_>, request: &FilterRequest<'_>) -> Entry {
+    match action {
+        RateLimitAction::GenericKey { key, value } => Entry::Add(key.clone(), value.clone()),
+        RateLimitAction::RequestHeaders {
+            header_name,
+            key,
+            skip_if_absent,
+        } => match view.header_values(header_name).first() {
+            Some(value) => Entry::Add(key.clone(), value.to_string()),
+            None if *skip_if_absent => Entry::Skip,
+            None => Entry::Drop,
+        },
+        RateLimitAction::RemoteAddress => Entry::Add(
+            "remote_address".to_owned(),
+            request.meta.remote_ip.to_canonical().to_string(),
+        ),
+        RateLimitAction::MaskedRemoteAddress {
+            v4_prefix_len,
+            v6_prefix_len,
+        } => Entry::Add(
+            "masked_remote_address".to_owned(),
+            masked(
+                request.meta.remote_ip.to_canonical(),
+                *v4_prefix_len,
+                *v6_prefix_len,
+            ),
+        ),
+        RateLimitAction::HeaderValueMatch {
+            key,
+            value,
+            expect_match,
+            headers,
+        } => {
+            let matched = headers.iter().all(|matcher| {
+                matcher.matches_values(view.header_values(&matcher.name).iter().map(|v| &**v))
+            });
+            if matched == *expect_match {
+                Entry::Add(key.clone(), value.clone())
+            } else {
+                Entry::Drop
+            }
+        }
+    }
+}
+
+/// The address masked to a prefix, written as Envoy does: `address/prefix`.
+fn masked(ip: IpAddr, v4_prefix_len: u8, v6_prefix_len: u8) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4)
+                & u32::MAX
+                    .checked_shl(32 - u32::from(v4_prefix_len))
+                    .unwrap_or(0);
+            format!("{}/{v4_prefix_len}", std::net::Ipv4Addr::from(bits))
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6)
+                & u128::MAX
+                    .checked_shl(128 - u32::from(v6_prefix_len))
+                    .unwrap_or(0);
+            format!("{}/{v6_prefix_len}", std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
+fn bucket(size: TokenBucket) -> Bucket {
+    Bucket::new(BucketSize {
+        max_tokens: size.max_tokens,
+        tokens_per_fill: size.tokens_per_fill,
+        fill_interval: size.fill_interval,
+    })
+}
+
+fn tokens_per_second(size: BucketSize) -> u64 {
+    let seconds = size.fill_interval.as_secs().max(1);
+    u64::from(size.tokens_per_fill) / seconds
+}
+
+impl RateLimitOutcome {
+    /// The local reply, when the request is refused.
+    pub(super) fn refusal(&self) -> Option<Failure> {
+        self.refused.as_ref().map(|(failure, _)| failure.clone())
+    }
+
+    /// `response_headers_to_add` on a refusal; `x-ratelimit-*` on every response.
+    pub(super) fn encode(&self, headers: &mut HeaderMap) {
+        if let Some((_, limiter)) = &self.refused {
+            limiter.response_headers.apply(headers);
+        }
+        if let Some((limit, remaining, reset)) = self.x_ratelimit {
+            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(limit));
+            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(remaining));
+            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The inbound area: every request a listener accepts runs one pipeline, whichever handler
+//! serves it.
+//!
+//! 1. admit: the front end (`frontend`) checks the request and records its connection
+//!    (`RequestMeta`);
+//! 2. select the route: the listener's route table (mesh handler) or a [`Router`] (Host-header
+//!    and development handlers);
+//! 3. run the listener's HTTP filters (`filters`) with the route's per-filter configuration;
+//! 4. serve it: with a local workload ([`LocalWorkload`], whose own policy compiles into
+//!    filters that run next), with the upstream client for a remote cluster, or with the
+//!    router's own answer (direct response, redirect, no route);
+//! 5. one place ([`answer`]) turns a failure into an HTTP or gRPC answer and counts it.
+//!
+//! [`Router`]: crate::handler::Router
+
+mod answer;
+mod local;
+mod mesh;
+mod upstream;
+mod workloads;
+
+pub use local::{LocalWorkload, LocalWorkloadError, serve_workload};
+pub use mesh::{ListenerInbound, MeshInbound};
+pub use workloads::{AlreadyBound, LocalWorkloads};

@@ -1,0 +1,282 @@
+//! Serving a request with a local workload: the workload's own policy (compiled into the
+//! same HTTP filters a connection manager runs) decides first, then the router's rewrites
+//! apply and the component answers within the request's deadline.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use mesh_policies::WorkloadPolicy;
+use mesh_policies::limits::{Limits, parse_grpc_timeout};
+use mesh_xds::config::{
+    Fraction, HttpFilter, HttpFilterConfig, LocalRateLimit, RbacFilter, TokenBucket,
+};
+use wasmtime_wasi_http::WasiBody;
+
+use super::answer;
+use crate::body::ResponseBody;
+use crate::filters::{FilterChain, FilterError, FilterRequest, Overrides};
+use crate::metrics::{Metrics, WorkloadCounters};
+use crate::routing::ForwardDecision;
+use crate::runtime::{ComponentImage, OutboundSender, Runtime, Workload, WorkloadSettings};
+use crate::shared::{Failure, RequestMeta, WorkloadId};
+
+/// A workload's policy cannot be compiled into filters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("workload {workload}: {error}")]
+pub struct LocalWorkloadError {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// What is wrong.
+    pub error: FilterError,
+}
+
+/// A component bound to a workload, with its policy's filters.
+pub struct LocalWorkload {
+    id: WorkloadId,
+    component: Workload,
+    filters: FilterChain,
+    policy: Arc<WorkloadPolicy>,
+    principal: Arc<str>,
+}
+
+impl LocalWorkload {
+    /// Binds `image` to `id`; its instances send their outbound requests to `outbound`.
+    /// `principal` is the identity its in-process requests carry (a SPIFFE id).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        runtime: &Runtime,
+        id: WorkloadId,
+        image: Arc<ComponentImage>,
+        settings: WorkloadSettings,
+        policy: Arc<WorkloadPolicy>,
+        principal: Arc<str>,
+        outbound: Weak<dyn OutboundSender>,
+        counters: WorkloadCounters,
+    ) -> Result<LocalWorkload, LocalWorkloadError> {
+        let filters = policy_filters(&policy).map_err(|error| LocalWorkloadError {
+            workload: id.clone(),
+            error,
+        })?;
+        Ok(LocalWorkload {
+            component: Workload::new(runtime, id.clone(), image, outbound, settings, counters),
+            id,
+            filters,
+            policy,
+            principal,
+        })
+    }
+
+    /// The workload's id.
+    pub fn id(&self) -> &WorkloadId {
+        &self.id
+    }
+
+    /// The component's instance pool.
+    pub fn component(&self) -> &Workload {
+        &self.component
+    }
+
+    /// The workload's policy.
+    pub fn policy(&self) -> &WorkloadPolicy {
+        &self.policy
+    }
+
+    /// The identity this workload's in-process requests carry.
+    pub fn principal(&self) -> &Arc<str> {
+        &self.principal
+    }
+}
+
+/// A workload's policy as filters: the gRPC flag, then RBAC, then the local rate limit (so a
+/// refused request spends no token), as Envoy's filters would run them.
+fn policy_filters(policy: &WorkloadPolicy) -> Result<FilterChain, FilterError> {
+    let mut filters = Vec::new();
+    if let Some(rules) = &policy.rbac {
+        filters.push(HttpFilter {
+            name: "envoy.filters.http.rbac".to_owned(),
+            disabled: false,
+            config: HttpFilterConfig::Rbac(RbacFilter {
+                rules: Some(rules.clone()),
+                shadow_rules: None,
+            }),
+        });
+    }
+    if let Some(bucket) = policy.rate_limit {
+        filters.push(HttpFilter {
+            name: "envoy.filters.http.local_ratelimit".to_owned(),
+            disabled: false,
+            config: HttpFilterConfig::LocalRateLimit(Arc::new(LocalRateLimit {
+                stat_prefix: "workload".to_owned(),
+                token_bucket: Some(TokenBucket {
+                    max_tokens: bucket.max_tokens,
+                    tokens_per_fill: bucket.tokens_per_fill,
+                    fill_interval: bucket.fill_interval,
+                }),
+                filter_enabled: Fraction::ALL,
+                filter_enforced: Fraction::ALL,
+                status: 429,
+                response_headers_to_add: Vec::new(),
+                request_headers_to_add_when_not_enforced: Vec::new(),
+                descriptors: Vec::new(),
+                rate_limits: Vec::new(),
+                vh_rate_limits: Default::default(),
+                x_ratelimit_headers: false,
+                always_consume_default_token_bucket: true,
+                rate_limited_as_resource_exhausted: false,
+            })),
+        });
+    }
+    Ok(FilterChain::for_workload(
+        policy.grpc.serve,
+        FilterChain::compile(&filters)?,
+    ))
+}
+
+/// Serves a request the handler's router sent to `workload`, or answers why it could not.
+pub async fn serve_workload(
+    metrics: &Metrics,
+    workload: Result<Arc<LocalWorkload>, Failure>,
+    request: http::Request<WasiBody>,
+    meta: RequestMeta,
+) -> http::Response<ResponseBody> {
+    match workload {
+        Ok(workload) => {
+            let (head, body) = request.into_parts();
+            serve_local(metrics, &workload, head, body, &meta, None).await
+        }
+        Err(failure) => answer::fail(metrics, &failure, "", meta.grpc),
+    }
+}
+
+/// Runs the workload's filters, then the component; `forward` carries the route's rewrites,
+/// header mutations and timeouts when a route table chose the workload.
+pub(super) async fn serve_local(
+    metrics: &Metrics,
+    workload: &LocalWorkload,
+    mut head: http::request::Parts,
+    body: WasiBody,
+    meta: &RequestMeta,
+    forward: Option<&ForwardDecision>,
+) -> http::Response<ResponseBody> {
+    let label = workload.id.as_str();
+    let (decoded, halt) = workload
+        .filters
+        .decode(
+            &mut FilterRequest {
+                head: &mut head,
+                meta,
+                cluster: forward.map(|f| f.cluster.as_str()),
+            },
+            Overrides::default(),
+        )
+        .await;
+    let mut response = match halt {
+        Some(halt) => answer::halted(metrics, halt, label, meta.grpc),
+        None => {
+            if let Some(forward) = forward {
+                forward.apply_to_request(&mut head);
+            }
+            let timeout = deadline(forward, &workload.policy.limits, &head, meta.grpc);
+            match workload
+                .component
+                .serve(http::Request::from_parts(head, body), timeout)
+                .await
+            {
+                Ok(mut response) => {
+                    if let Some(forward) = forward {
+                        forward.apply_to_response(response.headers_mut());
+                    }
+                    response
+                }
+                Err(error) => {
+                    tracing::warn!(workload = %workload.id, "{error}");
+                    answer::fail(metrics, &Failure::from(&error), label, meta.grpc)
+                }
+            }
+        }
+    };
+    workload
+        .filters
+        .encode(&decoded, Overrides::default(), response.headers_mut());
+    response
+}
+
+/// The deadline of a request to a local component. A gRPC client's `grpc-timeout` is
+/// honoured (Envoy only does so with `grpc_timeout_header_max`), capped by the route's
+/// `grpc_timeout_header_max` when set, else the workload's `max_request_timeout`. Otherwise
+/// the route's own timeout when it sets one (0: none, so the workload's maximum), else the
+/// workload's `request_timeout`; never more than its `max_request_timeout`.
+fn deadline(
+    forward: Option<&ForwardDecision>,
+    limits: &Limits,
+    head: &http::request::Parts,
+    grpc: bool,
+) -> Duration {
+    let cap = limits.max_request_timeout;
+    let asked = grpc
+        .then(|| head.headers.get("grpc-timeout")?.to_str().ok())
+        .flatten()
+        .and_then(|value| parse_grpc_timeout(value).ok());
+    if let Some(asked) = asked {
+        let grpc_cap = forward
+            .and_then(|f| f.grpc_timeout_header_max)
+            .filter(|max| !max.is_zero())
+            .unwrap_or(cap);
+        return if asked.is_zero() {
+            grpc_cap
+        } else {
+            asked.min(grpc_cap)
+        };
+    }
+    match forward.filter(|f| f.timeout_configured) {
+        Some(forward) => forward.timeout.map_or(cap, |timeout| timeout.min(cap)),
+        None => limits.request_timeout.min(cap),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(grpc_timeout: Option<&str>) -> http::request::Parts {
+        let mut builder = http::Request::post("http://svc.test/pkg.Svc/Call");
+        if let Some(value) = grpc_timeout {
+            builder = builder.header("grpc-timeout", value);
+        }
+        builder.body(()).expect("request").into_parts().0
+    }
+
+    fn limits(request: u64, max: u64) -> Limits {
+        Limits {
+            request_timeout: Duration::from_secs(request),
+            max_request_timeout: Duration::from_secs(max),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn without_a_route_timeout_the_workloads_request_timeout_applies() {
+        assert_eq!(
+            deadline(None, &limits(7, 60), &request(None), false),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn grpc_timeout_is_honoured_up_to_the_workloads_maximum() {
+        let limits = limits(7, 60);
+        assert_eq!(
+            deadline(None, &limits, &request(Some("2S")), true),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            deadline(None, &limits, &request(Some("5M")), true),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            deadline(None, &limits, &request(Some("2S")), false),
+            Duration::from_secs(7),
+            "grpc-timeout means nothing on a plain HTTP request"
+        );
+    }
+}

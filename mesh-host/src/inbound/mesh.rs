@@ -1,0 +1,190 @@
+//! The pipeline of the mesh handler's listeners: the snapshot in force when a request arrives
+//! selects its route and filters, and serves it to the end.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use http::header;
+use mesh_policies::grpc::is_grpc_content_type;
+use wasmtime_wasi_http::WasiBody;
+
+use super::answer;
+use super::local::{LocalWorkload, serve_local};
+use super::upstream::forward_upstream;
+use super::workloads::LocalWorkloads;
+use crate::body::ResponseBody;
+use crate::filters::{FilterChain, FilterRequest, Overrides};
+use crate::frontend::Dispatch;
+use crate::metrics::Metrics;
+use crate::routing::Decision;
+use crate::shared::{Failure, RequestMeta};
+use crate::snapshot::Snapshot;
+
+/// What the listeners of a mesh handler, and the components' in-process requests, share.
+pub struct MeshInbound {
+    /// The configuration in force.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// The bound workloads.
+    pub workloads: LocalWorkloads,
+    /// Where failures are counted.
+    pub metrics: Arc<Metrics>,
+    /// The listener that carries components' outbound requests (not an inbound one).
+    pub egress_listener: Option<String>,
+}
+
+/// One listener's requests, handed over by its front end.
+pub struct ListenerInbound {
+    listener: String,
+    mesh: Arc<MeshInbound>,
+}
+
+impl ListenerInbound {
+    /// The pipeline of listener `listener`.
+    pub fn new(listener: String, mesh: Arc<MeshInbound>) -> ListenerInbound {
+        ListenerInbound { listener, mesh }
+    }
+}
+
+impl Dispatch for ListenerInbound {
+    fn dispatch(
+        self: Arc<Self>,
+        request: http::Request<WasiBody>,
+        meta: RequestMeta,
+    ) -> BoxFuture<'static, http::Response<ResponseBody>> {
+        Box::pin(async move {
+            let snapshot = self.mesh.snapshot.load_full();
+            let Some(chain) = snapshot.chain(&self.listener, meta.filter_chain) else {
+                return answer::fail(&self.mesh.metrics, &Failure::NoRoute, "", meta.grpc);
+            };
+            let (head, body) = request.into_parts();
+            let (decision, overrides) = chain.routes.route(&head, rand::random());
+            self.mesh
+                .serve(
+                    &snapshot,
+                    &chain.filters,
+                    overrides,
+                    decision,
+                    head,
+                    body,
+                    meta,
+                )
+                .await
+        })
+    }
+}
+
+impl MeshInbound {
+    /// Steps 3 to 5 of the pipeline: the listener's filters, then the local workload, the
+    /// upstream cluster or the router's own answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve(
+        &self,
+        snapshot: &Snapshot,
+        filters: &FilterChain,
+        overrides: Overrides<'_>,
+        decision: Decision,
+        mut head: http::request::Parts,
+        body: WasiBody,
+        meta: RequestMeta,
+    ) -> http::Response<ResponseBody> {
+        let cluster = match &decision {
+            Decision::Forward(forward) => Some(forward.cluster.as_str()),
+            _ => None,
+        };
+        let (decoded, halt) = filters
+            .decode(
+                &mut FilterRequest {
+                    head: &mut head,
+                    meta: &meta,
+                    cluster,
+                },
+                overrides,
+            )
+            .await;
+        let mut response = match halt {
+            Some(halt) => answer::halted(&self.metrics, halt, "", meta.grpc),
+            None => match decision {
+                Decision::Forward(forward) => {
+                    if let Some(workload) = self.workloads.by_cluster(&forward.cluster) {
+                        serve_local(&self.metrics, &workload, head, body, &meta, Some(&forward))
+                            .await
+                    } else if snapshot.config.clusters.contains_key(&forward.cluster) {
+                        forward_upstream(
+                            &self.metrics,
+                            &snapshot.upstream,
+                            head,
+                            body,
+                            &forward,
+                            &meta,
+                        )
+                        .await
+                    } else {
+                        tracing::warn!(cluster = %forward.cluster, "the route's cluster is neither a local workload nor configured");
+                        answer::router_reply(&self.metrics, Decision::Forward(forward), meta.grpc)
+                    }
+                }
+                other => answer::router_reply(&self.metrics, other, meta.grpc),
+            },
+        };
+        filters.encode(&decoded, overrides, response.headers_mut());
+        response
+    }
+
+    /// A component's request to a cluster `target` serves, delivered in-process: it enters the
+    /// pipeline as if it had arrived on the inbound listener chain whose routes send it to that
+    /// cluster (that chain's filters and per-route configuration apply), with `caller`'s
+    /// identity as its authenticated principal. Without such a chain only the workload's own
+    /// policy applies. No socket, no serialisation.
+    pub async fn serve_in_process(
+        &self,
+        snapshot: &Snapshot,
+        target: Arc<LocalWorkload>,
+        cluster: &str,
+        caller: &LocalWorkload,
+        request: http::Request<WasiBody>,
+    ) -> http::Response<ResponseBody> {
+        let (head, body) = request.into_parts();
+        let serving = snapshot
+            .inbound_chains(self.egress_listener.as_deref())
+            .find_map(|chain| match chain.routes.route(&head, rand::random()) {
+                (Decision::Forward(forward), overrides) if forward.cluster == cluster => {
+                    Some((chain, overrides, forward))
+                }
+                _ => None,
+            });
+        let meta = RequestMeta {
+            peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            remote_ip: Ipv4Addr::LOCALHOST.into(),
+            local: serving.as_ref().map_or_else(
+                || SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                |(chain, ..)| chain.address,
+            ),
+            tls: true,
+            server_name: None,
+            peer_principal: Some(caller.principal().clone()),
+            grpc: head
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(is_grpc_content_type),
+            filter_chain: 0,
+        };
+        match serving {
+            Some((chain, overrides, forward)) => {
+                let decision = Decision::Forward(forward);
+                self.serve(
+                    snapshot,
+                    &chain.filters,
+                    overrides,
+                    decision,
+                    head,
+                    body,
+                    meta,
+                )
+                .await
+            }
+            None => serve_local(&self.metrics, &target, head, body, &meta, None).await,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Forwarding a routed request to a remote cluster through the upstream client, with Envoy's
+//! upstream timeout and its local replies for upstream failures.
+
+use std::time::Duration;
+
+use mesh_policies::limits::parse_grpc_timeout;
+use wasmtime_wasi_http::WasiBody;
+
+use super::answer;
+use crate::body::ResponseBody;
+use crate::egress::{Egress, UpstreamRoute};
+use crate::metrics::Metrics;
+use crate::routing::ForwardDecision;
+use crate::shared::RequestMeta;
+
+/// Sends the request to `forward.cluster` with the route's rewrites, timeout and retries.
+pub(super) async fn forward_upstream(
+    metrics: &Metrics,
+    upstream: &Egress,
+    mut head: http::request::Parts,
+    body: WasiBody,
+    forward: &ForwardDecision,
+    meta: &RequestMeta,
+) -> http::Response<ResponseBody> {
+    let timeout = upstream_timeout(forward, &head, meta.grpc);
+    forward.apply_to_request(&mut head);
+    let route = UpstreamRoute {
+        cluster: forward.cluster.clone(),
+        timeout,
+        retry: forward.retry_policy.clone(),
+    };
+    match upstream
+        .send(http::Request::from_parts(head, body), route)
+        .await
+    {
+        Ok(mut response) => {
+            forward.apply_to_response(response.headers_mut());
+            response
+        }
+        Err(error) => {
+            tracing::warn!(cluster = %forward.cluster, "upstream request failed: {error}");
+            answer::fail(metrics, &error.to_failure(), &forward.cluster, meta.grpc)
+        }
+    }
+}
+
+/// Envoy's upstream timeout: the route's, or with `grpc_timeout_header_max` set, the client's
+/// `grpc-timeout` capped by it (0: not capped).
+fn upstream_timeout(
+    forward: &ForwardDecision,
+    head: &http::request::Parts,
+    grpc: bool,
+) -> Option<Duration> {
+    let asked = grpc
+        .then(|| head.headers.get("grpc-timeout")?.to_str().ok())
+        .flatten()
+        .and_then(|value| parse_grpc_timeout(value).ok());
+    match forward.grpc_timeout_header_max.zip(asked) {
+        Some((max, asked)) if max.is_zero() => Some(asked),
+        Some((max, asked)) => Some(asked.min(max)),
+        None => forward.timeout,
+    }
+}

@@ -1,0 +1,33 @@
+//! What a request carries from its connection.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// What is known about a request beyond the request itself: its connection
+/// and the client behind it.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// The address of the connection's peer.
+    pub peer: SocketAddr,
+    /// The client's address as the connection manager decided it: the peer,
+    /// or the trusted `x-forwarded-for` entry (Envoy's downstream remote
+    /// address, which RBAC's `remote_ip` reads).
+    pub remote_ip: IpAddr,
+    /// The local address the request arrived on.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The server name (SNI) the TLS client asked for.
+    pub server_name: Option<Arc<str>>,
+    /// The principal of the client certificate the connection presented and
+    /// the filter chain verified: its first URI SAN (a SPIFFE id), else its
+    /// first DNS SAN, else its subject, as Envoy's RBAC reads it.
+    pub peer_principal: Option<Arc<str>>,
+    /// Whether the request is gRPC (by content type); failures for it must
+    /// be gRPC-shaped.
+    pub grpc: bool,
+    /// The filter chain that accepted the connection: its index in
+    /// `ListenerConfig::filter_chains`, the default chain counting last
+    /// (`0` for a [`FrontEndConfig`]).
+    pub filter_chain: usize,
+}
