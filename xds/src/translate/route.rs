@@ -1,6 +1,6 @@
 //! `RouteConfiguration` -> [`RouteConfig`].
 
-use xds_api::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::config::route::v3 as route;
 
 use super::common::header_mutations;
 use super::error::{FieldError, FieldResult, TranslateError};
@@ -9,6 +9,7 @@ use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::route_action::{retry_policy, route_action};
 use crate::config::{PathMatch, ResourceKind, Route, RouteConfig, RouteMatch, VirtualHost};
+use crate::field_policy::tolerate_fields;
 
 impl TryFrom<route::RouteConfiguration> for RouteConfig {
     type Error = TranslateError;
@@ -40,11 +41,11 @@ pub(crate) fn route_config(
         path,
     )?;
     // Cluster validation only delays acceptance in Envoy; metadata is informational.
-    rc.validate_clusters = None;
-    rc.metadata = None;
-    // `ignore_port_in_host_matching: true` is left set, so it is rejected by name: the
-    // route table matches the host with its port, as Envoy does by default.
-    rc.max_direct_response_body_size_bytes = None;
+    tolerate_fields!(rc, "RouteConfiguration":
+        validate_clusters,
+        metadata,
+        max_direct_response_body_size_bytes,
+    );
     reject_unsupported(&rc, path)?;
     Ok(RouteConfig {
         name,
@@ -78,9 +79,11 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         path,
     )?;
     // Informational: attempt-count headers and metadata do not change routing.
-    vh.include_request_attempt_count = false;
-    vh.include_attempt_count_in_response = false;
-    vh.metadata = None;
+    tolerate_fields!(vh, "VirtualHost":
+        include_request_attempt_count,
+        include_attempt_count_in_response,
+        metadata,
+    );
     reject_unsupported(&vh, path)?;
     Ok(VirtualHost {
         name,
@@ -112,10 +115,7 @@ fn route(
     )?;
     let name = std::mem::take(&mut r.name);
     // Observability only.
-    r.metadata = None;
-    r.decorator = None;
-    r.tracing = None;
-    r.stat_prefix.clear();
+    tolerate_fields!(r, "Route": metadata, decorator, tracing, stat_prefix);
     reject_unsupported(&r, path)?;
     Ok(Route {
         name,
