@@ -8,6 +8,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_build::configure().compile_protos_with_config(config, &protos, &["protos"])?;
+    tonic_prost_build::configure().compile_with_config(config, &protos, &["protos"])?;
     Ok(())
 }

@@ -10,16 +10,17 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_xds::ads::{AdsState, Incoming};
 use mesh_xds::bootstrap::{AdsApi, NodeIdentity};
 use mesh_xds::config::{MeshConfig, ResourceKind};
+use mesh_xds::envoy_types::pb::envoy::config::cluster::v3 as cds;
+use mesh_xds::envoy_types::pb::envoy::config::core::v3 as core;
+use mesh_xds::envoy_types::pb::envoy::config::endpoint::v3 as eds;
+use mesh_xds::envoy_types::pb::envoy::config::listener::v3 as lds;
+use mesh_xds::envoy_types::pb::envoy::config::route::v3 as rds;
+use mesh_xds::envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use mesh_xds::envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+use mesh_xds::envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+use mesh_xds::envoy_types::pb::google::protobuf::Any;
 use mesh_xds::prost::{Message, Name};
 use mesh_xds::store::ConfigStore;
-use mesh_xds::xds_api::pb::envoy::config::cluster::v3 as cds;
-use mesh_xds::xds_api::pb::envoy::config::core::v3 as core;
-use mesh_xds::xds_api::pb::envoy::config::endpoint::v3 as eds;
-use mesh_xds::xds_api::pb::envoy::config::listener::v3 as lds;
-use mesh_xds::xds_api::pb::envoy::config::route::v3 as rds;
-use mesh_xds::xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
-use mesh_xds::xds_api::pb::envoy::service::discovery::v3::DiscoveryResponse;
-use mesh_xds::xds_api::pb::google::protobuf::Any;
 
 const ROUTES: usize = 10_000;
 const VIRTUAL_HOSTS: usize = 10;
@@ -100,8 +101,15 @@ fn route_config() -> rds::RouteConfiguration {
                         headers: vec![rds::HeaderMatcher {
                             name: "x-version".to_owned(),
                             header_match_specifier: Some(
-                                rds::header_matcher::HeaderMatchSpecifier::ExactMatch(
-                                    "v2".to_owned(),
+                                rds::header_matcher::HeaderMatchSpecifier::StringMatch(
+                                    matcher::StringMatcher {
+                                        match_pattern: Some(
+                                            matcher::string_matcher::MatchPattern::Exact(
+                                                "v2".to_owned(),
+                                            ),
+                                        ),
+                                        ..Default::default()
+                                    },
                                 ),
                             ),
                             ..Default::default()

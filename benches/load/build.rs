@@ -7,8 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={proto}");
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_build::configure()
+    tonic_prost_build::configure()
         .build_client(false)
-        .compile_protos_with_config(config, &[proto], &["../tests/protos"])?;
+        .compile_with_config(config, &[proto], &["../tests/protos"])?;
     Ok(())
 }

@@ -58,7 +58,7 @@ fn listen_addr() -> Result<SocketAddr, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let listener = TcpListener::bind(listen_addr()?).await?;
     let addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from_listener(listener, true, None)?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     eprintln!("Serving gRPC on http://{addr}/");
     Server::builder()
         .add_service(GreeterServer::new(HelloGreeter))

@@ -10,11 +10,11 @@ use mesh_host_tests::envoy::free_port;
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::upstream::Upstream;
 use mesh_host_tests::{client, component};
+use mesh_xds::envoy_types::pb::envoy::config::core::v3::HealthStatus;
+use mesh_xds::envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use mesh_xds::envoy_types::pb::google::protobuf::UInt32Value;
 use mesh_xds::test_control_plane::resources::assignment;
 use mesh_xds::test_control_plane::{Snapshot, TestControlPlane};
-use mesh_xds::xds_api::pb::envoy::config::core::v3::HealthStatus;
-use mesh_xds::xds_api::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use mesh_xds::xds_api::pb::google::protobuf::UInt32Value;
 
 const NODE: &str = "egress-eds";
 

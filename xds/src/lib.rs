@@ -13,6 +13,8 @@
 //! - [`ads`]: the ADS client, state of the world or incremental: a sans-IO state machine
 //!   ([`ads::AdsState`]: ACK/NACK, subscriptions, warming) and the task that drives it over
 //!   gRPC with reconnects and backoff ([`ads::AdsClient`]).
+//! - [`field_policy`]: how every field of the translated messages is treated (honoured, no
+//!   effect, or refused), the source of `docs/xds-support.md`.
 //! - [`store`]: [`store::ConfigStore`] publishes snapshots (static base layer plus dynamic
 //!   resources) through an `ArcSwap` and a `watch` channel.
 //! - `test_control_plane` (feature `test-control-plane`): a snapshot-based ADS server for tests.
@@ -47,6 +49,7 @@
 pub mod ads;
 pub mod bootstrap;
 pub mod config;
+pub mod field_policy;
 pub mod store;
 #[cfg(feature = "test-control-plane")]
 pub mod test_control_plane;
@@ -54,4 +57,4 @@ pub mod translate;
 
 /// The proto crates this crate speaks, re-exported so control planes, tests and benchmarks
 /// build resources with exactly the versions mesh-xds decodes.
-pub use {prost, xds_api};
+pub use {envoy_types, prost};

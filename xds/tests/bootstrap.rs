@@ -293,3 +293,37 @@ fn bootstrap_without_dynamic_resources_has_no_ads() {
     assert!(b.ads.is_none());
     assert_eq!(b.static_config.clusters.len(), 2);
 }
+
+/// Envoy Gateway's cluster shape: a typed load-balancing policy (an extension type inside
+/// `Any`) and endpoint metadata.
+fn envoy_gateway_cluster_yaml() -> String {
+    ENVOY_YAML
+        .replace(
+            "    lb_policy: LEAST_REQUEST\n",
+            r#"    load_balancing_policy:
+      policies:
+      - typed_extension_config:
+          name: envoy.load_balancing_policies.least_request
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest
+            localityLbConfig: {localityWeightedLbConfig: {}}
+"#,
+        )
+        .replace(
+            "        - endpoint: {address: {socket_address: {address: backend.local, port_value: 9000}}}\n",
+            "        - endpoint: {address: {socket_address: {address: backend.local, port_value: 9000}}}\n          metadata: {filter_metadata: {envoy-gateway: {resources: [{kind: Service, name: backend}]}}}\n",
+        )
+}
+
+#[test]
+fn extension_types_in_any_parse_wherever_they_appear() {
+    let err = parse_yaml(&envoy_gateway_cluster_yaml()).expect_err("policy not honoured yet");
+    assert!(
+        matches!(err, BootstrapError::Invalid { .. }),
+        "the document parses; translation refuses it: {err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "envoy.yaml: static_resources.clusters[0].load_balancing_policy is not supported"
+    );
+}

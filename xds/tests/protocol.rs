@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::ads::*;
 use common::*;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
 use mesh_xds::ads::{Incoming, Outgoing};
 use mesh_xds::bootstrap::AdsApi;
-use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
 
 /// Runs a rule for both ADS variants, as `<rule>::sotw` and `<rule>::delta`.
 macro_rules! both_variants {

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use common::ads::*;
 use common::*;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, Resource};
 use mesh_xds::ads::Incoming;
 use mesh_xds::bootstrap::AdsApi;
-use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, Resource};
 
 #[test]
 fn static_listener_and_cluster_references_are_subscribed() {
@@ -48,7 +48,7 @@ fn sotw_ack_carries_the_accepted_version_and_nack_the_previous_one() {
     );
     assert_eq!(sotw(&ack.requests[0]).version_info, "v1");
     let mut bad = eds_cluster("c1");
-    bad.connect_timeout = Some(xds_api::pb::google::protobuf::Duration {
+    bad.connect_timeout = Some(envoy_types::pb::google::protobuf::Duration {
         seconds: -1,
         nanos: 0,
     });

@@ -6,19 +6,23 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use envoy_types::pb::envoy::config::cluster::v3 as cds;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as eds;
+use envoy_types::pb::envoy::config::listener::v3 as lds;
+use envoy_types::pb::envoy::config::rbac::v3 as rbac;
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options;
+use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration};
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use mesh_xds::config::{
     Cluster, HealthStatus, LbPolicy, Listener, LoadAssignment, RetryBudget, UpstreamProtocol,
 };
-use mesh_xds::translate::{DownstreamTlsContext, HttpProtocolOptions, RbacFilter};
-use xds_api::pb::envoy::config::cluster::v3 as cds;
-use xds_api::pb::envoy::config::core::v3 as core;
-use xds_api::pb::envoy::config::endpoint::v3 as eds;
-use xds_api::pb::envoy::config::listener::v3 as lds;
-use xds_api::pb::envoy::config::rbac::v3 as rbac;
-use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
-use xds_api::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
-use xds_api::pb::envoy::r#type::matcher::v3 as matcher;
-use xds_api::pb::google::protobuf::{Any, Duration as PbDuration};
 
 #[test]
 fn cluster_defaults_follow_envoy() {
@@ -52,7 +56,7 @@ fn cluster_defaults_follow_envoy() {
 fn retry_budget_takes_envoy_defaults_and_refuses_a_share_past_100_percent() {
     use cds::circuit_breakers::Thresholds;
     use cds::circuit_breakers::thresholds::RetryBudget as PbRetryBudget;
-    use xds_api::pb::envoy::r#type::v3::Percent;
+    use envoy_types::pb::envoy::r#type::v3::Percent;
     let with = |budget: PbRetryBudget| {
         let mut c = eds_cluster("c1");
         c.circuit_breakers = Some(cds::CircuitBreakers {
@@ -74,7 +78,8 @@ fn retry_budget_takes_envoy_defaults_and_refuses_a_share_past_100_percent() {
     );
     let set = with(PbRetryBudget {
         budget_percent: Some(Percent { value: 50.0 }),
-        min_retry_concurrency: Some(0.into()),
+        min_retry_concurrency: Some(UInt32Value { value: 0 }),
+        ..Default::default()
     })
     .expect("valid");
     assert_eq!(
@@ -86,7 +91,7 @@ fn retry_budget_takes_envoy_defaults_and_refuses_a_share_past_100_percent() {
     );
     let err = with(PbRetryBudget {
         budget_percent: Some(Percent { value: 150.0 }),
-        min_retry_concurrency: None,
+        ..Default::default()
     })
     .expect_err("150 %");
     assert_eq!(
@@ -107,11 +112,15 @@ fn retry_budget_takes_envoy_defaults_and_refuses_a_share_past_100_percent() {
 #[test]
 fn cluster_http2_comes_from_typed_protocol_options() {
     let mut c = eds_cluster("c1");
+    use http_protocol_options::explicit_http_config::ProtocolConfig;
     let options = HttpProtocolOptions {
-        explicit_http_config: Some(mesh_xds::translate::ProtocolChoice {
-            http2_protocol_options: Some(Vec::new()),
-            ..Default::default()
-        }),
+        upstream_protocol_options: Some(
+            http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                http_protocol_options::ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Default::default())),
+                },
+            ),
+        ),
         ..Default::default()
     };
     c.typed_extension_protocol_options.insert(
@@ -146,14 +155,16 @@ fn cluster_metadata_is_kept_as_json() {
     let mut fields = std::collections::HashMap::new();
     fields.insert(
         "serve".to_owned(),
-        xds_api::pb::google::protobuf::Value {
-            kind: Some(xds_api::pb::google::protobuf::value::Kind::BoolValue(true)),
+        envoy_types::pb::google::protobuf::Value {
+            kind: Some(envoy_types::pb::google::protobuf::value::Kind::BoolValue(
+                true,
+            )),
         },
     );
     c.metadata = Some(core::Metadata {
         filter_metadata: [(
             "mesh-host.grpc".to_owned(),
-            xds_api::pb::google::protobuf::Struct { fields },
+            envoy_types::pb::google::protobuf::Struct { fields },
         )]
         .into(),
         ..Default::default()
@@ -207,7 +218,7 @@ fn listener_translates_hcm_settings() {
     manager.server_name = "mesh-host".to_owned();
     let mut l = listener_with("l1", 8080, &manager);
     l.traffic_direction = core::TrafficDirection::Outbound as i32;
-    l.bind_to_port = Some(false.into());
+    l.bind_to_port = Some(BoolValue { value: false });
     let listener = Listener::try_from(l).expect("valid");
     assert_eq!(listener.address.to_string(), "127.0.0.1:8080");
     assert_eq!(listener.bind_to_port, Some(false));
@@ -431,14 +442,20 @@ fn downstream_tls_translates_and_sds_is_rejected() {
     };
     let context_with =
         |sds: bool, ca: Option<tls::CertificateValidationContext>| DownstreamTlsContext {
-            common_tls_context: Some(mesh_xds::translate::CommonTlsContext {
+            common_tls_context: Some(tls::CommonTlsContext {
                 tls_certificates: vec![cert.clone()],
-                validation_context: ca,
+                validation_context_type: ca
+                    .map(tls::common_tls_context::ValidationContextType::ValidationContext),
                 alpn_protocols: vec!["h2".to_owned(), "http/1.1".to_owned()],
-                tls_certificate_sds_secret_configs: if sds { vec![Vec::new()] } else { Vec::new() },
+                tls_certificate_sds_secret_configs: if sds {
+                    vec![Default::default()]
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             }),
-            require_client_certificate: Some(true.into()),
+            require_client_certificate: Some(BoolValue { value: true }),
+            ..Default::default()
         };
     let context = |sds: bool| context_with(sds, Some(trusted_ca.clone()));
     let with = |ctx: DownstreamTlsContext| {

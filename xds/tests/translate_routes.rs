@@ -6,12 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use envoy_types::pb::envoy::config::route::v3 as rds;
+use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+use envoy_types::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 use mesh_xds::config::{
     ClusterSpecifier, HeaderMatch, PathRedirect, RetryOn, RouteAction, RouteConfig,
 };
-use xds_api::pb::envoy::config::route::v3 as rds;
-use xds_api::pb::envoy::r#type::matcher::v3 as matcher;
-use xds_api::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
 
 fn forward(route: &mesh_xds::config::Route) -> &mesh_xds::config::ForwardAction {
     match &route.action {
@@ -168,7 +168,7 @@ fn header_and_query_matchers_translate_with_envoy_semantics() {
                 rds::query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true),
             ),
         }];
-        m.case_sensitive = Some(false.into());
+        m.case_sensitive = Some(BoolValue { value: false });
         m.grpc = Some(Default::default());
     }
     let rc = RouteConfig::try_from(route_config("r1", vec![route])).expect("valid");
@@ -270,7 +270,7 @@ fn rewrites_redirects_and_direct_responses_translate() {
         action: Some(rds::route::Action::DirectResponse(
             rds::DirectResponseAction {
                 status: 503,
-                body: None,
+                ..Default::default()
             },
         )),
         ..Default::default()

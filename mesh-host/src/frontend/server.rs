@@ -1,3 +1,7 @@
+//! Accepting connections and serving them: the TLS handshake and filter chain choice, hyper's
+//! auto-negotiating HTTP/1.1 + HTTP/2 connection, and admission of each request (the checks,
+//! header rewrites and stream timers every request passes before the inbound pipeline).
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

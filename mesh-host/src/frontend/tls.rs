@@ -1,3 +1,6 @@
+//! TLS termination of a filter chain: certificates, ALPN and client certificate verification,
+//! loaded once into a rustls server configuration.
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

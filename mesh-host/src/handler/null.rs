@@ -1,3 +1,5 @@
+//! The null handler: serves nothing and denies every outbound request.
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,3 +1,6 @@
+//! Routers the host provides: by Host header (the canonical handler) and the development
+//! router (always the latest workload).
+
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 

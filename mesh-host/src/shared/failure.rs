@@ -1,3 +1,6 @@
+//! The failures the host answers for itself, and the one table that turns each into an HTTP
+//! status, a gRPC status and Envoy's local-reply body.
+
 use http::{HeaderValue, StatusCode, header};
 
 use crate::body::{ResponseBody, empty, full};

@@ -1,3 +1,5 @@
+//! The identity of a workload.
+
 use std::fmt;
 use std::sync::Arc;
 

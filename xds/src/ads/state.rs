@@ -7,16 +7,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use prost::Message;
-use xds_api::pb::envoy::config::core::v3 as core;
-use xds_api::pb::envoy::config::{
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::{
     cluster::v3 as cds, endpoint::v3 as eds, listener::v3 as lds, route::v3 as rds,
 };
-use xds_api::pb::envoy::service::discovery::v3::{
+use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use xds_api::pb::google::protobuf::Any;
-use xds_api::pb::google::rpc::Status;
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::rpc::Status;
+use prost::Message;
 
 use super::cache::ResourceCache;
 use crate::bootstrap::{AdsApi, NodeIdentity};

@@ -8,8 +8,8 @@ mod parse;
 use std::path::Path;
 use std::sync::Arc;
 
-use xds_api::pb::envoy::config::bootstrap::v3 as bootstrap;
-use xds_api::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::bootstrap::v3 as bootstrap;
+use envoy_types::pb::envoy::config::core::v3 as core;
 
 use crate::config::{Cluster, HostPort, MeshConfig, UpstreamTls};
 use crate::translate::reflect::reject_unsupported;

@@ -1,16 +1,16 @@
 //! Canonical proto3 JSON (and YAML) -> `Bootstrap` proto, with field paths in errors.
 //!
-//! xds-api's own serde support does not implement the canonical JSON mapping Envoy users
+//! prost types carry no serde support for the canonical JSON mapping Envoy users
 //! write (durations as `"5s"`, wrappers as bare values, `typed_config` with `@type`), so the
-//! document is parsed as a dynamic message against xds-api's descriptors and re-encoded.
+//! document is parsed as a dynamic message against envoy-types' descriptors and re-encoded.
 
 use std::fmt;
 use std::path::Path;
 
+use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use prost::Message;
 use prost_reflect::DynamicMessage;
 use serde::de::DeserializeSeed;
-use xds_api::pb::envoy::config::bootstrap::v3::Bootstrap;
 
 use super::BootstrapError;
 use crate::translate::reflect::pool;

@@ -12,17 +12,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::{
+    cluster::v3 as cds, endpoint::v3 as eds, listener::v3 as lds, route::v3 as rds,
+};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use xds_api::pb::envoy::config::{
-    cluster::v3 as cds, endpoint::v3 as eds, listener::v3 as lds, route::v3 as rds,
-};
-use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
-use xds_api::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use xds_api::pb::google::protobuf::Any;
 
 use crate::config::ResourceKind;
 

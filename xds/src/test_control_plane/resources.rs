@@ -6,13 +6,13 @@
 
 use prost::{Message, Name};
 
-use crate::xds_api::pb::envoy::config::cluster::v3 as cds;
-use crate::xds_api::pb::envoy::config::core::v3 as core;
-use crate::xds_api::pb::envoy::config::endpoint::v3 as eds;
-use crate::xds_api::pb::envoy::config::listener::v3 as lds;
-use crate::xds_api::pb::envoy::config::route::v3 as rds;
-use crate::xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
-use crate::xds_api::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::config::cluster::v3 as cds;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as eds;
+use envoy_types::pb::envoy::config::listener::v3 as lds;
+use envoy_types::pb::envoy::config::route::v3 as rds;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::google::protobuf::Any;
 
 pub fn any<M: Message + Name>(m: &M) -> Any {
     Any {
@@ -105,7 +105,7 @@ pub fn regex_route(regex: &str, cluster: &str) -> rds::Route {
     let mut route = prefix_route("/", cluster);
     if let Some(m) = &mut route.r#match {
         m.path_specifier = Some(rds::route_match::PathSpecifier::SafeRegex(
-            crate::xds_api::pb::envoy::r#type::matcher::v3::RegexMatcher {
+            envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher {
                 regex: regex.to_owned(),
                 ..Default::default()
             },
@@ -145,7 +145,7 @@ pub fn eds_cluster(name: &str) -> cds::Cluster {
             }),
             service_name: String::new(),
         }),
-        connect_timeout: Some(crate::xds_api::pb::google::protobuf::Duration {
+        connect_timeout: Some(envoy_types::pb::google::protobuf::Duration {
             seconds: 1,
             nanos: 0,
         }),

@@ -6,14 +6,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use xds_api::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
-};
 
 use super::{Encoded, ReceivedRequest, Recorded, Shared};
 use crate::config::ResourceKind;
@@ -129,7 +129,7 @@ fn select<'a>(
     kind: ResourceKind,
     wildcard: bool,
     names: &'a BTreeSet<String>,
-) -> impl Iterator<Item = (&'a String, &'a xds_api::pb::google::protobuf::Any)> {
+) -> impl Iterator<Item = (&'a String, &'a envoy_types::pb::google::protobuf::Any)> {
     snapshot
         .resources
         .get(&kind)
@@ -148,7 +148,7 @@ struct DeltaType {
     answered: bool,
 }
 
-fn version_of(any: &xds_api::pb::google::protobuf::Any) -> String {
+fn version_of(any: &envoy_types::pb::google::protobuf::Any) -> String {
     let mut hasher = DefaultHasher::new();
     any.value.hash(&mut hasher);
     format!("{:016x}", hasher.finish())
@@ -219,7 +219,7 @@ async fn delta_session(
             let Some(kind) = ResourceKind::from_type_url(&type_url) else {
                 continue;
             };
-            let wanted: BTreeMap<&String, &xds_api::pb::google::protobuf::Any> =
+            let wanted: BTreeMap<&String, &envoy_types::pb::google::protobuf::Any> =
                 select(&snapshot, kind, state.wildcard, &state.names).collect();
             let resources: Vec<Resource> = wanted
                 .iter()

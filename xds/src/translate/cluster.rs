@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use xds_api::pb::envoy::config::cluster::v3 as cluster;
-use xds_api::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::cluster::v3 as cluster;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3 as upstreams_http;
 
 use super::common::{duration, metadata, u32_or};
 use super::endpoint::load_assignment;
 use super::error::{FieldError, FieldResult, TranslateError};
-use super::extensions::{HTTP_PROTOCOL_OPTIONS_KEY, HttpProtocolOptions};
+use super::extensions::{HTTP_PROTOCOL_OPTIONS_KEY, decode_any};
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::tls::upstream_transport_socket;
@@ -17,6 +18,7 @@ use crate::config::{
     CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, ResourceKind, RetryBudget,
     UpstreamProtocol,
 };
+use crate::field_policy::{ignored, tolerate_fields};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -87,8 +89,6 @@ pub(crate) fn translate_cluster(
             ));
         }
     };
-    // Tuning knobs of the chosen policies (choice count, slow start) keep the policy's meaning.
-    c.lb_config = None;
     let connect_timeout = match c.connect_timeout.take() {
         Some(d) => duration(&d, &path.field("connect_timeout"))?,
         None => DEFAULT_CONNECT_TIMEOUT,
@@ -141,20 +141,34 @@ pub(crate) fn translate_cluster(
 /// Clears fields that tune resources, DNS refresh or statistics without changing which
 /// upstream a request reaches or how it is spoken to.
 fn tolerate_cluster_tuning(c: &mut cluster::Cluster) {
-    c.alt_stat_name.clear();
-    c.per_connection_buffer_limit_bytes = None;
-    c.dns_refresh_rate = None;
-    c.dns_failure_refresh_rate = None;
-    c.respect_dns_ttl = false;
-    c.dns_lookup_family = 0;
-    c.common_lb_config = None;
-    c.upstream_connection_options = None;
-    c.common_http_protocol_options = None;
-    c.max_requests_per_connection = None;
-    c.wait_for_warm_on_init = None;
-    c.cleanup_interval = None;
-    c.track_cluster_stats = None;
-    c.track_timeout_budgets = false;
+    use cluster::cluster::LbConfig;
+    tolerate_fields!(c, "Cluster":
+        alt_stat_name,
+        stats_matcher,
+        per_connection_buffer_limit_bytes,
+        dns_refresh_rate,
+        dns_jitter,
+        dns_failure_refresh_rate,
+        respect_dns_ttl,
+        dns_lookup_family,
+        use_tcp_for_dns_lookups,
+        common_lb_config,
+        upstream_connection_options,
+        common_http_protocol_options,
+        http_protocol_options,
+        max_requests_per_connection,
+        wait_for_warm_on_init,
+        cleanup_interval,
+        track_cluster_stats,
+        track_timeout_budgets,
+    );
+    // Choice count, bias and slow start tune least request and round robin; the ring hash,
+    // maglev and original destination settings stay and are refused by name.
+    match c.lb_config.take() {
+        Some(LbConfig::LeastRequestLbConfig(_)) => ignored("Cluster", "least_request_lb_config"),
+        Some(LbConfig::RoundRobinLbConfig(_)) => ignored("Cluster", "round_robin_lb_config"),
+        other => c.lb_config = other,
+    }
 }
 
 /// EDS resources must come over the same ADS stream.
@@ -187,35 +201,41 @@ fn protocol(c: &mut cluster::Cluster, path: &FieldPath<'_>) -> FieldResult<Upstr
         if key != HTTP_PROTOCOL_OPTIONS_KEY {
             return Err(FieldError::unsupported(&at));
         }
-        let options: HttpProtocolOptions = any
-            .to_msg()
+        let options: upstreams_http::HttpProtocolOptions = decode_any(&any)
             .map_err(|e| FieldError::invalid(&at, format!("cannot decode: {e}")))?;
-        protocol = match (
-            &options.explicit_http_config,
-            &options.use_downstream_protocol_config,
-            &options.auto_config,
-        ) {
-            (Some(explicit), None, None) if explicit.http2_protocol_options.is_some() => {
-                UpstreamProtocol::Http2
-            }
-            (Some(explicit), None, None) if explicit.http3_protocol_options.is_some() => {
+        protocol = protocol_options(options, protocol, &at)?;
+    }
+    Ok(protocol)
+}
+
+/// The protocol chosen by an `HttpProtocolOptions` extension (`current` when it chooses none).
+fn protocol_options(
+    mut options: upstreams_http::HttpProtocolOptions,
+    current: UpstreamProtocol,
+    path: &FieldPath<'_>,
+) -> FieldResult<UpstreamProtocol> {
+    use upstreams_http::http_protocol_options::UpstreamProtocolOptions as Choice;
+    use upstreams_http::http_protocol_options::explicit_http_config::ProtocolConfig;
+    let protocol = match options.upstream_protocol_options.take() {
+        None => current,
+        Some(Choice::ExplicitHttpConfig(explicit)) => match explicit.protocol_config {
+            Some(ProtocolConfig::Http2ProtocolOptions(_)) => UpstreamProtocol::Http2,
+            Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
                 return Err(FieldError::unsupported(
-                    &at.field("explicit_http_config")
+                    &path
+                        .field("explicit_http_config")
                         .field("http3_protocol_options"),
                 ));
             }
-            (Some(_), None, None) => UpstreamProtocol::Http1,
-            (None, Some(_), None) => UpstreamProtocol::UseDownstream,
-            (None, None, Some(_)) => UpstreamProtocol::Auto,
-            (None, None, None) => protocol,
-            _ => {
-                return Err(FieldError::invalid(
-                    &at,
-                    "more than one upstream protocol option is set",
-                ));
-            }
-        };
-    }
+            Some(ProtocolConfig::HttpProtocolOptions(_)) | None => UpstreamProtocol::Http1,
+        },
+        Some(Choice::UseDownstreamProtocolConfig(_)) => UpstreamProtocol::UseDownstream,
+        Some(Choice::AutoConfig(_)) => UpstreamProtocol::Auto,
+    };
+    // Idle timeouts, connection limits and automatic SNI/SAN settings tune the connection.
+    options.common_http_protocol_options = None;
+    options.upstream_http_protocol_options = None;
+    reject_unsupported(&options, path)?;
     Ok(protocol)
 }
 
@@ -254,11 +274,11 @@ fn circuit_breakers(
 }
 
 fn retry_budget(
-    budget: cluster::circuit_breakers::thresholds::RetryBudget,
+    mut budget: cluster::circuit_breakers::thresholds::RetryBudget,
     path: &FieldPath<'_>,
 ) -> FieldResult<RetryBudget> {
     let defaults = RetryBudget::default();
-    let budget_percent = match budget.budget_percent {
+    let budget_percent = match budget.budget_percent.take() {
         None => defaults.budget_percent,
         Some(percent) if (0.0..=100.0).contains(&percent.value) => percent.value,
         Some(percent) => {
@@ -268,9 +288,14 @@ fn retry_budget(
             ));
         }
     };
+    let min_retry_concurrency = u32_or(
+        budget.min_retry_concurrency.take(),
+        defaults.min_retry_concurrency,
+    );
+    reject_unsupported(&budget, path)?;
     Ok(RetryBudget {
         budget_percent,
-        min_retry_concurrency: u32_or(budget.min_retry_concurrency, defaults.min_retry_concurrency),
+        min_retry_concurrency,
     })
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use xds_api::pb::envoy::config::core::v3 as core;
-use xds_api::pb::google::protobuf;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::google::protobuf;
 
 use super::error::{FieldError, FieldResult};
 use super::path::FieldPath;
@@ -74,7 +74,7 @@ pub(crate) fn header_mutations(
     })
 }
 
-fn header_value_option(
+pub(crate) fn header_value_option(
     mut option: core::HeaderValueOption,
     path: &FieldPath<'_>,
 ) -> FieldResult<HeaderValueOption> {

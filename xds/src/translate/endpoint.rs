@@ -1,7 +1,7 @@
 //! `ClusterLoadAssignment` -> [`LoadAssignment`].
 
-use xds_api::pb::envoy::config::core::v3 as core;
-use xds_api::pb::envoy::config::endpoint::v3 as endpoint;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 
 use super::common::{socket_address, u32_or};
 use super::error::{FieldError, FieldResult, TranslateError};
@@ -10,6 +10,7 @@ use super::reflect::reject_unsupported;
 use crate::config::{
     Endpoint, HealthStatus, LoadAssignment, Locality, LocalityEndpoints, ResourceKind,
 };
+use crate::field_policy::tolerate_fields;
 
 impl TryFrom<endpoint::ClusterLoadAssignment> for LoadAssignment {
     type Error = TranslateError;
@@ -89,8 +90,7 @@ fn lb_endpoint(mut e: endpoint::LbEndpoint, path: &FieldPath<'_>) -> FieldResult
     let ep_path = path.field("endpoint");
     let address = socket_address(ep.address.take(), &ep_path.field("address"))?;
     // Active health checking is not implemented; its per-endpoint settings have no effect.
-    ep.health_check_config = None;
-    ep.hostname.clear();
+    tolerate_fields!(ep, "Endpoint": health_check_config, hostname, observability_name);
     reject_unsupported(&ep, &ep_path)?;
     let health = match core::HealthStatus::try_from(std::mem::take(&mut e.health_status)) {
         Ok(core::HealthStatus::Unknown) => HealthStatus::Unknown,
@@ -113,7 +113,7 @@ fn lb_endpoint(mut e: endpoint::LbEndpoint, path: &FieldPath<'_>) -> FieldResult
             "must be at least 1",
         ));
     }
-    e.metadata = None;
+    tolerate_fields!(e, "LbEndpoint": metadata);
     reject_unsupported(&e, path)?;
     Ok(Endpoint {
         address,

@@ -4,20 +4,22 @@ use std::collections::BTreeSet;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
-use xds_api::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::google::protobuf::Any;
 
 use super::common::{timeout, u32_or};
 use super::error::{FieldError, FieldResult};
-use super::extensions::ROUTER_TYPE_URL;
+use super::extensions::{ROUTER_TYPE_URL, decode_any};
 use super::filters::http_filter_config;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::route::route_config;
+use super::router::router_filter;
 use crate::config::{
     CodecType, HttpConnectionManager, HttpFilter, HttpFilterConfig, RouteSource,
     ServerHeaderTransformation,
 };
+use crate::field_policy::tolerate_fields;
 
 /// Envoy's `stream_idle_timeout` default.
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -59,7 +61,7 @@ pub(crate) fn http_connection_manager(
     any: &Any,
     path: &FieldPath<'_>,
 ) -> FieldResult<HttpConnectionManager> {
-    let m: hcm::HttpConnectionManager = any.to_msg().map_err(|e| {
+    let m: hcm::HttpConnectionManager = decode_any(any).map_err(|e| {
         FieldError::invalid(path, format!("cannot decode HttpConnectionManager: {e}"))
     })?;
     translate(m, path)
@@ -137,7 +139,7 @@ fn translate(
         server_header_transformation,
         http_filters,
     };
-    tolerate_hcm_extras(&mut m);
+    tolerate_hcm_extras(&mut m, path)?;
     reject_unsupported(&m, path)?;
     Ok(result)
 }
@@ -157,36 +159,47 @@ fn server_header_transformation(
 
 /// Clears settings that are telemetry, protocol tuning or request-id handling: they do not
 /// change which route or upstream a request reaches. Istio and Envoy Gateway set most of them.
-fn tolerate_hcm_extras(m: &mut hcm::HttpConnectionManager) {
-    m.access_log.clear();
-    m.access_log_flush_interval = None;
-    m.flush_access_log_on_new_request = false;
-    m.access_log_options = None;
-    m.tracing = None;
-    m.generate_request_id = None;
-    m.preserve_external_request_id = false;
-    m.always_set_request_id_in_response = false;
-    m.request_id_extension = None;
-    m.common_http_protocol_options = None;
-    m.http_protocol_options = None;
-    m.http2_protocol_options = None;
-    m.delayed_close_timeout = None;
-    m.drain_timeout = None;
-    m.request_headers_timeout = None;
-    m.forward_client_cert_details = 0;
-    m.set_current_client_cert_details = None;
-    m.upgrade_configs.clear();
-    m.normalize_path = None;
-    m.merge_slashes = false;
-    m.path_with_escaped_slashes_action = 0;
-    m.stream_error_on_invalid_http_message = None;
-    m.internal_address_config = None;
-    m.add_user_agent = None;
-    m.via.clear();
-    m.proxy_100_continue = false;
-    m.strip_port_mode = None;
-    m.strip_trailing_host_dot = false;
-    m.append_x_forwarded_port = false;
+fn tolerate_hcm_extras(
+    m: &mut hcm::HttpConnectionManager,
+    path: &FieldPath<'_>,
+) -> FieldResult<()> {
+    tolerate_fields!(m, "HttpConnectionManager":
+        access_log,
+        access_log_flush_interval,
+        flush_access_log_on_new_request,
+        access_log_options,
+        tracing,
+        generate_request_id,
+        preserve_external_request_id,
+        always_set_request_id_in_response,
+        request_id_extension,
+        http_protocol_options,
+        http2_protocol_options,
+        delayed_close_timeout,
+        drain_timeout,
+        request_headers_timeout,
+        forward_client_cert_details,
+        set_current_client_cert_details,
+        upgrade_configs,
+        stream_error_on_invalid_http_message,
+        internal_address_config,
+        proxy_100_continue,
+    );
+    if let Some(mut options) = m.common_http_protocol_options.take() {
+        tolerate_fields!(options, "HttpConnectionManager.common_http_protocol_options":
+            idle_timeout,
+            max_connection_duration,
+            max_connection_duration_jitter,
+            max_requests_per_connection,
+        );
+        reject_unsupported(&options, &path.field("common_http_protocol_options"))?;
+    }
+    if let Some(mut scheme) = m.scheme_header_transformation.take() {
+        // mesh-host always sets :scheme from the upstream transport.
+        scheme.match_upstream = false;
+        reject_unsupported(&scheme, &path.field("scheme_header_transformation"))?;
+    }
+    Ok(())
 }
 
 /// Translates the HTTP filter chain: every filter before the router, in order. A filter that
@@ -212,6 +225,7 @@ fn http_filters(
         let is_router = type_url == ROUTER_TYPE_URL
             || (type_url.is_empty() && filter.name == "envoy.filters.http.router");
         if is_router {
+            router_filter(&filter, &at)?;
             if Some(i) != last {
                 return Err(FieldError::invalid(
                     &at,

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use xds_api::pb::envoy::config::core::v3 as core;
-use xds_api::pb::envoy::config::listener::v3 as listener;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::listener::v3 as listener;
 
 use super::common::socket_address;
 use super::error::{FieldError, FieldResult, TranslateError};
@@ -13,6 +13,7 @@ use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::tls::downstream_transport_socket;
 use crate::config::{FilterChain, Listener, ResourceKind, TrafficDirection};
+use crate::field_policy::tolerate_fields;
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -103,21 +104,26 @@ pub(crate) fn translate_listener(
 
 /// Clears socket tuning and telemetry that do not change how requests are handled.
 fn tolerate_listener_tuning(l: &mut listener::Listener) {
-    l.stat_prefix.clear();
-    l.metadata = None;
-    l.per_connection_buffer_limit_bytes = None;
-    l.drain_type = 0;
-    l.listener_filters_timeout = None;
-    l.continue_on_listener_filters_timeout = false;
-    l.socket_options.clear();
-    l.tcp_fast_open_queue_length = None;
-    l.connection_balance_config = None;
-    l.enable_reuse_port = None;
-    l.access_log.clear();
-    l.tcp_backlog_size = None;
-    l.max_connections_to_accept_per_socket_event = None;
-    l.ignore_global_conn_limit = false;
-    l.bypass_overload_manager = false;
+    tolerate_fields!(l, "Listener":
+        stat_prefix,
+        stats_matcher,
+        metadata,
+        per_connection_buffer_limit_bytes,
+        drain_type,
+        listener_filters_timeout,
+        continue_on_listener_filters_timeout,
+        socket_options,
+        tcp_fast_open_queue_length,
+        connection_balance_config,
+        reuse_port,
+        enable_reuse_port,
+        access_log,
+        tcp_backlog_size,
+        max_connections_to_accept_per_socket_event,
+        ignore_global_conn_limit,
+        bypass_overload_manager,
+        tcp_keepalive,
+    );
     // `use_original_dst: false` is the default spelled out; `true` stays and is rejected.
     l.use_original_dst = l.use_original_dst.take().filter(|b| b.value);
 }
@@ -206,8 +212,7 @@ fn filter_chain(mut c: listener::FilterChain, path: &FieldPath<'_>) -> FieldResu
         None => None,
     };
     let name = std::mem::take(&mut c.name);
-    c.metadata = None;
-    c.transport_socket_connect_timeout = None;
+    tolerate_fields!(c, "FilterChain": metadata, transport_socket_connect_timeout);
     reject_unsupported(&c, path)?;
     Ok(FilterChain {
         name,

@@ -1,7 +1,7 @@
 //! String and header matchers.
 
-use xds_api::pb::envoy::config::route::v3 as route;
-use xds_api::pb::envoy::r#type::matcher::v3 as matcher;
+use envoy_types::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 
 use super::error::{FieldError, FieldResult};
 use super::path::FieldPath;

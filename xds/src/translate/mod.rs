@@ -22,13 +22,10 @@ mod rbac;
 pub(crate) mod reflect;
 mod route;
 mod route_action;
+mod router;
 mod tls;
 
 pub use error::{FieldError, Problem, TranslateError};
-pub use extensions::{
-    CommonTlsContext, DownstreamTlsContext, HttpProtocolOptions, ProtocolChoice, RbacFilter,
-    UpstreamTlsContext,
-};
 pub(crate) use path::FieldPath;
 
 pub(crate) use cluster::translate_cluster;

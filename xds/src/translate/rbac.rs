@@ -3,12 +3,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use xds_api::pb::envoy::config::core::v3 as core;
-use xds_api::pb::envoy::config::rbac::v3 as rbac;
-use xds_api::pb::envoy::r#type::matcher::v3 as matcher;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::rbac::v3 as rbac;
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter_;
+use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 
 use super::error::{FieldError, FieldResult};
-use super::extensions::RbacFilter as RbacFilter_;
 use super::matcher::{header_matcher, string_matcher};
 use super::path::FieldPath;
 use super::reflect::{reject_unsupported, unsupported_variant};

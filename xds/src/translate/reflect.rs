@@ -1,24 +1,19 @@
-//! Descriptor pool of every message mesh-xds reads, used to name unsupported fields and to
-//! parse canonical proto3 JSON in bootstrap files.
+//! Descriptor pool of every Envoy v3 message (envoy-types' descriptor set), used to name
+//! unsupported fields and to parse canonical proto3 JSON in bootstrap files.
 
 use std::sync::LazyLock;
 
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
 use super::error::{FieldError, FieldResult};
-use super::extensions;
 use super::path::FieldPath;
 
+/// envoy-types' descriptor set without source info, embedded by the build script.
+const ENVOY_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+
 static POOL: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(|| {
-    let mut pool = DescriptorPool::decode(xds_api::FILE_DESCRIPTOR_SET)
-        .map_err(|e| format!("xds-api descriptor set: {e}"))?;
-    let files = extensions::descriptors(|message| {
-        pool.get_message_by_name(message)
-            .map(|m| m.parent_file().name().to_owned())
-    });
-    pool.add_file_descriptor_protos(files)
-        .map_err(|e| format!("mesh-xds extension descriptors: {e}"))?;
-    Ok(pool)
+    DescriptorPool::decode(ENVOY_DESCRIPTORS)
+        .map_err(|e| format!("envoy-types descriptor set: {e}"))
 });
 
 /// The pool, or why it could not be built (a build defect, reported instead of panicking).
@@ -62,23 +57,20 @@ fn first_set_field<M: prost::Message + prost::Name>(message: &M) -> Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xds_api::pb::envoy::config::route::v3::RouteMatch;
+    use envoy_types::pb::envoy::config::route::v3::RouteMatch;
 
     #[test]
     fn descriptor_pool_includes_extensions() {
         let pool = pool().expect("pool builds");
-        assert!(
-            pool.get_message_by_name("envoy.extensions.filters.http.rbac.v3.RBAC")
-                .is_some()
-        );
-        assert!(
-            pool.get_message_by_name("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
-                .is_some()
-        );
-        assert!(
-            pool.get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
-                .is_some()
-        );
+        for message in [
+            "envoy.extensions.filters.http.rbac.v3.RBAC",
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "envoy.config.bootstrap.v3.Bootstrap",
+            "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+            "envoy.extensions.clusters.dns.v3.DnsCluster",
+        ] {
+            assert!(pool.get_message_by_name(message).is_some(), "{message}");
+        }
     }
 
     #[test]

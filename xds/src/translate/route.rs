@@ -1,16 +1,16 @@
 //! `RouteConfiguration` -> [`RouteConfig`].
 
-use xds_api::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::config::route::v3 as route;
 
 use super::common::header_mutations;
 use super::error::{FieldError, FieldResult, TranslateError};
+use super::filters::per_filter_configs;
 use super::matcher::{header_matcher, query_parameter_matcher, safe_regex};
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::route_action::{retry_policy, route_action};
-use crate::config::{
-    PathMatch, PerFilterConfigs, ResourceKind, Route, RouteConfig, RouteMatch, VirtualHost,
-};
+use crate::config::{PathMatch, ResourceKind, Route, RouteConfig, RouteMatch, VirtualHost};
+use crate::field_policy::tolerate_fields;
 
 impl TryFrom<route::RouteConfiguration> for RouteConfig {
     type Error = TranslateError;
@@ -42,17 +42,21 @@ pub(crate) fn route_config(
         path,
     )?;
     // Cluster validation only delays acceptance in Envoy; metadata is informational.
-    rc.validate_clusters = None;
-    rc.metadata = None;
-    // `ignore_port_in_host_matching: true` is left set, so it is rejected by name: the
-    // route table matches the host with its port, as Envoy does by default.
-    rc.max_direct_response_body_size_bytes = None;
+    let typed_per_filter_config = per_filter_configs(
+        std::mem::take(&mut rc.typed_per_filter_config),
+        &path.field("typed_per_filter_config"),
+    )?;
+    tolerate_fields!(rc, "RouteConfiguration":
+        validate_clusters,
+        metadata,
+        max_direct_response_body_size_bytes,
+    );
     reject_unsupported(&rc, path)?;
     Ok(RouteConfig {
         name,
         virtual_hosts,
         headers,
-        typed_per_filter_config: PerFilterConfigs::new(),
+        typed_per_filter_config,
     })
 }
 
@@ -81,9 +85,15 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         path,
     )?;
     // Informational: attempt-count headers and metadata do not change routing.
-    vh.include_request_attempt_count = false;
-    vh.include_attempt_count_in_response = false;
-    vh.metadata = None;
+    let typed_per_filter_config = per_filter_configs(
+        std::mem::take(&mut vh.typed_per_filter_config),
+        &path.field("typed_per_filter_config"),
+    )?;
+    tolerate_fields!(vh, "VirtualHost":
+        include_request_attempt_count,
+        include_attempt_count_in_response,
+        metadata,
+    );
     reject_unsupported(&vh, path)?;
     Ok(VirtualHost {
         name,
@@ -91,7 +101,7 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         routes,
         headers,
         retry_policy,
-        typed_per_filter_config: PerFilterConfigs::new(),
+        typed_per_filter_config,
     })
 }
 
@@ -116,17 +126,18 @@ fn route(
     )?;
     let name = std::mem::take(&mut r.name);
     // Observability only.
-    r.metadata = None;
-    r.decorator = None;
-    r.tracing = None;
-    r.stat_prefix.clear();
+    let typed_per_filter_config = per_filter_configs(
+        std::mem::take(&mut r.typed_per_filter_config),
+        &path.field("typed_per_filter_config"),
+    )?;
+    tolerate_fields!(r, "Route": metadata, decorator, tracing, stat_prefix);
     reject_unsupported(&r, path)?;
     Ok(Route {
         name,
         r#match,
         action,
         headers,
-        typed_per_filter_config: PerFilterConfigs::new(),
+        typed_per_filter_config,
     })
 }
 

@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use xds_api::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::config::route::v3 as route;
 
-use super::common::{data_source, header_mutations, optional_duration, timeout};
+use super::common::{data_source, duration, header_mutations, optional_duration, timeout};
 use super::error::{FieldError, FieldResult};
 use super::matcher::safe_regex;
 use super::path::FieldPath;
@@ -14,6 +14,7 @@ use crate::config::{
     ClusterSpecifier, DataSource, ForwardAction, PathRedirect, RedirectAction, RegexRewrite,
     RetryOn, RetryPolicy, RouteAction, WeightedCluster,
 };
+use crate::field_policy::tolerate_fields;
 
 /// Envoy's route timeout when the route sets none.
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -106,6 +107,9 @@ fn forward(
                 &path.field("host_rewrite_path_regex"),
             ));
         }
+        Some(H::HostRewrite(_)) => {
+            return Err(FieldError::unsupported(&path.field("host_rewrite")));
+        }
     };
     let timeout_configured = a.timeout.is_some();
     let route_timeout = timeout(
@@ -139,13 +143,19 @@ fn forward(
         Some(r) => Some(retry_policy(r, &path.field("retry_policy"))?),
         None => vhost_retry.cloned(),
     };
-    // Istio sets these everywhere; websocket upgrades and hash policies are best effort
-    // in mesh-host (plain HTTP semantics, round robin), which keeps requests working.
-    a.upgrade_configs.clear();
-    a.hash_policy.clear();
-    a.cluster_not_found_response_code = 0;
-    a.max_grpc_timeout = None;
-    a.metadata_match = None;
+    // The deprecated spelling of `grpc_timeout_header_max` (Istio still sends it).
+    let grpc_timeout_header_max = match (grpc_timeout_header_max, a.max_grpc_timeout.take()) {
+        (None, Some(max)) => Some(duration(&max, &path.field("max_grpc_timeout"))?),
+        (set, _) => set,
+    };
+    // Istio sets these everywhere; websocket upgrades are served as plain HTTP, and hash
+    // policies only matter to ring hash and maglev clusters, which are refused.
+    tolerate_fields!(a, "RouteAction":
+        upgrade_configs,
+        hash_policy,
+        cluster_not_found_response_code,
+        metadata_match,
+    );
     reject_unsupported(&a, path)?;
     Ok(ForwardAction {
         cluster,
@@ -349,6 +359,9 @@ fn redirect(mut r: route::RedirectAction, path: &FieldPath<'_>) -> FieldResult<R
         Some(P::PrefixRewrite(p)) => Some(PathRedirect::Prefix(p)),
         Some(P::RegexRewrite(_)) => {
             return Err(FieldError::unsupported(&path.field("regex_rewrite")));
+        }
+        Some(P::PathRewrite(_)) => {
+            return Err(FieldError::unsupported(&path.field("path_rewrite")));
         }
         None => None,
     };

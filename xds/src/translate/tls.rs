@@ -1,14 +1,14 @@
 //! Downstream and upstream TLS transport sockets.
 
-use xds_api::pb::envoy::config::core::v3 as core;
-use xds_api::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 
 use super::common::data_source;
 use super::error::{FieldError, FieldResult};
-use super::extensions::{CommonTlsContext, DownstreamTlsContext, UpstreamTlsContext};
+use super::extensions::decode_any;
 use super::matcher::string_matcher;
 use super::path::FieldPath;
-use super::reflect::reject_unsupported;
+use super::reflect::{reject_unsupported, unsupported_variant};
 use crate::config::{
     CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, StringMatcher, UpstreamTls,
 };
@@ -17,7 +17,7 @@ const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 const RAW_BUFFER_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
 
 /// Decodes a transport socket's typed config, or `None` for a plaintext socket.
-fn socket_config<M: prost::Name + Default>(
+fn socket_config<M: prost::Message + prost::Name + Default>(
     socket: core::TransportSocket,
     path: &FieldPath<'_>,
 ) -> FieldResult<Option<M>> {
@@ -39,7 +39,7 @@ fn socket_config<M: prost::Name + Default>(
             format!("{} is not supported (only {TLS_SOCKET})", any.type_url),
         ));
     }
-    any.to_msg().map(Some).map_err(|e| {
+    decode_any(&any).map(Some).map_err(|e| {
         FieldError::invalid(&path.field("typed_config"), format!("cannot decode: {e}"))
     })
 }
@@ -49,12 +49,15 @@ pub(crate) fn downstream_transport_socket(
     socket: core::TransportSocket,
     path: &FieldPath<'_>,
 ) -> FieldResult<Option<DownstreamTls>> {
-    let Some(ctx) = socket_config::<DownstreamTlsContext>(socket, path)? else {
+    let Some(mut ctx) = socket_config::<tls::DownstreamTlsContext>(socket, path)? else {
         return Ok(None);
     };
     let at = path.field("typed_config");
     let common_path = at.field("common_tls_context");
-    let common = common(ctx.common_tls_context.unwrap_or_default(), &common_path)?;
+    let common = common(
+        ctx.common_tls_context.take().unwrap_or_default(),
+        &common_path,
+    )?;
     let certificate = common
         .certificate
         .ok_or_else(|| FieldError::missing(&common_path.field("tls_certificates")))?;
@@ -65,7 +68,17 @@ pub(crate) fn downstream_transport_socket(
                 .field("match_typed_subject_alt_names"),
         ));
     }
-    let required = ctx.require_client_certificate.is_some_and(|b| b.value);
+    let required = ctx
+        .require_client_certificate
+        .take()
+        .is_some_and(|b| b.value);
+    // Session resumption, OCSP stapling and cipher preference tune the handshake only.
+    ctx.session_ticket_keys_type = None;
+    ctx.disable_stateful_session_resumption = false;
+    ctx.session_timeout = None;
+    ctx.ocsp_staple_policy = 0;
+    ctx.prefer_client_ciphers = false;
+    reject_unsupported(&ctx, &at)?;
     let client_certificates = match common.validation_ca {
         Some(trusted_ca) => Some(ClientCertificates {
             trusted_ca,
@@ -93,24 +106,22 @@ pub(crate) fn upstream_transport_socket(
     socket: core::TransportSocket,
     path: &FieldPath<'_>,
 ) -> FieldResult<Option<UpstreamTls>> {
-    let Some(ctx) = socket_config::<UpstreamTlsContext>(socket, path)? else {
+    let Some(mut ctx) = socket_config::<tls::UpstreamTlsContext>(socket, path)? else {
         return Ok(None);
     };
     let at = path.field("typed_config");
-    if ctx.auto_host_sni {
-        return Err(FieldError::unsupported(&at.field("auto_host_sni")));
-    }
-    if ctx.auto_sni_san_validation {
-        return Err(FieldError::unsupported(
-            &at.field("auto_sni_san_validation"),
-        ));
-    }
     let common = common(
-        ctx.common_tls_context.unwrap_or_default(),
+        ctx.common_tls_context.take().unwrap_or_default(),
         &at.field("common_tls_context"),
     )?;
+    let sni = Some(std::mem::take(&mut ctx.sni)).filter(|s| !s.is_empty());
+    // Session caching, renegotiation and key-usage enforcement tune the handshake only.
+    ctx.allow_renegotiation = false;
+    ctx.max_session_keys = None;
+    ctx.enforce_rsa_key_usage = None;
+    reject_unsupported(&ctx, &at)?;
     Ok(Some(UpstreamTls {
-        sni: Some(ctx.sni).filter(|s| !s.is_empty()),
+        sni,
         validation_ca: common.validation_ca,
         client_certificate: common.certificate,
         alpn_protocols: common.alpn_protocols,
@@ -125,53 +136,44 @@ struct Common {
     subject_alt_names: Vec<StringMatcher>,
 }
 
-fn common(c: CommonTlsContext, path: &FieldPath<'_>) -> FieldResult<Common> {
-    let unsupported = [
-        (
-            "tls_certificate_sds_secret_configs",
-            !c.tls_certificate_sds_secret_configs.is_empty(),
-        ),
-        (
-            "validation_context_sds_secret_config",
-            c.validation_context_sds_secret_config.is_some(),
-        ),
-        (
-            "combined_validation_context",
-            c.combined_validation_context.is_some(),
-        ),
-        (
-            "tls_certificate_provider_instance",
-            c.tls_certificate_provider_instance.is_some(),
-        ),
-        (
-            "custom_tls_certificate_selector",
-            c.custom_tls_certificate_selector.is_some(),
-        ),
-    ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(FieldError::unsupported(&path.field(field)));
-    }
+fn common(mut c: tls::CommonTlsContext, path: &FieldPath<'_>) -> FieldResult<Common> {
+    use tls::common_tls_context::ValidationContextType;
+    let validation = match c.validation_context_type.take() {
+        Some(ValidationContextType::ValidationContext(v)) => Some(v),
+        Some(other) => {
+            let rest = tls::CommonTlsContext {
+                validation_context_type: Some(other),
+                ..Default::default()
+            };
+            return Err(unsupported_variant(&rest, path));
+        }
+        None => None,
+    };
+    let tls_certificates = std::mem::take(&mut c.tls_certificates);
+    let alpn_protocols = std::mem::take(&mut c.alpn_protocols);
+    // TLS versions and cipher suites: the host keeps its TLS library's safe defaults.
+    c.tls_params = None;
+    reject_unsupported(&c, path)?;
     let certs_path = path.field("tls_certificates");
-    if c.tls_certificates.len() > 1 {
+    if tls_certificates.len() > 1 {
         return Err(FieldError::invalid(
             &certs_path,
             "only one certificate is supported",
         ));
     }
-    let certificate = c
-        .tls_certificates
+    let certificate = tls_certificates
         .into_iter()
         .next()
         .map(|cert| certificate(cert, &certs_path.index(0)))
         .transpose()?;
-    let (validation_ca, subject_alt_names) = match c.validation_context {
+    let (validation_ca, subject_alt_names) = match validation {
         Some(v) => validation_context(v, &path.field("validation_context"))?,
         None => (None, Vec::new()),
     };
     Ok(Common {
         certificate,
         validation_ca,
-        alpn_protocols: c.alpn_protocols,
+        alpn_protocols,
         subject_alt_names,
     })
 }

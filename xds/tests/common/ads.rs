@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+};
+use envoy_types::pb::google::protobuf::Any;
 use mesh_xds::ads::{AdsState, Incoming, Outgoing};
 use mesh_xds::bootstrap::{AdsApi, NodeIdentity};
 use mesh_xds::config::ResourceKind;
-use xds_api::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
-};
-use xds_api::pb::google::protobuf::Any;
 
 pub const WARMING: Duration = Duration::from_secs(15);
 pub const LDS: ResourceKind = ResourceKind::Listener;

@@ -1,0 +1,192 @@
+//! `HttpConnectionManager` and the router filter.
+
+use super::{MessagePolicy, honoured, no_effect, unsupported};
+
+/// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
+pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
+    message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    fields: &[
+        honoured(
+            "codec_type",
+            "AUTO, HTTP1 (h2c closed), HTTP2 (HTTP/1.1 closed); HTTP3 is refused",
+        ),
+        no_effect("stat_prefix", "statistics"),
+        honoured("rds", "route configuration by name over ADS"),
+        honoured("route_config", "inline route configuration"),
+        unsupported("scoped_routes", "scoped routes"),
+        honoured(
+            "http_filters",
+            "run in order before the router (last), with `disabled` and per-route overrides: RBAC (rules and shadow rules), local rate limit, fault, CORS, header mutation; gRPC stats and Istio's stats, metadata exchange and ALPN filters have no effect; other filters are refused unless optional",
+        ),
+        unsupported("add_user_agent", "x-envoy-downstream-service-* headers"),
+        no_effect("tracing", "tracing is not implemented (telemetry)"),
+        no_effect(
+            "common_http_protocol_options",
+            "idle_timeout, max_connection_duration(_jitter) and max_requests_per_connection tune connections; headers_with_underscores_action, max_headers_count, max_response_headers_kb and max_stream_duration are refused",
+        ),
+        unsupported(
+            "http1_safe_max_connection_duration",
+            "HTTP/1 connection draining",
+        ),
+        no_effect("http_protocol_options", "HTTP/1 codec tuning"),
+        no_effect("http2_protocol_options", "HTTP/2 flow-control tuning"),
+        unsupported("http3_protocol_options", "HTTP/3"),
+        honoured("server_name", "the `server` header (default `mesh-host`)"),
+        honoured(
+            "server_header_transformation",
+            "OVERWRITE, APPEND_IF_ABSENT, PASS_THROUGH",
+        ),
+        honoured(
+            "scheme_header_transformation",
+            "`match_upstream` (mesh-host always sets :scheme from the upstream transport); `scheme_to_overwrite` is refused",
+        ),
+        honoured("max_request_headers_kb", "431 past the limit (default 60)"),
+        honoured(
+            "stream_idle_timeout",
+            "default 5 min; 408 or 504 or reset as in Envoy",
+        ),
+        unsupported("stream_flush_timeout", "response flush timeout"),
+        honoured("request_timeout", "408 `request timeout`"),
+        no_effect(
+            "request_headers_timeout",
+            "the front end's own header read timeout applies",
+        ),
+        no_effect("drain_timeout", "connection draining timing"),
+        unsupported("drain_timeout_jitter", "connection draining timing"),
+        no_effect(
+            "delayed_close_timeout",
+            "the front end closes with its own delayed-close timing",
+        ),
+        no_effect("access_log", "access logs are not written yet (telemetry)"),
+        no_effect(
+            "access_log_flush_interval",
+            "access logs are not written yet (telemetry)",
+        ),
+        no_effect(
+            "flush_access_log_on_new_request",
+            "access logs are not written yet (telemetry)",
+        ),
+        no_effect(
+            "access_log_options",
+            "access logs are not written yet (telemetry)",
+        ),
+        honoured(
+            "use_remote_address",
+            "x-forwarded-for, x-forwarded-proto, x-envoy-external-address",
+        ),
+        honoured("xff_num_trusted_hops", "trusted x-forwarded-for hops"),
+        unsupported(
+            "original_ip_detection_extensions",
+            "client address extensions",
+        ),
+        unsupported("early_header_mutation_extensions", "early header mutation"),
+        no_effect(
+            "internal_address_config",
+            "decides only which x-envoy-* headers are trusted",
+        ),
+        honoured("skip_xff_append", "x-forwarded-for is left as received"),
+        unsupported("via", "the Via header"),
+        no_effect(
+            "generate_request_id",
+            "request ids are not generated (tracing)",
+        ),
+        no_effect(
+            "preserve_external_request_id",
+            "request ids are not generated (tracing)",
+        ),
+        no_effect(
+            "always_set_request_id_in_response",
+            "request ids are not generated (tracing)",
+        ),
+        no_effect(
+            "forward_client_cert_details",
+            "x-forwarded-client-cert is sanitized, Envoy's default",
+        ),
+        no_effect(
+            "set_current_client_cert_details",
+            "only used when forwarding client certificate details",
+        ),
+        unsupported(
+            "forward_client_cert_matcher",
+            "per-request client certificate forwarding",
+        ),
+        no_effect(
+            "proxy_100_continue",
+            "100-continue is answered by the front end",
+        ),
+        unsupported(
+            "represent_ipv4_remote_address_as_ipv4_mapped_ipv6",
+            "changes the client address seen upstream",
+        ),
+        no_effect("upgrade_configs", "upgrades are served as plain HTTP"),
+        unsupported(
+            "normalize_path",
+            "path normalisation is not implemented yet",
+        ),
+        unsupported("merge_slashes", "path normalisation is not implemented yet"),
+        unsupported(
+            "path_with_escaped_slashes_action",
+            "path normalisation is not implemented yet",
+        ),
+        no_effect(
+            "request_id_extension",
+            "request ids are not generated (tracing)",
+        ),
+        unsupported("local_reply_config", "custom local replies"),
+        unsupported("strip_matching_host_port", "host port stripping"),
+        unsupported("strip_any_host_port", "host port stripping"),
+        no_effect(
+            "stream_error_on_invalid_http_message",
+            "invalid HTTP messages always end the connection",
+        ),
+        unsupported(
+            "path_normalization_options",
+            "path normalisation is not implemented yet",
+        ),
+        unsupported(
+            "strip_trailing_host_dot",
+            "host matching without the trailing dot",
+        ),
+        unsupported("proxy_status_config", "the Proxy-Status header"),
+        unsupported(
+            "typed_header_validation_config",
+            "header validation extensions",
+        ),
+        unsupported("append_x_forwarded_port", "x-forwarded-port"),
+        unsupported("append_local_overload", "overload headers"),
+        unsupported("add_proxy_protocol_connection_state", "PROXY protocol"),
+        unsupported("forward_proto_config", "x-forwarded-proto rewriting"),
+    ],
+};
+
+/// `envoy.extensions.filters.http.router.v3.Router`.
+pub(super) const ROUTER: MessagePolicy = MessagePolicy {
+    message: "envoy.extensions.filters.http.router.v3.Router",
+    fields: &[
+        no_effect("dynamic_stats", "statistics"),
+        no_effect("start_child_span", "tracing is not implemented (telemetry)"),
+        no_effect(
+            "upstream_log",
+            "access logs are not written yet (telemetry)",
+        ),
+        no_effect(
+            "upstream_log_options",
+            "access logs are not written yet (telemetry)",
+        ),
+        no_effect(
+            "suppress_envoy_headers",
+            "mesh-host adds no x-envoy-* headers either way",
+        ),
+        unsupported(
+            "strict_check_headers",
+            "x-envoy-* request header validation",
+        ),
+        unsupported(
+            "respect_expected_rq_timeout",
+            "x-envoy-expected-rq-timeout-ms",
+        ),
+        no_effect("suppress_grpc_request_failure_code_stats", "statistics"),
+        unsupported("upstream_http_filters", "upstream HTTP filters"),
+        unsupported("reject_connect_request_early_data", "CONNECT requests"),
+    ],
+};
