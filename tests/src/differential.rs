@@ -10,12 +10,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderMap, Request, header};
+use hyper_util::rt::TokioIo;
 
 use crate::client;
 use crate::echo_upstream::{Echo, EchoUpstream};
+use crate::tls::TestCert;
 
 /// Request headers a proxy adds by itself, never because the route configuration
 /// says so; they are not compared.
@@ -36,9 +39,10 @@ pub const IGNORED_REQUEST_HEADERS: &[&str] = &[
 
 /// Response headers a proxy adds by itself: Envoy's upstream timing
 /// (`x-envoy-upstream-service-time`, router) and mesh-host's reason for a local
-/// reply (`x-mesh-host-reason`). Only `x-` headers and `Location` are compared at
-/// all: `server`, `date`, `content-type` and `content-length` of local replies are
-/// each proxy's own (Envoy's say `server: envoy`).
+/// reply (`x-mesh-host-reason`). Only `x-`, `access-control-` and `grpc-` headers
+/// and `Location` are compared at all: `server`, `date`, `content-type` and
+/// `content-length` of local replies are each proxy's own (Envoy's say
+/// `server: envoy`).
 pub const IGNORED_RESPONSE_HEADERS: &[&str] =
     &["x-envoy-upstream-service-time", "x-mesh-host-reason"];
 
@@ -51,33 +55,71 @@ pub struct ListenerSpec<'a> {
     pub port: u16,
     /// The `route_config` of its HTTP connection manager.
     pub routes: &'a str,
+    /// `http_filters` entries before the router (Envoy YAML list items, unindented).
+    pub filters: &'a str,
+    /// TLS termination, verifying client certificates when they are offered.
+    pub tls: Option<&'a ListenerTls>,
+}
+
+/// A listener's certificate and the CA bundle its client certificates must chain to.
+pub struct ListenerTls {
+    /// Server certificate (PEM file).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// Trusted client CAs (PEM bundle).
+    pub client_ca: PathBuf,
 }
 
 /// The one bootstrap both proxies load, so their configurations cannot drift:
-/// `listeners` with a router-only HTTP connection manager each, and one STATIC
-/// cluster per upstream (named after its cluster, endpoint its address).
+/// `listeners` with an HTTP connection manager each (their filters, then the
+/// router), and one STATIC cluster per upstream (named after its cluster,
+/// endpoint its address).
 pub fn bootstrap(listeners: &[ListenerSpec<'_>], upstreams: &[EchoUpstream]) -> String {
     let mut out = String::from(
         "node: { id: differential, cluster: differential }\nstatic_resources:\n  listeners:\n",
     );
     for listener in listeners {
+        let tls = listener.tls.map_or_else(String::new, |tls| {
+            format!(
+                r#"
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates: [{{ certificate_chain: {{ filename: "{cert}" }}, private_key: {{ filename: "{key}" }} }}]
+            validation_context: {{ trusted_ca: {{ filename: "{ca}" }} }}"#,
+                cert = tls.cert.display(),
+                key = tls.key.display(),
+                ca = tls.client_ca.display(),
+            )
+        });
+        // A TLS inspector lets filters see the server name the client asked for.
+        let inspector = if listener.tls.is_some() {
+            "\n    listener_filters: [{ name: envoy.filters.listener.tls_inspector, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector } }]"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             r#"  - name: {name}
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}{inspector}
     filter_chains:
-    - filters:
+    - {tls}
+      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {name}
           codec_type: AUTO
           http_filters:
-          - name: envoy.filters.http.router
+{filters}          - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
           route_config:
 {routes}"#,
             name = listener.name,
             port = listener.port,
+            filters = indent(listener.filters, 10),
             routes = indent(listener.routes, 12),
         ));
     }
@@ -124,6 +166,11 @@ pub struct Req {
     pub host: &'static str,
     /// Further headers, in order (a name may repeat).
     pub headers: Vec<(&'static str, &'static str)>,
+    /// Over TLS (HTTP/1.1 or h2 by ALPN), presenting the named client certificate
+    /// of the run's [`Identities`] (`Some(None)`: none).
+    pub tls: Option<Option<&'static str>>,
+    /// How long to wait before sending it (refills, expiries).
+    pub pause: Duration,
 }
 
 /// `GET target` with `Host: host`, to the listener named `main`.
@@ -135,10 +182,32 @@ pub fn get(host: &'static str, target: &'static str) -> Req {
         target,
         host,
         headers: Vec::new(),
+        tls: None,
+        pause: Duration::ZERO,
     }
 }
 
 impl Req {
+    /// Sends it over TLS presenting `client`'s certificate (`None`: no certificate).
+    pub fn tls_as(mut self, client: Option<&'static str>) -> Self {
+        self.tls = Some(client);
+        self
+    }
+
+    /// Waits `ms` milliseconds before sending it.
+    pub fn after_ms(mut self, ms: u64) -> Self {
+        self.pause = Duration::from_millis(ms);
+        self
+    }
+
+    /// A gRPC call (`POST`, `content-type: application/grpc`, `te: trailers`) over h2c.
+    pub fn grpc(self) -> Self {
+        self.method("POST")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .h2c()
+    }
+
     /// Adds a header line.
     pub fn header(mut self, name: &'static str, value: &'static str) -> Self {
         self.headers.push((name, value));
@@ -217,6 +286,9 @@ pub enum Expect {
     /// A local reply with this status (404 no route, 503 no cluster); its body is
     /// each proxy's own wording and is not compared.
     Local(u16),
+    /// A local reply whose status and body are Envoy's own (a filter's refusal:
+    /// `RBAC: access denied`, `local_rate_limited`, `fault filter abort`), compared.
+    Reply(u16, &'static str),
 }
 
 impl From<Fwd> for Expect {
@@ -325,9 +397,77 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
     (!values.is_empty()).then(|| values.join(","))
 }
 
+/// The certificates of a run over TLS: the server's (trusted by the client) and
+/// the client identities cases present by name.
+#[derive(Default)]
+pub struct Identities {
+    /// The listeners' server certificate.
+    pub server: Option<TestCert>,
+    /// Client certificates by name.
+    pub clients: HashMap<&'static str, TestCert>,
+}
+
+/// Sends `request` over TLS to `addr`, HTTP/1.1 or h2 as the request says.
+async fn over_tls(
+    addr: SocketAddr,
+    request: Request<client::TestBody>,
+    http2: bool,
+    client: Option<&'static str>,
+    identities: &Identities,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
+    let server = identities
+        .server
+        .as_ref()
+        .ok_or("a TLS case needs the run's server certificate")?;
+    let identity = match client {
+        Some(name) => Some(
+            identities
+                .clients
+                .get(name)
+                .ok_or_else(|| format!("no client identity named {name}"))?,
+        ),
+        None => None,
+    };
+    let alpn: &[&[u8]] = if http2 { &[b"h2"] } else { &[b"http/1.1"] };
+    let (stream, _) = server
+        .try_connect_as(addr, "localhost", alpn, identity)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let io = TokioIo::new(stream);
+    if http2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .map_err(|e| format!("h2: {e}"))?;
+        tokio::spawn(connection);
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| format!("HTTP/1.1: {e}"))?;
+        tokio::spawn(connection);
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))
+    }
+}
+
 /// Sends `request` to `addr` and records the outcome; `Err` when the exchange
 /// itself fails (the caller reports the case and goes on).
 pub async fn observe(addr: SocketAddr, request: &Req) -> Result<Outcome, String> {
+    observe_with(addr, request, &Identities::default()).await
+}
+
+/// [`observe`], with the certificates TLS cases use.
+pub async fn observe_with(
+    addr: SocketAddr,
+    request: &Req,
+    identities: &Identities,
+) -> Result<Outcome, String> {
     let mut builder = Request::builder().method(request.method);
     builder = if request.http2 {
         // HTTP/2 carries the authority in the target, never in `Host`.
@@ -344,22 +484,31 @@ pub async fn observe(addr: SocketAddr, request: &Req) -> Result<Outcome, String>
         .body(client::empty())
         .map_err(|e| format!("request: {e}"))?;
     let exchange = async {
-        let response = if request.http2 {
-            client::h2c(addr, built).await
-        } else {
-            client::http1(addr, built).await
+        let response = match request.tls {
+            Some(client) => over_tls(addr, built, request.http2, client, identities).await?,
+            None if request.http2 => client::h2c(addr, built).await,
+            None => client::http1(addr, built).await,
         };
-        client::read_all(response).await
+        Ok::<_, String>(client::read_all(response).await)
     };
-    let (status, headers, body, _) = tokio::time::timeout(Duration::from_secs(20), exchange)
+    let (status, headers, body, trailers) = tokio::time::timeout(Duration::from_secs(20), exchange)
         .await
-        .map_err(|_| "no answer within 20 s".to_owned())?;
+        .map_err(|_| "no answer within 20 s".to_owned())??;
     let upstream = Echo::parse(&body).map(Received::from);
+    let compared = |name: &str| {
+        (name.starts_with("x-") || name.starts_with("access-control-") || name.starts_with("grpc-"))
+            && !IGNORED_RESPONSE_HEADERS.contains(&name)
+    };
     let response_headers = headers
         .keys()
+        .chain(trailers.iter().flat_map(|t| t.keys()))
         .map(http::HeaderName::as_str)
-        .filter(|name| name.starts_with("x-") && !IGNORED_RESPONSE_HEADERS.contains(name))
-        .filter_map(|name| Some((name.to_owned(), joined(&headers, name)?)))
+        .filter(|name| compared(name))
+        .filter_map(|name| {
+            let value = joined(&headers, name)
+                .or_else(|| trailers.as_ref().and_then(|t| joined(t, name)))?;
+            Some((name.to_owned(), value))
+        })
         .collect();
     Ok(Outcome {
         status: status.as_u16(),
@@ -373,11 +522,12 @@ pub async fn observe(addr: SocketAddr, request: &Req) -> Result<Outcome, String>
 }
 
 /// The parts of `outcome` compared for a case expected to end as `expect`: the
-/// body only for direct responses (local replies word their bodies each their
-/// own way; forwarded answers are compared through the echo).
+/// body only for direct responses and filters' replies (the router's local
+/// replies word their bodies each their own way; forwarded answers are compared
+/// through the echo).
 pub fn comparable(outcome: &Outcome, expect: &Expect) -> Outcome {
     let mut outcome = outcome.clone();
-    if !matches!(expect, Expect::Direct(..)) {
+    if !matches!(expect, Expect::Direct(..) | Expect::Reply(..)) {
         outcome.body = None;
     }
     outcome
@@ -479,6 +629,11 @@ pub fn unexpected(case: &Case, outcome: &Outcome) -> Vec<String> {
             check("status", status.to_string(), outcome.status.to_string());
             check("upstream", "None".into(), format!("{:?}", outcome.upstream));
         }
+        Expect::Reply(status, body) => {
+            check("status", status.to_string(), outcome.status.to_string());
+            check("upstream", "None".into(), format!("{:?}", outcome.upstream));
+            check("body", show(Some(body)), show(outcome.body.as_deref()));
+        }
     }
     for (name, value) in &case.response {
         let got = outcome.response_headers.get(*name).map(String::as_str);
@@ -512,8 +667,21 @@ pub async fn run(
     envoy: &HashMap<&str, SocketAddr>,
     mesh: &HashMap<&str, SocketAddr>,
 ) -> Report {
+    run_with(cases, envoy, mesh, &Identities::default()).await
+}
+
+/// [`run`], with the certificates TLS cases use.
+pub async fn run_with(
+    cases: &[Case],
+    envoy: &HashMap<&str, SocketAddr>,
+    mesh: &HashMap<&str, SocketAddr>,
+    identities: &Identities,
+) -> Report {
     let mut report = Report::default();
     for case in cases {
+        if !case.request.pause.is_zero() {
+            tokio::time::sleep(case.request.pause).await;
+        }
         let listener = case.request.listener;
         let (Some(envoy_addr), Some(mesh_addr)) = (envoy.get(listener), mesh.get(listener)) else {
             report
@@ -521,8 +689,8 @@ pub async fn run(
                 .push(format!("{}: no listener named {listener}", case.name));
             continue;
         };
-        let from_envoy = observe(*envoy_addr, &case.request).await;
-        let from_mesh = observe(*mesh_addr, &case.request).await;
+        let from_envoy = observe_with(*envoy_addr, &case.request, identities).await;
+        let from_mesh = observe_with(*mesh_addr, &case.request, identities).await;
         match &from_envoy {
             Ok(outcome) => {
                 let problems = unexpected(case, outcome);
@@ -654,16 +822,26 @@ mod tests {
                 name: "one",
                 port: 1,
                 routes: "name: r1\nvirtual_hosts: []\n",
+                filters: "",
+                tls: None,
             },
             ListenerSpec {
                 name: "two",
                 port: 2,
                 routes: "name: r2\nvirtual_hosts: []\n",
+                filters: "- name: envoy.filters.http.cors\n  typed_config: {}\n",
+                tls: None,
             },
         ];
         let text = bootstrap(&listeners, &[]);
         assert!(text.contains("- name: one") && text.contains("port_value: 2 "));
         assert!(text.contains("            name: r2\n"), "{text}");
+        let cors = text.find("          - name: envoy.filters.http.cors");
+        let router = text.rfind("          - name: envoy.filters.http.router");
+        assert!(
+            cors.is_some() && cors < router,
+            "filters come before the router: {text}"
+        );
         assert!(text.ends_with("  clusters:\n"), "{text}");
     }
 }

@@ -40,6 +40,11 @@ impl TestCert {
     pub fn for_uri(uri: &str) -> Self {
         let mut params = rcgen::CertificateParams::default();
         params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().expect("an ASCII URI"))];
+        // Verifiers look issuers up by subject: several self-signed test identities in one
+        // CA bundle must not share rcgen's default subject.
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, uri);
         Self::self_signed(params)
     }
 

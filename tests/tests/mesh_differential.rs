@@ -399,11 +399,15 @@ fn bootstrap(ports: (u16, u16), upstreams: &[EchoUpstream]) -> String {
             name: "main",
             port: ports.0,
             routes: MAIN_ROUTES,
+            filters: "",
+            tls: None,
         },
         ListenerSpec {
             name: "strict",
             port: ports.1,
             routes: STRICT_ROUTES,
+            filters: "",
+            tls: None,
         },
     ];
     differential::bootstrap(&listeners, upstreams)

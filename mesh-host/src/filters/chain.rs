@@ -105,7 +105,7 @@ pub struct Overrides<'a> {
     levels: [Option<&'a RouteFilterConfigs>; 3],
 }
 
-/// What each enabled filter remembers from decoding, for encoding.
+/// The enabled filters of a request and what each remembers from decoding, for encoding.
 pub struct Decoded {
     steps: Vec<(usize, State)>,
 }
@@ -168,7 +168,8 @@ impl FilterChain {
     }
 
     /// Runs every enabled filter's decode step in order. The first filter that answers stops
-    /// the chain; what every filter decoded so far is returned for [`FilterChain::encode`].
+    /// the chain; what each enabled filter decoded (nothing, for those after the one that
+    /// answered) is returned for [`FilterChain::encode`].
     pub async fn decode(
         &self,
         request: &mut FilterRequest<'_>,
@@ -177,67 +178,81 @@ impl FilterChain {
         let mut decoded = Decoded {
             steps: Vec::with_capacity(self.entries.len()),
         };
+        let mut halt = None;
         for (index, entry) in self.entries.iter().enumerate() {
             if !overrides.enabled(&entry.name, entry.disabled) {
                 continue;
             }
-            let per_route = overrides.config(&entry.name);
-            let (state, halt) = match &entry.filter {
-                Filter::Rbac(own) => {
-                    let filter = match per_route {
-                        Some(PerRoute::Rbac(route)) => route,
-                        _ => own,
-                    };
-                    (State::Nothing, filter.decode(request).err().map(Halt::Fail))
-                }
-                Filter::LocalRateLimit(own) => {
-                    let limiter = match per_route {
-                        Some(PerRoute::LocalRateLimit(route)) => route,
-                        _ => own,
-                    };
-                    let outcome = limiter.decode(request);
-                    let halt = outcome.refusal().map(Halt::Fail);
-                    (State::RateLimit(outcome), halt)
-                }
-                Filter::Fault(own) => {
-                    let injector = match per_route {
-                        Some(PerRoute::Fault(route)) => route,
-                        _ => own,
-                    };
-                    (
-                        State::Nothing,
-                        injector.decode(request).await.map(Halt::Fail),
-                    )
-                }
-                Filter::Cors => {
-                    let policies = overrides
-                        .all(&entry.name)
-                        .filter_map(|config| match config {
-                            PerRoute::Cors(policy) => Some(policy.as_ref()),
-                            _ => None,
-                        });
-                    let (matched, halt) = CorsPolicy::decode(policies, request);
-                    (State::Cors(matched), halt.map(Halt::Answer))
-                }
-                Filter::HeaderMutation(filter) => {
-                    filter.decode(request.head, route_mutations(&overrides, &entry.name));
-                    (State::Nothing, None)
-                }
-                Filter::GrpcServe(filter) => {
-                    (State::Nothing, filter.decode(request).err().map(Halt::Fail))
-                }
-                Filter::Telemetry => (State::Nothing, None),
-            };
-            decoded.steps.push((index, state));
             if halt.is_some() {
-                return (decoded, halt);
+                decoded.steps.push((index, State::Nothing));
+                continue;
             }
+            let (state, stop) = self.decode_one(entry, request, &overrides).await;
+            decoded.steps.push((index, state));
+            halt = stop;
         }
-        (decoded, None)
+        (decoded, halt)
     }
 
-    /// Runs the encode step of every filter that decoded, in reverse order, on the response
-    /// head (from a component, an upstream, the router or a filter's local reply).
+    async fn decode_one(
+        &self,
+        entry: &Entry,
+        request: &mut FilterRequest<'_>,
+        overrides: &Overrides<'_>,
+    ) -> (State, Option<Halt>) {
+        let per_route = overrides.config(&entry.name);
+        match &entry.filter {
+            Filter::Rbac(own) => {
+                let filter = match per_route {
+                    Some(PerRoute::Rbac(route)) => route,
+                    _ => own,
+                };
+                (State::Nothing, filter.decode(request).err().map(Halt::Fail))
+            }
+            Filter::LocalRateLimit(own) => {
+                let limiter = match per_route {
+                    Some(PerRoute::LocalRateLimit(route)) => route,
+                    _ => own,
+                };
+                let outcome = limiter.decode(request);
+                let halt = outcome.refusal().map(Halt::Fail);
+                (State::RateLimit(outcome), halt)
+            }
+            Filter::Fault(own) => {
+                let injector = match per_route {
+                    Some(PerRoute::Fault(route)) => route,
+                    _ => own,
+                };
+                (
+                    State::Nothing,
+                    injector.decode(request).await.map(Halt::Fail),
+                )
+            }
+            Filter::Cors => {
+                let policies = overrides
+                    .all(&entry.name)
+                    .filter_map(|config| match config {
+                        PerRoute::Cors(policy) => Some(policy.as_ref()),
+                        _ => None,
+                    });
+                let (matched, halt) = CorsPolicy::decode(policies, request);
+                (State::Cors(matched), halt.map(Halt::Answer))
+            }
+            Filter::HeaderMutation(filter) => {
+                filter.decode(request.head, route_mutations(overrides, &entry.name));
+                (State::Nothing, None)
+            }
+            Filter::GrpcServe(filter) => {
+                (State::Nothing, filter.decode(request).err().map(Halt::Fail))
+            }
+            Filter::Telemetry => (State::Nothing, None),
+        }
+    }
+
+    /// Runs the encode step of every enabled filter, in reverse order, on the response head
+    /// (from a component, an upstream, the router or a filter's local reply). As in Envoy, a
+    /// local reply passes through the filters after the one that sent it too: those that keep
+    /// no state from decoding (header mutation) act on it.
     pub fn encode(&self, decoded: &Decoded, overrides: Overrides<'_>, headers: &mut HeaderMap) {
         for (index, state) in decoded.steps.iter().rev() {
             let Some(entry) = self.entries.get(*index) else {

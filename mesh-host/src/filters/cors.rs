@@ -117,8 +117,13 @@ impl CorsPolicy {
                 HeaderValue::from_static("true"),
             );
         }
+        // `*` echoes what the preflight asks for, as an empty value when it asks nothing.
         let echo = |configured: Option<&str>, asked: Option<&HeaderValue>| match configured {
-            Some("*") => asked.cloned(),
+            Some("*") => Some(
+                asked
+                    .cloned()
+                    .unwrap_or_else(|| HeaderValue::from_static("")),
+            ),
             Some(value) => HeaderValue::from_str(value).ok(),
             None => None,
         };

@@ -113,11 +113,13 @@ fn principal(rule: &Principal, subject: &Subject<'_>) -> bool {
     let meta = subject.meta;
     match rule {
         Principal::Any => true,
-        Principal::Authenticated(name) => match (&meta.peer_principal, name) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(peer), Some(matcher)) => matcher.matches(peer),
-        },
+        // Envoy: without a name, any TLS connection matches, with or without a client
+        // certificate; with one, the verified certificate's identity must match.
+        Principal::Authenticated(None) => meta.tls,
+        Principal::Authenticated(Some(matcher)) => meta
+            .peer_principal
+            .as_deref()
+            .is_some_and(|peer| matcher.matches(peer)),
         Principal::RemoteIp(cidr) => in_range(cidr, meta.remote_ip),
         Principal::DirectRemoteIp(cidr) => in_range(cidr, meta.peer.ip()),
         Principal::Header(matcher) => matcher.matches_values(

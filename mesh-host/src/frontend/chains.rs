@@ -37,6 +37,10 @@ pub struct ListenerConfig {
     /// The chain for connections no other chain matches; without one they
     /// are closed.
     pub default_filter_chain: Option<FilterChainConfig>,
+    /// Requests learn the TLS server name their client asked for (Envoy: only
+    /// when the listener runs a TLS inspector, which it adds by itself when a
+    /// chain matches on server names).
+    pub inspects_tls: bool,
 }
 
 impl ListenerConfig {
@@ -63,6 +67,7 @@ impl From<&FrontEndConfig> for ListenerConfig {
                 },
             }],
             default_filter_chain: None,
+            inspects_tls: true,
         }
     }
 }
@@ -213,6 +218,7 @@ mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             filter_chains: chains,
             default_filter_chain: default,
+            inspects_tls: true,
         })
     }
 

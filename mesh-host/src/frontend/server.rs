@@ -51,6 +51,7 @@ pub struct BoundFrontEnd {
     local: SocketAddr,
     chains: Vec<Chain>,
     selection: ChainSelection,
+    inspects_tls: bool,
 }
 
 impl BoundFrontEnd {
@@ -97,6 +98,7 @@ impl BoundFrontEnd {
             local,
             chains,
             selection: ChainSelection::new(config),
+            inspects_tls: config.inspects_tls,
         })
     }
 
@@ -148,6 +150,7 @@ impl RunningFrontEnd {
 struct Listening {
     chains: Vec<Arc<ChainContext>>,
     selection: ChainSelection,
+    inspects_tls: bool,
 }
 
 /// What every request of a chain's connections shares.
@@ -176,6 +179,7 @@ async fn accept_loop(
             })
             .collect(),
         selection: bound.selection,
+        inspects_tls: bound.inspects_tls,
     });
     let drain = loop {
         tokio::select! {
@@ -257,7 +261,9 @@ async fn serve_connection(
             let connection = Connection {
                 peer,
                 tls: true,
-                server_name: server_name.map(Arc::from),
+                server_name: server_name
+                    .filter(|_| listening.inspects_tls)
+                    .map(Arc::from),
                 peer_principal: stream
                     .get_ref()
                     .1

@@ -200,6 +200,7 @@ fn frontend_config(listener: &Listener) -> Result<ListenerConfig, FrontEndError>
             .as_ref()
             .map(chain)
             .transpose()?,
+        inspects_tls: listener.inspects_tls,
     })
 }
 

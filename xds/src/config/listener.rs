@@ -24,6 +24,10 @@ pub struct Listener {
     pub filter_chains: Vec<FilterChain>,
     /// The chain used when no other chain matches.
     pub default_filter_chain: Option<FilterChain>,
+    /// Whether a TLS inspector reads the client's server name: listed in
+    /// `listener_filters`, or added by Envoy because a chain matches on
+    /// `server_names`. Without one, RBAC's `requested_server_name` sees "".
+    pub inspects_tls: bool,
 }
 
 impl Listener {

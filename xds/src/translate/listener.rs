@@ -79,10 +79,14 @@ pub(crate) fn translate_listener(
     }
     reject_same_matching_rules(&filter_chains, &chains_path)?;
     let filters_path = path.field("listener_filters");
+    let mut inspects_tls = filter_chains
+        .iter()
+        .any(|chain: &FilterChain| !chain.server_names.is_empty());
     for (i, f) in std::mem::take(&mut l.listener_filters)
         .into_iter()
         .enumerate()
     {
+        inspects_tls |= f.name == "envoy.filters.listener.tls_inspector";
         if !INSPECTOR_FILTERS.contains(&f.name.as_str()) {
             return Err(FieldError::invalid(
                 &filters_path.index(i),
@@ -99,6 +103,7 @@ pub(crate) fn translate_listener(
         bind_to_port,
         filter_chains,
         default_filter_chain,
+        inspects_tls,
     })
 }
 
