@@ -7,10 +7,14 @@ use std::time::{Duration, Instant};
 
 use http::Request;
 use mesh_host_tests::bootstrap::{ads_header, http_listener, xds_cluster};
+use mesh_host_tests::echo_upstream::{Echo, EchoUpstream};
 use mesh_host_tests::envoy::free_port;
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::{client, component};
-use mesh_xds::test_control_plane::resources::{listener, prefix_route, route_config};
+use mesh_xds::envoy_types::pb::envoy::config::core::v3 as core;
+use mesh_xds::test_control_plane::resources::{
+    listener, prefix_route, route_config, static_cluster,
+};
 use mesh_xds::test_control_plane::{Snapshot, TestControlPlane};
 
 const NODE: &str = "mesh-e2e";
@@ -240,4 +244,146 @@ async fn fifty_route_pushes_under_load_fail_no_request() {
     );
     // The last pushed version (50) routes to hello.
     eventually(port, "Hello from mesh-host!\n").await;
+}
+
+/// Version `n` of a configuration whose route and clusters change together: the route sends
+/// to cluster `c-<n>` (a name no other version uses) and tags the request with
+/// `x-version: <n>`; `c-<n>` points at the `even` or `odd` upstream by the parity of `n`. The
+/// previous version's cluster stays one version longer, as control planes keep a cluster until
+/// no route names it (ADS applies clusters before routes, so each published state is whole).
+///
+/// A request routed by version `n` and sent with the clusters of any version before `n` or
+/// after `n + 1` finds no `c-<n>` and fails, so the load below would see the two halves of a
+/// snapshot published apart.
+fn versioned(n: u32, listener_port: u16, even: u16, odd: u16) -> Snapshot {
+    let upstream = |n: u32| if n.is_multiple_of(2) { even } else { odd };
+    let mut routes = route_config("routes", vec![prefix_route("/", &format!("c-{n}"))]);
+    routes.request_headers_to_add = vec![core::HeaderValueOption {
+        header: Some(core::HeaderValue {
+            key: "x-version".into(),
+            value: n.to_string(),
+            ..Default::default()
+        }),
+        append_action: core::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }];
+    let mut clusters = vec![static_cluster(&format!("c-{n}"), upstream(n))];
+    if let Some(previous) = n.checked_sub(1) {
+        clusters.push(static_cluster(&format!("c-{previous}"), upstream(previous)));
+    }
+    Snapshot {
+        version: n.to_string(),
+        listeners: vec![listener("versioned", listener_port, "routes")],
+        routes: vec![routes],
+        clusters,
+        ..Default::default()
+    }
+}
+
+/// One request over a fresh connection: the version its route tagged it with and the upstream
+/// that answered, or what went wrong.
+async fn versioned_probe(port: u16, h2: bool) -> Result<(u32, String), String> {
+    let addr = ([127, 0, 0, 1], port).into();
+    let request = Request::get("/")
+        .header("host", "any.test")
+        .body(client::empty())
+        .map_err(|error| error.to_string())?;
+    let request = if h2 {
+        let (mut parts, body) = request.into_parts();
+        parts.uri = format!("http://any.test:{port}/")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        Request::from_parts(parts, body)
+    } else {
+        request
+    };
+    let response = if h2 {
+        client::h2c(addr, request).await
+    } else {
+        client::http1(addr, request).await
+    };
+    let (status, _, body, _) = client::read_all(response).await;
+    let echo = Echo::parse(&body)
+        .ok_or_else(|| format!("{status}: {}", String::from_utf8_lossy(&body)))?;
+    let version = echo
+        .headers
+        .iter()
+        .find(|(name, _)| name == "x-version")
+        .and_then(|(_, value)| value.parse().ok())
+        .ok_or_else(|| format!("no x-version reached {}", echo.cluster))?;
+    Ok((version, echo.cluster))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_snapshots_route_and_send_every_request_on_one_version() {
+    let even = EchoUpstream::start("even").await.expect("even upstream");
+    let odd = EchoUpstream::start("odd").await.expect("odd upstream");
+    let (even_port, odd_port) = (even.addr.port(), odd.addr.port());
+    let plane = TestControlPlane::start().await.expect("control plane");
+    let port = free_port();
+    plane.set_snapshot(NODE, &versioned(0, port, even_port, odd_port));
+    let (_dir, _host, _) = start_mesh_host(&plane);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let bound = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok();
+        if bound && versioned_probe(port, false).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "version 0 never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|worker| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut versions = std::collections::BTreeSet::new();
+                let mut failures = Vec::new();
+                let mut served = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match versioned_probe(port, worker % 2 == 1).await {
+                        Ok((version, upstream)) => {
+                            served += 1;
+                            versions.insert(version);
+                            let expected = if version.is_multiple_of(2) { "even" } else { "odd" };
+                            if upstream != expected {
+                                failures.push(format!(
+                                    "routed by version {version}, answered by the {upstream} upstream"
+                                ));
+                            }
+                        }
+                        Err(failure) => failures.push(failure),
+                    }
+                }
+                (served, versions, failures)
+            })
+        })
+        .collect();
+    for version in 1..=200 {
+        plane.set_snapshot(NODE, &versioned(version, port, even_port, odd_port));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    for task in load {
+        let (served, versions, failures) = task.await.expect("load task");
+        assert!(
+            failures.is_empty(),
+            "{} inconsistent or failed requests: {failures:?}",
+            failures.len()
+        );
+        total += served;
+        seen.extend(versions);
+    }
+    assert!(
+        seen.len() > 20,
+        "the load spanned many versions ({} of 201 seen in {total} requests)",
+        seen.len()
+    );
+    assert_eq!(seen.last(), Some(&200), "the last version serves");
 }
