@@ -131,6 +131,21 @@ pub fn empty() -> ResponseBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// Fails a body's stream with `HTTP-request-body-size` once it exceeds `limit` bytes (a
+/// workload's own limit, below the listener's).
+pub fn limit_body(body: WasiBody, limit: u64) -> WasiBody {
+    let bound = usize::try_from(limit).unwrap_or(usize::MAX);
+    Limited::new(body, bound)
+        .map_err(move |error| match error.downcast::<HttpError>() {
+            Ok(inner) => *inner,
+            Err(other) if other.is::<LengthLimitError>() => {
+                HttpError::HttpRequestBodySize(Some(limit))
+            }
+            Err(other) => HttpError::InternalError(Some(other.to_string())),
+        })
+        .boxed_unsync()
+}
+
 /// Turns an incoming hyper body (possibly wrapped) into the runtime's body
 /// type, failing the stream with `HTTP-request-body-size` once it exceeds
 /// `limit` bytes.

@@ -13,7 +13,7 @@ use mesh_xds::config::{
 use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
-use crate::body::ResponseBody;
+use crate::body::{ResponseBody, limit_body};
 use crate::filters::{FilterChain, FilterError, FilterRequest, Overrides};
 use crate::metrics::{Metrics, WorkloadCounters};
 use crate::routing::ForwardDecision;
@@ -159,6 +159,11 @@ pub(super) async fn serve_local(
     forward: Option<&ForwardDecision>,
 ) -> http::Response<ResponseBody> {
     let label = workload.id.as_str();
+    let limits = &workload.policy.limits;
+    if let Some(failure) = over_limits(&head, limits) {
+        return answer::fail(metrics, &failure, label, meta.grpc);
+    }
+    let body = limit_body(body, limits.max_request_body_bytes);
     let (decoded, halt) = workload
         .filters
         .decode(
@@ -199,6 +204,23 @@ pub(super) async fn serve_local(
         .filters
         .encode(&decoded, Overrides::default(), response.headers_mut());
     response
+}
+
+/// The workload's own size limits: a declared body or a header section larger than it allows.
+fn over_limits(head: &http::request::Parts, limits: &Limits) -> Option<Failure> {
+    let declared = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limits.max_request_body_bytes) {
+        return Some(Failure::PayloadTooLarge);
+    }
+    let header_bytes: usize = head
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    (header_bytes as u64 > limits.max_request_header_bytes).then_some(Failure::HeadersTooLarge)
 }
 
 /// The deadline of a request to a local component. A gRPC client's `grpc-timeout` is
@@ -252,6 +274,33 @@ mod tests {
             max_request_timeout: Duration::from_secs(max),
             ..Limits::default()
         }
+    }
+
+    #[test]
+    fn a_workloads_size_limits_refuse_large_bodies_and_headers() {
+        let limits = Limits {
+            max_request_body_bytes: 10,
+            max_request_header_bytes: 40,
+            ..Limits::default()
+        };
+        let sized = |length: &str, header: usize| {
+            http::Request::post("http://svc.test/")
+                .header("content-length", length)
+                .header("x-pad", "p".repeat(header))
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0
+        };
+        assert_eq!(over_limits(&sized("10", 1), &limits), None);
+        assert_eq!(
+            over_limits(&sized("11", 1), &limits),
+            Some(Failure::PayloadTooLarge)
+        );
+        assert_eq!(
+            over_limits(&sized("1", 30), &limits),
+            Some(Failure::HeadersTooLarge)
+        );
     }
 
     #[test]

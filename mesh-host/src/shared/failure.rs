@@ -48,6 +48,8 @@ pub enum Failure {
     BadRequest(String),
     /// The request body is larger than allowed.
     PayloadTooLarge,
+    /// The request headers are larger than the workload allows.
+    HeadersTooLarge,
     /// A gRPC request arrived over HTTP/1.x.
     GrpcNeedsHttp2,
     /// The upstream cluster could not be reached (no healthy endpoint,
@@ -108,6 +110,7 @@ impl Failure {
             Failure::RateLimited { status, .. } | Failure::FaultAbort { status, .. } => *status,
             Failure::BadRequest(_) | Failure::GrpcNeedsHttp2 => StatusCode::BAD_REQUEST,
             Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::StreamIdleTimeout {
                 request_complete: true,
             } => StatusCode::GATEWAY_TIMEOUT,
@@ -140,7 +143,7 @@ impl Failure {
             } => *code,
             Failure::FaultAbort { status, .. } => grpc_code_of(*status),
             Failure::Denied | Failure::Unauthorized => grpc_code::PERMISSION_DENIED,
-            Failure::PayloadTooLarge => grpc_code::RESOURCE_EXHAUSTED,
+            Failure::PayloadTooLarge | Failure::HeadersTooLarge => grpc_code::RESOURCE_EXHAUSTED,
             // Envoy derives these from the HTTP status: 504 is UNAVAILABLE,
             // 408 has no entry and is UNKNOWN.
             Failure::StreamIdleTimeout {
@@ -168,6 +171,7 @@ impl Failure {
             Failure::FaultAbort { .. } => "fault_abort",
             Failure::BadRequest(_) => "bad_request",
             Failure::PayloadTooLarge => "payload_too_large",
+            Failure::HeadersTooLarge => "headers_too_large",
             Failure::GrpcNeedsHttp2 => "grpc_requires_http2",
             Failure::UpstreamUnavailable => "upstream_unavailable",
             Failure::UpstreamOverflow => "upstream_overflow",
@@ -191,6 +195,7 @@ impl Failure {
             Failure::FaultAbort { .. } => "fault filter abort".into(),
             Failure::BadRequest(why) => format!("bad request: {why}"),
             Failure::PayloadTooLarge => "the request body is larger than allowed".into(),
+            Failure::HeadersTooLarge => "the request headers are larger than allowed".into(),
             Failure::GrpcNeedsHttp2 => {
                 "gRPC requires HTTP/2; this request arrived over HTTP/1.x".into()
             }
