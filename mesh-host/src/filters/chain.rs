@@ -374,3 +374,148 @@ impl<'a> Overrides<'a> {
             .filter_map(move |level| level.by_name.get(name)?.config.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    use futures::FutureExt;
+    use mesh_xds::config::{
+        FilterOverride, HeaderAppendAction, HeaderEdit, HeaderMutation, HeaderMutationRules,
+        HeaderValueOption, Permission, Principal, RbacAction, RbacFilter as RbacConfig, RbacPolicy,
+        RbacRules,
+    };
+
+    use super::*;
+
+    fn deny_all() -> HttpFilterConfig {
+        HttpFilterConfig::Rbac(RbacConfig {
+            rules: Some(Arc::new(RbacRules {
+                action: RbacAction::Deny,
+                policies: BTreeMap::from([(
+                    "all".to_owned(),
+                    RbacPolicy {
+                        permissions: vec![Permission::Any],
+                        principals: vec![Principal::Any],
+                    },
+                )]),
+            })),
+            shadow_rules: None,
+        })
+    }
+
+    fn response_header(name: &str, value: &str) -> HttpFilterConfig {
+        HttpFilterConfig::HeaderMutation(Arc::new(HeaderMutation {
+            mutations: Arc::new(HeaderMutationRules {
+                request: Vec::new(),
+                response: vec![HeaderEdit::Append(HeaderValueOption {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                    append: HeaderAppendAction::AppendIfExistsOrAdd,
+                })],
+            }),
+            most_specific_header_mutations_wins: false,
+        }))
+    }
+
+    fn filter(name: &str, disabled: bool, config: HttpFilterConfig) -> HttpFilter {
+        HttpFilter {
+            name: name.to_owned(),
+            disabled,
+            config,
+        }
+    }
+
+    fn meta() -> RequestMeta {
+        let peer: SocketAddr = "10.0.0.2:1".parse().expect("address");
+        RequestMeta {
+            peer,
+            remote_ip: peer.ip(),
+            local: "10.0.0.1:80".parse().expect("address"),
+            tls: false,
+            server_name: None,
+            peer_principal: None,
+            grpc: false,
+            filter_chain: 0,
+        }
+    }
+
+    /// Runs `chain` with `overrides`: whether a filter refused, and the response headers
+    /// after encoding (a 200 when none refused).
+    fn run(chain: &FilterChain, overrides: Overrides<'_>) -> (bool, Vec<String>) {
+        let (mut head, ()) = http::Request::get("http://a.test/")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let meta = meta();
+        let (decoded, halt) = chain
+            .decode(
+                &mut FilterRequest {
+                    head: &mut head,
+                    meta: &meta,
+                    cluster: None,
+                },
+                overrides,
+            )
+            .now_or_never()
+            .expect("no filter here waits");
+        let mut headers = HeaderMap::new();
+        chain.encode(&decoded, overrides, &mut headers);
+        let order = headers
+            .get_all("x-order")
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .collect();
+        (halt.is_some(), order)
+    }
+
+    fn overrides_with(name: &str, disabled: bool) -> RouteFilterConfigs {
+        let configs = PerFilterConfigs::from([(
+            name.to_owned(),
+            FilterOverride {
+                disabled,
+                config: None,
+            },
+        )]);
+        match RouteFilterConfigs::compile(&configs) {
+            Ok(Some(compiled)) => Arc::into_inner(compiled).unwrap_or_default(),
+            _ => RouteFilterConfigs::default(),
+        }
+    }
+
+    #[test]
+    fn encoders_run_in_reverse_order_even_after_a_local_reply() {
+        let chain = FilterChain::compile(&[
+            filter("first", false, response_header("x-order", "first")),
+            filter("rbac", false, deny_all()),
+            filter("last", false, response_header("x-order", "last")),
+        ])
+        .expect("valid");
+        let (refused, order) = run(&chain, Overrides::default());
+        assert!(refused);
+        assert_eq!(order, ["last", "first"]);
+    }
+
+    #[test]
+    fn a_route_disables_a_filter_and_enables_a_disabled_one() {
+        let chain = FilterChain::compile(&[filter("rbac", false, deny_all())]).expect("valid");
+        assert!(run(&chain, Overrides::default()).0);
+        let off = overrides_with("rbac", true);
+        assert!(!run(&chain, Overrides::new(Some(&off), None, None)).0);
+
+        let opt_in = FilterChain::compile(&[filter("rbac", true, deny_all())]).expect("valid");
+        assert!(!run(&opt_in, Overrides::default()).0, "disabled by default");
+        let on = overrides_with("rbac", false);
+        assert!(run(&opt_in, Overrides::new(None, Some(&on), None)).0);
+    }
+
+    #[test]
+    fn the_most_specific_level_decides() {
+        let chain = FilterChain::compile(&[filter("rbac", false, deny_all())]).expect("valid");
+        let off = overrides_with("rbac", true);
+        let on = overrides_with("rbac", false);
+        assert!(run(&chain, Overrides::new(Some(&on), Some(&off), None)).0);
+        assert!(!run(&chain, Overrides::new(None, Some(&off), Some(&on))).0);
+    }
+}

@@ -279,3 +279,165 @@ impl RateLimitOutcome {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use mesh_xds::config::{HeaderAppendAction, HeaderValueOption, RateLimitDescriptor};
+
+    use super::*;
+    use crate::shared::RequestMeta;
+
+    fn config(max_tokens: u32) -> LocalRateLimit {
+        LocalRateLimit {
+            stat_prefix: "test".into(),
+            token_bucket: Some(TokenBucket {
+                max_tokens,
+                tokens_per_fill: max_tokens,
+                fill_interval: Duration::from_secs(3600),
+            }),
+            filter_enabled: Fraction::ALL,
+            filter_enforced: Fraction::ALL,
+            status: 429,
+            response_headers_to_add: vec![HeaderValueOption {
+                name: "x-limited".into(),
+                value: "true".into(),
+                append: HeaderAppendAction::OverwriteIfExistsOrAdd,
+            }],
+            request_headers_to_add_when_not_enforced: vec![HeaderValueOption {
+                name: "x-would-limit".into(),
+                value: "1".into(),
+                append: HeaderAppendAction::OverwriteIfExistsOrAdd,
+            }],
+            descriptors: Vec::new(),
+            rate_limits: Vec::new(),
+            vh_rate_limits: Default::default(),
+            x_ratelimit_headers: false,
+            always_consume_default_token_bucket: true,
+            rate_limited_as_resource_exhausted: false,
+        }
+    }
+
+    /// Runs one request with `headers`; its outcome and the request headers after the filter.
+    fn run(
+        limiter: &Arc<RateLimiter>,
+        headers: &[(&'static str, &'static str)],
+    ) -> (RateLimitOutcome, http::HeaderMap) {
+        let mut builder = http::Request::get("http://a.test/");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let (mut head, ()) = builder.body(()).expect("request").into_parts();
+        let peer: SocketAddr = "10.0.0.2:1".parse().expect("address");
+        let meta = RequestMeta {
+            peer,
+            remote_ip: peer.ip(),
+            local: "10.0.0.1:80".parse().expect("address"),
+            tls: false,
+            server_name: None,
+            peer_principal: None,
+            grpc: false,
+            filter_chain: 0,
+        };
+        let outcome = limiter.decode(&mut FilterRequest {
+            head: &mut head,
+            meta: &meta,
+            cluster: None,
+        });
+        (outcome, head.headers)
+    }
+
+    fn limiter(config: LocalRateLimit) -> Arc<RateLimiter> {
+        Arc::new(RateLimiter::new(&config).expect("valid"))
+    }
+
+    #[test]
+    fn a_full_bucket_allows_max_tokens_then_refuses_with_its_headers() {
+        let limiter = limiter(config(2));
+        assert!(run(&limiter, &[]).0.refusal().is_none());
+        assert!(run(&limiter, &[]).0.refusal().is_none());
+        let (refused, _) = run(&limiter, &[]);
+        assert_eq!(
+            refused.refusal(),
+            Some(Failure::RateLimited {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                resource_exhausted: false
+            })
+        );
+        let mut response = HeaderMap::new();
+        refused.encode(&mut response);
+        assert_eq!(response["x-limited"], "true");
+    }
+
+    #[test]
+    fn envoys_default_percentages_check_nothing() {
+        let limiter = limiter(LocalRateLimit {
+            filter_enabled: Fraction::NONE,
+            ..config(1)
+        });
+        for _ in 0..3 {
+            assert!(run(&limiter, &[]).0.refusal().is_none());
+        }
+    }
+
+    #[test]
+    fn a_limit_that_is_not_enforced_only_marks_the_request() {
+        let limiter = limiter(LocalRateLimit {
+            filter_enforced: Fraction::NONE,
+            ..config(1)
+        });
+        let (_, first) = run(&limiter, &[]);
+        assert!(!first.contains_key("x-would-limit"));
+        let (outcome, second) = run(&limiter, &[]);
+        assert!(outcome.refusal().is_none());
+        assert_eq!(second["x-would-limit"], "1");
+    }
+
+    #[test]
+    fn a_matching_descriptor_has_its_own_bucket() {
+        let limiter = limiter(LocalRateLimit {
+            descriptors: vec![RateLimitDescriptor {
+                entries: vec![("client".into(), "a".into())],
+                token_bucket: TokenBucket {
+                    max_tokens: 1,
+                    tokens_per_fill: 1,
+                    fill_interval: Duration::from_secs(3600),
+                },
+            }],
+            rate_limits: vec![RateLimitPolicy {
+                stage: 0,
+                actions: vec![RateLimitAction::RequestHeaders {
+                    header_name: "x-client".into(),
+                    key: "client".into(),
+                    skip_if_absent: false,
+                }],
+            }],
+            always_consume_default_token_bucket: false,
+            x_ratelimit_headers: true,
+            ..config(100)
+        });
+        let (first, _) = run(&limiter, &[("x-client", "a")]);
+        assert!(first.refusal().is_none());
+        let mut response = HeaderMap::new();
+        first.encode(&mut response);
+        assert_eq!(response["x-ratelimit-limit"], "1");
+        assert_eq!(response["x-ratelimit-remaining"], "0");
+        assert!(run(&limiter, &[("x-client", "a")]).0.refusal().is_some());
+        assert!(run(&limiter, &[("x-client", "b")]).0.refusal().is_none());
+        assert!(run(&limiter, &[]).0.refusal().is_none());
+    }
+
+    #[test]
+    fn masked_remote_address_is_written_as_a_cidr() {
+        assert_eq!(
+            masked("192.0.2.77".parse().expect("ip"), 24, 128),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            masked("2001:db8::1".parse().expect("ip"), 32, 64),
+            "2001:db8::/64"
+        );
+    }
+}

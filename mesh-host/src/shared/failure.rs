@@ -296,6 +296,94 @@ mod tests {
     }
 
     #[test]
+    fn every_failure_has_one_http_status_grpc_code_and_body() {
+        let limited = |status, resource_exhausted| Failure::RateLimited {
+            status,
+            resource_exhausted,
+        };
+        for (failure, status, grpc, body) in [
+            (Failure::Unauthorized, 403, 7, "RBAC: access denied"),
+            (
+                limited(StatusCode::TOO_MANY_REQUESTS, false),
+                429,
+                14,
+                "local_rate_limited",
+            ),
+            (
+                limited(StatusCode::TOO_MANY_REQUESTS, true),
+                429,
+                8,
+                "local_rate_limited",
+            ),
+            (
+                limited(StatusCode::SERVICE_UNAVAILABLE, false),
+                503,
+                14,
+                "local_rate_limited",
+            ),
+            (
+                Failure::FaultAbort {
+                    status: StatusCode::IM_A_TEAPOT,
+                    grpc: None,
+                },
+                418,
+                2,
+                "fault filter abort",
+            ),
+            (
+                Failure::FaultAbort {
+                    status: StatusCode::OK,
+                    grpc: Some(4),
+                },
+                200,
+                4,
+                "fault filter abort",
+            ),
+            (
+                Failure::PayloadTooLarge,
+                413,
+                8,
+                "the request body is larger than allowed",
+            ),
+            (
+                Failure::HeadersTooLarge,
+                431,
+                8,
+                "the request headers are larger than allowed",
+            ),
+            (Failure::NoRoute, 404, 12, "no route matches the request"),
+        ] {
+            assert_eq!(failure.status().as_u16(), status, "{failure:?}");
+            assert_eq!(failure.grpc_code(), grpc, "{failure:?}");
+            assert_eq!(failure.message(), body, "{failure:?}");
+            let grpc_answer = failure.response(true);
+            assert_eq!(grpc_answer.status(), StatusCode::OK);
+            assert_eq!(
+                grpc_answer.headers()["grpc-status"],
+                grpc.to_string().as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn envoys_http_to_grpc_status_mapping() {
+        for (http, grpc) in [
+            (400, 13),
+            (401, 16),
+            (403, 7),
+            (404, 12),
+            (429, 14),
+            (502, 14),
+            (503, 14),
+            (504, 14),
+            (500, 2),
+        ] {
+            let status = StatusCode::from_u16(http).expect("status");
+            assert_eq!(grpc_code_of(status), grpc, "{http}");
+        }
+    }
+
+    #[test]
     fn grpc_message_is_percent_encoded() {
         assert_eq!(percent_encode_grpc_message("50% ok\n"), "50%25 ok%0A");
     }
