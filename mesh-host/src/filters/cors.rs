@@ -219,10 +219,15 @@ mod tests {
             grpc: false,
             filter_chain: 0,
         };
+        let upstream = crate::egress::Egress::new();
+        let mut body = crate::filters::chain::test_body();
         let request = FilterRequest {
             head: &mut head,
             meta: &meta,
             cluster: None,
+            routed: true,
+            body: &mut body,
+            upstream: &upstream,
         };
         CorsPolicy::decode(policies.iter().copied(), &request)
     }

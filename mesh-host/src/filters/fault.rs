@@ -173,10 +173,15 @@ mod tests {
         }
         let (mut head, ()) = builder.body(()).expect("request").into_parts();
         let meta = meta();
+        let upstream = crate::egress::Egress::new();
+        let mut body = crate::filters::chain::test_body();
         let request = FilterRequest {
             head: &mut head,
             meta: &meta,
             cluster: Some("backend"),
+            routed: true,
+            body: &mut body,
+            upstream: &upstream,
         };
         injector.decode(&request).await
     }

@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::route::v3 as route;
 
 use super::common::{data_source, duration, header_mutations, optional_duration, timeout};
 use super::error::{FieldError, FieldResult};
+use super::filters::rate_limit_policies;
 use super::matcher::safe_regex;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
@@ -148,6 +149,11 @@ fn forward(
         (None, Some(max)) => Some(duration(&max, &path.field("max_grpc_timeout"))?),
         (set, _) => set,
     };
+    let rate_limits = rate_limit_policies(
+        std::mem::take(&mut a.rate_limits),
+        &path.field("rate_limits"),
+    )?;
+    let include_vh_rate_limits = a.include_vh_rate_limits.take().is_some_and(|v| v.value);
     // Istio sets these everywhere; websocket upgrades are served as plain HTTP, and hash
     // policies only matter to ring hash and maglev clusters, which are refused.
     tolerate_fields!(a, "RouteAction":
@@ -168,6 +174,8 @@ fn forward(
         max_stream_duration,
         grpc_timeout_header_max,
         retry_policy,
+        rate_limits,
+        include_vh_rate_limits,
     })
 }
 
