@@ -13,6 +13,7 @@ mod api_key_auth;
 mod basic_auth;
 mod chain;
 mod cors;
+mod credentials;
 mod descriptors;
 mod ext_authz;
 mod fault;

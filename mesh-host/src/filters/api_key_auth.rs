@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use mesh_xds::config::{ApiKeyAuth, KeySource};
 
 use super::chain::FilterRequest;
+use super::credentials::{remove_cookie, remove_query_parameter};
 use crate::shared::{Failure, RequestView};
 
 /// A compiled api_key_auth filter.
@@ -31,9 +32,8 @@ impl ApiKeyFilter {
         let own = &*self.config;
         let credentials = &pick(own, route, |r| r.credentials.is_empty()).credentials;
         let sources = &pick(own, route, |r| r.key_sources.is_empty()).key_sources;
-        let forwarding = pick(own, route, |r| {
-            r.forward_client_header.is_none() && !r.hide_credentials
-        });
+        // A route's configuration replaces the forwarding settings even when it has none.
+        let forwarding = route.unwrap_or(own);
         let allowed_clients = route.map_or(&[][..], |r| &r.allowed_clients[..]);
         let rejected = |status, reason| Some(Failure::CredentialsRejected { status, reason });
         let Some((key, source)) = find_key(request.head, sources) else {
@@ -53,10 +53,14 @@ impl ApiKeyFilter {
         {
             request.head.headers.insert(name, value);
         }
-        if forwarding.hide_credentials
-            && let KeySource::Header(name) = source
-        {
-            request.head.headers.remove(name.as_str());
+        if forwarding.hide_credentials {
+            match source {
+                KeySource::Header(name) => {
+                    request.head.headers.remove(name.as_str());
+                }
+                KeySource::Query(name) => remove_query_parameter(request.head, name),
+                KeySource::Cookie(name) => remove_cookie(request.head, name),
+            }
         }
         None
     }

@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use mesh_xds::config::BasicAuth;
 
 use super::chain::FilterRequest;
-use crate::shared::Failure;
+use crate::shared::{Failure, RequestView};
 
 /// Envoy's `Base64::decodeWithoutPadding`: padding may or may not be there.
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
@@ -30,18 +30,23 @@ impl BasicAuthFilter {
         }
     }
 
-    /// Checks the credentials against `route_users` (a route's own users) or the filter's.
+    /// Checks the credentials against `route_users` (a route's own users) or the filter's;
+    /// a refusal comes with its `www-authenticate` challenge.
     pub(super) fn decode(
         &self,
         request: &mut FilterRequest<'_>,
         route_users: Option<&BasicAuth>,
-    ) -> Option<Failure> {
+    ) -> Option<(Failure, String)> {
         let users = &route_users.unwrap_or(&self.config).users;
+        let realm = RequestView::new(request.head).original_uri();
         let denied = |reason| {
-            Some(Failure::CredentialsRejected {
-                status: StatusCode::UNAUTHORIZED,
-                reason,
-            })
+            Some((
+                Failure::CredentialsRejected {
+                    status: StatusCode::UNAUTHORIZED,
+                    reason,
+                },
+                format!("Basic realm=\"{realm}\""),
+            ))
         };
         let Some(value) = request
             .head
@@ -87,14 +92,15 @@ mod tests {
     fn sha1(password: &str) -> [u8; 20] {
         let digest =
             ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, password.as_bytes());
-        digest.as_ref().try_into().expect("20 bytes")
+        digest.as_ref().try_into().unwrap_or([0; 20])
     }
 
+    /// The refusal and its challenge, and the request headers after the filter.
     fn check(
         filter: &BasicAuthFilter,
         authorization: Option<&str>,
-    ) -> (Option<Failure>, http::HeaderMap) {
-        let mut builder = http::Request::get("http://a.test/");
+    ) -> (Option<(Failure, String)>, http::HeaderMap) {
+        let mut builder = http::Request::get("http://a.test/p?q=1");
         if let Some(value) = authorization {
             builder = builder.header("authorization", value);
         }
@@ -102,7 +108,7 @@ mod tests {
         let meta = crate::filters::chain::test_meta();
         let upstream = crate::egress::Egress::new();
         let mut body = crate::filters::chain::test_body();
-        let failure = filter.decode(
+        let refusal = filter.decode(
             &mut FilterRequest {
                 head: &mut head,
                 meta: &meta,
@@ -113,7 +119,7 @@ mod tests {
             },
             None,
         );
-        (failure, head.headers)
+        (refusal, head.headers)
     }
 
     #[test]
@@ -130,14 +136,20 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(creds)
             )
         };
-        let (failure, headers) = check(&filter, Some(&basic("alice:wonder")));
-        assert_eq!(failure, None);
+        let (refusal, headers) = check(&filter, Some(&basic("alice:wonder")));
+        assert!(refusal.is_none());
         assert_eq!(headers["x-user"], "alice");
-        let reason = |failure: Option<Failure>| match failure {
-            Some(Failure::CredentialsRejected { reason, .. }) => reason,
+        let reason = |refusal: Option<(Failure, String)>| match refusal {
+            Some((Failure::CredentialsRejected { reason, .. }, _)) => reason,
             _ => "",
         };
-        assert!(reason(check(&filter, None).0).contains("Missing username and password"));
+        let (missing, _) = check(&filter, None);
+        assert_eq!(
+            missing.as_ref().map(|(_, challenge)| challenge.as_str()),
+            Some("Basic realm=\"http://a.test/p\""),
+            "the realm is the request's URI without its query"
+        );
+        assert!(reason(missing).contains("Missing username and password"));
         assert!(reason(check(&filter, Some("Bearer x")).0).contains("'Basic'"));
         assert!(
             reason(check(&filter, Some(&basic("alice:nope"))).0)

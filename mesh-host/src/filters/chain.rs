@@ -29,7 +29,7 @@ use super::jwt_authn::JwtFilter;
 use super::local_ratelimit::{RateLimitOutcome, RateLimiter};
 use super::ratelimit::{GlobalRateLimiter, RouteLimits};
 use super::rbac::RbacFilter;
-use super::response_edits::ResponseEdits;
+use super::response_edits::{Edit, ResponseEdits};
 use crate::body::ResponseBody;
 use crate::egress::Egress;
 use crate::shared::{Failure, RequestMeta};
@@ -316,10 +316,14 @@ impl FilterChain {
                     Some(PerRoute::JwtAuthn(route)) => Some(route),
                     _ => None,
                 };
-                (
-                    State::Nothing,
-                    filter.decode(request, route).await.map(Halt::Fail),
-                )
+                match filter.decode(request, route).await {
+                    Some((failure, challenge)) => {
+                        let mut edits = ResponseEdits::default();
+                        edits.push(Edit::Set, "www-authenticate", &challenge);
+                        (State::Respond(edits), Some(Halt::Fail(failure)))
+                    }
+                    None => (State::Nothing, None),
+                }
             }
             Filter::RateLimit(filter) => {
                 let limits = RouteLimits {
@@ -342,10 +346,14 @@ impl FilterChain {
                     Some(PerRoute::BasicAuth(users)) => Some(users.as_ref()),
                     _ => None,
                 };
-                (
-                    State::Nothing,
-                    filter.decode(request, users).map(Halt::Fail),
-                )
+                match filter.decode(request, users) {
+                    Some((failure, challenge)) => {
+                        let mut edits = ResponseEdits::default();
+                        edits.push(Edit::Set, "www-authenticate", &challenge);
+                        (State::Respond(edits), Some(Halt::Fail(failure)))
+                    }
+                    None => (State::Nothing, None),
+                }
             }
             Filter::ApiKeyAuth(filter) => {
                 let route = match per_route {

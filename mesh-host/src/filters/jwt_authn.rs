@@ -71,12 +71,13 @@ impl JwtFilter {
         })
     }
 
-    /// Verifies the request against its requirement; the refusal, if it does not meet it.
+    /// Verifies the request against its requirement; the refusal, if it does not meet it,
+    /// with its `www-authenticate` challenge.
     pub(super) async fn decode(
         &self,
         request: &mut FilterRequest<'_>,
         per_route: Option<&JwtPerRoute>,
-    ) -> Option<Failure> {
+    ) -> Option<(Failure, String)> {
         if self.config.bypass_cors_preflight && is_cors_preflight(request.head) {
             return None;
         }
@@ -108,19 +109,26 @@ impl JwtFilter {
         if status == Status::Ok {
             return None;
         }
+        let realm = RequestView::new(request.head).original_uri();
+        let challenge = if status == Status::JwtMissed {
+            format!("Bearer realm=\"{realm}\"")
+        } else {
+            format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")
+        };
         let code = if status == Status::JwtAudienceNotAllowed {
             StatusCode::FORBIDDEN
         } else {
             StatusCode::UNAUTHORIZED
         };
-        Some(Failure::JwtRejected {
+        let failure = Failure::JwtRejected {
             status: code,
             reason: if self.config.strip_failure_response {
                 ""
             } else {
                 status.message()
             },
-        })
+        };
+        Some((failure, challenge))
     }
 
     /// Envoy's verifier tree, children in order.
@@ -510,7 +518,8 @@ pub(super) mod tests {
                 None,
             )
             .now_or_never()
-            .expect("local keys need no fetch");
+            .expect("local keys need no fetch")
+            .map(|(failure, _)| failure);
         (failure, head.headers)
     }
 

@@ -85,6 +85,9 @@ pub enum Failure {
         /// Envoy's wording of why.
         reason: &'static str,
     },
+    /// The request body is larger than a filter may buffer (ext_authz's `with_request_body`
+    /// without `allow_partial_message`): Envoy's 413 `Payload Too Large`.
+    BufferLimitExceeded,
     /// The request is malformed.
     BadRequest(String),
     /// The request body is larger than allowed.
@@ -157,7 +160,9 @@ impl Failure {
             | Failure::RateLimitServiceError { status }
             | Failure::CredentialsRejected { status, .. } => *status,
             Failure::BadRequest(_) | Failure::GrpcNeedsHttp2 => StatusCode::BAD_REQUEST,
-            Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::PayloadTooLarge | Failure::BufferLimitExceeded => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Failure::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::StreamIdleTimeout {
                 request_complete: true,
@@ -196,6 +201,7 @@ impl Failure {
             | Failure::RateLimitedByService { status, .. }
             | Failure::RateLimitServiceError { status }
             | Failure::CredentialsRejected { status, .. } => grpc_code_of(*status),
+            Failure::BufferLimitExceeded => grpc_code_of(StatusCode::PAYLOAD_TOO_LARGE),
             Failure::FaultAbort {
                 grpc: Some(code), ..
             } => *code,
@@ -233,6 +239,7 @@ impl Failure {
             Failure::RateLimitedByService { .. } => "request_rate_limited",
             Failure::RateLimitServiceError { .. } => "rate_limit_error",
             Failure::CredentialsRejected { .. } => "credentials_rejected",
+            Failure::BufferLimitExceeded => "request_payload_too_large",
             Failure::BadRequest(_) => "bad_request",
             Failure::PayloadTooLarge => "payload_too_large",
             Failure::HeadersTooLarge => "headers_too_large",
@@ -265,6 +272,7 @@ impl Failure {
             Failure::JwtRejected { reason, .. } | Failure::CredentialsRejected { reason, .. } => {
                 (*reason).into()
             }
+            Failure::BufferLimitExceeded => "Payload Too Large".into(),
             Failure::BadRequest(why) => format!("bad request: {why}"),
             Failure::PayloadTooLarge => "the request body is larger than allowed".into(),
             Failure::HeadersTooLarge => "the request headers are larger than allowed".into(),

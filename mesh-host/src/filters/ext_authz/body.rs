@@ -16,6 +16,8 @@ pub(crate) struct Buffered {
     pub(crate) bytes: Bytes,
     /// The body was longer than what the check carries.
     pub(crate) partial: bool,
+    /// How many bytes were read (the check's `size`), possibly more than it carries.
+    pub(crate) read: usize,
     /// Whether to send it as `raw_body`.
     pub(crate) pack_as_bytes: bool,
 }
@@ -50,7 +52,7 @@ pub(crate) async fn buffer(
     let read = data.freeze();
     let partial = read.len() > limit || !ended;
     if partial && !settings.allow_partial_message {
-        return Err(Failure::PayloadTooLarge);
+        return Err(Failure::BufferLimitExceeded);
     }
     let mut frames = vec![Ok(Frame::data(read.clone()))];
     if let Some(trailers) = trailers {
@@ -67,6 +69,7 @@ pub(crate) async fn buffer(
     Ok(Some(Buffered {
         bytes: read.slice(..read.len().min(limit)),
         partial,
+        read: read.len(),
         pack_as_bytes: settings.pack_as_bytes,
     }))
 }
@@ -119,7 +122,7 @@ mod tests {
         let mut refused = body("hello world");
         assert_eq!(
             buffer(&mut refused, settings(5, false)).await.err(),
-            Some(Failure::PayloadTooLarge)
+            Some(Failure::BufferLimitExceeded)
         );
     }
 }

@@ -123,15 +123,8 @@ pub(super) fn check_request(
         ),
         None => (String::new(), Vec::new()),
     };
-    let size = head
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<i64>().ok())
-        .unwrap_or(-1);
-    let (path, query) = match view.path_and_query.split_once('?') {
-        Some((path, query)) => (path, query),
-        None => (view.path_and_query, ""),
-    };
+    // Envoy reports the bytes it buffered for the check, not the declared length.
+    let size = body.map_or(0, |b| i64::try_from(b.read).unwrap_or(i64::MAX));
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
@@ -163,10 +156,11 @@ pub(super) fn check_request(
                     method: head.method.as_str().to_owned(),
                     headers,
                     header_map,
-                    path: path.to_owned(),
+                    // Envoy sends the query as part of `path` and leaves `query` empty.
+                    path: view.path_and_query.to_owned(),
                     host: view.authority.unwrap_or_default().to_owned(),
                     scheme: view.scheme.to_owned(),
-                    query: query.to_owned(),
+                    query: String::new(),
                     fragment: String::new(),
                     size,
                     protocol: protocol(head.version).to_owned(),

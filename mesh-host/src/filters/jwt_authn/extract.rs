@@ -5,6 +5,7 @@
 use http::request::Parts;
 use mesh_xds::config::{JwtHeader, JwtProvider};
 
+use crate::filters::credentials::remove_query_parameter;
 use crate::shared::RequestView;
 
 /// Where one token was found.
@@ -105,11 +106,15 @@ fn cookie(head: &Parts, name: &str) -> Option<String> {
         })
 }
 
-/// Removes a forwarded token from the request: its header goes (query parameters and
-/// cookies stay, as in Envoy).
+/// Removes a token that is not forwarded: its header or its query parameter goes (a
+/// cookie stays, as in Envoy).
 pub(super) fn remove(head: &mut Parts, location: &Location) {
-    if let Location::Header(name) = location {
-        head.headers.remove(name.as_str());
+    match location {
+        Location::Header(name) => {
+            head.headers.remove(name.as_str());
+        }
+        Location::Param(name) => remove_query_parameter(head, name),
+        Location::Cookie(_) => {}
     }
 }
 

@@ -33,7 +33,9 @@ impl Status {
             Status::JwtMissed => "Jwt is missing",
             Status::JwtNotYetValid => "Jwt not yet valid",
             Status::JwtExpired => "Jwt is expired",
-            Status::JwtBadFormat => "Jwt is not in the form of Header.Payload.Signature",
+            Status::JwtBadFormat => {
+                "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+            }
             Status::JwtHeaderParseError => {
                 "Jwt header is an invalid Base64url input or an invalid JSON"
             }
