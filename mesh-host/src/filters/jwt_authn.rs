@@ -447,7 +447,6 @@ pub(super) mod tests {
         JwtProvider {
             issuer: "https://issuer.test".into(),
             audiences: vec!["api".into()],
-            require_expiration: false,
             from_headers: Vec::new(),
             from_params: Vec::new(),
             from_cookies: Vec::new(),

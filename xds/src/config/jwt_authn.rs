@@ -59,8 +59,6 @@ pub struct JwtProvider {
     pub issuer: String,
     /// The token must name one of these in `aud` (empty: any).
     pub audiences: Vec<String>,
-    /// The token must carry `exp`.
-    pub require_expiration: bool,
     /// Headers the token is read from (default: `Authorization: Bearer`).
     pub from_headers: Vec<JwtHeader>,
     /// Query parameters the token is read from (default: `access_token`).

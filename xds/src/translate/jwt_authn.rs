@@ -214,7 +214,6 @@ fn jwt_provider(mut p: jwt::JwtProvider, path: &FieldPath<'_>) -> FieldResult<Jw
     let provider = JwtProvider {
         issuer: std::mem::take(&mut p.issuer),
         audiences: std::mem::take(&mut p.audiences),
-        require_expiration: std::mem::take(&mut p.require_expiration),
         from_headers,
         from_params: std::mem::take(&mut p.from_params),
         from_cookies: std::mem::take(&mut p.from_cookies),
