@@ -89,10 +89,26 @@ impl LocalWorkload {
     }
 }
 
-/// A workload's policy as filters: the gRPC flag, then RBAC, then the local rate limit (so a
-/// refused request spends no token), as Envoy's filters would run them.
+/// A workload's policy as filters: the gRPC flag, then JWT authentication and external
+/// authorization (Istio's order: `RequestAuthentication`, then a CUSTOM `AuthorizationPolicy`),
+/// then RBAC, then the local rate limit (so a refused request spends no token), as Envoy's
+/// filters would run them.
 fn policy_filters(policy: &WorkloadPolicy) -> Result<FilterChain, FilterError> {
     let mut filters = Vec::new();
+    if let Some(jwt) = &policy.jwt {
+        filters.push(HttpFilter {
+            name: "envoy.filters.http.jwt_authn".to_owned(),
+            disabled: false,
+            config: HttpFilterConfig::JwtAuthn(jwt.clone()),
+        });
+    }
+    if let Some(ext_authz) = &policy.ext_authz {
+        filters.push(HttpFilter {
+            name: "envoy.filters.http.ext_authz".to_owned(),
+            disabled: false,
+            config: HttpFilterConfig::ExtAuthz(ext_authz.clone()),
+        });
+    }
     if let Some(rules) = &policy.rbac {
         filters.push(HttpFilter {
             name: "envoy.filters.http.rbac".to_owned(),
