@@ -41,7 +41,8 @@ impl Drop for Peer {
 
 /// The ext_authz gRPC server. By path: `/authz/deny-custom` denies with the status in
 /// `x-deny-status` (418 without it), a header and a body; `/authz/deny-plain` denies with
-/// `PERMISSION_DENIED` and nothing else; `/authz/deny-401` asks for a login; `/authz/slow`
+/// `PERMISSION_DENIED` and nothing else (so does any request with `x-authz-deny`);
+/// `/authz/deny-401` asks for a login; `/authz/slow`
 /// answers after 2 s; `/authz/error` fails the call. Anything else is allowed with request
 /// and response header mutations and the check's attributes echoed as `x-check-*`.
 pub async fn start_ext_authz() -> std::io::Result<Peer> {
@@ -120,7 +121,7 @@ impl auth::authorization_server::Authorization for Authz {
                 "custom denial",
             )));
         }
-        if path.contains("/authz/deny-plain") {
+        if path.contains("/authz/deny-plain") || header("x-authz-deny").is_some() {
             return Ok(tonic::Response::new(auth::CheckResponse {
                 status: Some(RpcStatus {
                     code: tonic::Code::PermissionDenied as i32,
