@@ -129,6 +129,7 @@ fn bench_rbac(c: &mut Criterion) {
         tls: true,
         server_name: None,
         peer_principal: Some("spiffe://cluster.local/ns/default/sa/client-9".into()),
+        peer_certificate: None,
         grpc: false,
         filter_chain: 0,
     };

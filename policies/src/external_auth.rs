@@ -237,6 +237,7 @@ impl ExtAuthzConfig {
             }),
             allowed_headers: Vec::new(),
             disallowed_headers: Vec::new(),
+            include_peer_certificate: true,
             filter_enabled: Fraction::ALL,
             deny_at_disable: false,
             encode_raw_headers: false,

@@ -182,6 +182,7 @@ impl auth::authorization_server::Authorization for Authz {
             ),
             ("x-check-context", context.join(";")),
             ("x-check-principal", source.principal.clone()),
+            ("x-check-certificate", source.certificate.clone()),
             ("x-check-source-ip", source_ip),
             (
                 "x-check-client-headers",

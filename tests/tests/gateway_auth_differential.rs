@@ -14,11 +14,12 @@ use std::net::SocketAddr;
 use mesh_host_tests::auth_peers::{self, Tokens};
 use mesh_host_tests::component;
 use mesh_host_tests::differential::{
-    self, Case, Expect, ListenerSpec, ServiceCluster, case, get, to,
+    self, Case, Expect, Identities, ListenerSpec, ListenerTls, ServiceCluster, case, get, to,
 };
 use mesh_host_tests::echo_upstream::EchoUpstream;
 use mesh_host_tests::envoy::{Envoy, free_port};
 use mesh_host_tests::process::MeshHost;
+use mesh_host_tests::tls::TestCert;
 use serde_json::json;
 
 const AUTHZ_FILTERS: &str = r#"
@@ -70,6 +71,15 @@ const FILTERED_FILTERS: &str = r#"
     grpc_service: { envoy_grpc: { cluster_name: authz-grpc, authority: authz.local }, timeout: 0.5s }
     allowed_headers: { patterns: [{ prefix: x-client- }, { exact: x-user }] }
     disallowed_headers: { patterns: [{ exact: x-client-secret }] }
+"#;
+
+const MTLS_FILTERS: &str = r#"
+- name: envoy.filters.http.ext_authz
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+    transport_api_version: V3
+    grpc_service: { envoy_grpc: { cluster_name: authz-grpc, authority: authz.local }, timeout: 0.5s }
+    include_peer_certificate: true
 "#;
 
 const DOWN_FILTERS: &str = r#"
@@ -310,8 +320,9 @@ virtual_hosts:
     route: { cluster: backend }
 "#;
 
-const LISTENERS: [&str; 10] = [
+const LISTENERS: [&str; 11] = [
     "authz",
+    "authz-mtls",
     "authz-filtered",
     "authz-down",
     "authz-allow",
@@ -343,6 +354,7 @@ fn bootstrap(
     upstreams: &[EchoUpstream],
     services: &[ServiceCluster<'_>],
     jwks: &str,
+    tls: &ListenerTls,
 ) -> String {
     let jwt = jwt_filters(jwks);
     let listener = |name: &'static str, filters: &'static str, routes: &'static str| {
@@ -350,6 +362,7 @@ fn bootstrap(
     };
     let specs = [
         listener("authz", AUTHZ_FILTERS, AUTHZ_ROUTES),
+        listener("authz-mtls", MTLS_FILTERS, PLAIN_ROUTES),
         listener("authz-filtered", FILTERED_FILTERS, PLAIN_ROUTES),
         listener("authz-down", DOWN_FILTERS, PLAIN_ROUTES),
         listener("authz-allow", ALLOW_FILTERS, PLAIN_ROUTES),
@@ -367,7 +380,7 @@ fn bootstrap(
             port: ports.0[name],
             routes,
             filters,
-            tls: None,
+            tls: (*name == "authz-mtls").then_some(tls),
         })
         .collect();
     differential::bootstrap_with_services(&listeners, upstreams, services)
@@ -519,6 +532,23 @@ fn authz_cases() -> Vec<Case> {
             to("backend")
                 .header("x-check-body", None)
                 .header("x-check-partial", None),
+        ),
+        case(
+            "ext_authz_check_carries_the_spiffe_id_and_certificate_of_the_client",
+            get("authz.test", "/allowed")
+                .on("authz-mtls")
+                .tls_as(Some("client")),
+            to("backend").header(
+                "x-check-principal",
+                Some("spiffe://cluster.local/ns/default/sa/client"),
+            ),
+        ),
+        case(
+            "ext_authz_check_without_a_client_certificate_has_no_principal",
+            get("authz.test", "/allowed").on("authz-mtls").tls_as(None),
+            to("backend")
+                .header("x-check-principal", None)
+                .header("x-check-certificate", None),
         ),
         case(
             "ext_authz_allowed_and_disallowed_headers_shape_the_check",
@@ -990,6 +1020,26 @@ fn api_key_cases() -> Vec<Case> {
     ]
 }
 
+/// The client identity of the mTLS cases and the CA bundle that trusts it.
+fn identities(dir: &std::path::Path) -> (Identities, ListenerTls) {
+    let server = TestCert::generate();
+    let client = TestCert::for_uri("spiffe://cluster.local/ns/default/sa/client");
+    let client_ca = dir.join("clients.pem");
+    std::fs::write(&client_ca, client.pem()).expect("write client CA bundle");
+    let tls = ListenerTls {
+        cert: server.cert.clone(),
+        key: server.key.clone(),
+        client_ca,
+    };
+    (
+        Identities {
+            server: Some(server),
+            clients: HashMap::from([("client", client)]),
+        },
+        tls,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_mesh_host_run_the_gateway_security_filters_alike() {
     let tokens = Tokens::load();
@@ -1053,19 +1103,19 @@ async fn envoy_and_mesh_host_run_the_gateway_security_filters_alike() {
             .expect("jwks.json")
             .replace('\n', "");
     let upstreams = [backend];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (identities, tls) = identities(dir.path());
 
     let envoy_ports = Ports::free();
-    let Some(envoy) =
-        Envoy::start(&bootstrap(&envoy_ports, &upstreams, &services, &jwks_json)).await
-    else {
+    let envoy_bootstrap = bootstrap(&envoy_ports, &upstreams, &services, &jwks_json, &tls);
+    let Some(envoy) = Envoy::start(&envoy_bootstrap).await else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bootstrap.yaml");
     let mesh_ports = Ports::free();
     std::fs::write(
         &path,
-        bootstrap(&mesh_ports, &upstreams, &services, &jwks_json),
+        bootstrap(&mesh_ports, &upstreams, &services, &jwks_json, &tls),
     )
     .expect("write bootstrap");
     let _mesh = MeshHost::spawn(&[
@@ -1076,7 +1126,13 @@ async fn envoy_and_mesh_host_run_the_gateway_security_filters_alike() {
         format!("unused={}", component("hello").display()),
     ]);
 
-    let report = differential::run(&cases, &envoy_ports.by_name(), &mesh_ports.by_name()).await;
+    let report = differential::run_with(
+        &cases,
+        &envoy_ports.by_name(),
+        &mesh_ports.by_name(),
+        &identities,
+    )
+    .await;
     let envoy_log = if report.envoy_unexpected.is_empty() {
         String::new()
     } else {

@@ -19,7 +19,9 @@ const HTTP2: &str = r#"typed_extension_protocol_options:
 #[tokio::test(flavor = "multi_thread")]
 async fn grpcio_calls_pass_jwt_and_ext_authz_policy_only_with_a_valid_token() {
     let jwks = auth_peers::start_jwks().await.expect("JWKS server");
-    let authz = auth_peers::start_ext_authz().await.expect("ext_authz server");
+    let authz = auth_peers::start_ext_authz()
+        .await
+        .expect("ext_authz server");
     let port = free_port();
     let bootstrap = format!(
         "static_resources:\n  listeners:{}\n  clusters:{}{}{}\n",

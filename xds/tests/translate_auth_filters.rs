@@ -60,6 +60,7 @@ fn ext_authz_grpc_and_http_services_translate() {
               transport_api_version: V3
               grpc_service: { envoy_grpc: { cluster_name: "outbound|9000||authz.ns.svc", authority: authz.ns.svc }, timeout: 2s }
               failure_mode_allow: true
+              include_peer_certificate: true
               status_on_error: { code: 503 }
               with_request_body: { max_request_bytes: 1024, allow_partial_message: true, pack_as_bytes: true }"#,
     ) else {
@@ -72,6 +73,7 @@ fn ext_authz_grpc_and_http_services_translate() {
     assert_eq!(target.authority, "authz.ns.svc");
     assert_eq!(target.timeout, Some(Duration::from_secs(2)));
     assert!(grpc.failure_mode_allow);
+    assert!(grpc.include_peer_certificate);
     assert_eq!(grpc.status_on_error, 503);
     assert_eq!(
         grpc.with_request_body.map(|b| b.max_request_bytes),
@@ -253,8 +255,8 @@ fn what_the_host_cannot_honour_is_refused_by_name() {
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               grpc_service: { envoy_grpc: { cluster_name: authz } }
-              include_peer_certificate: true"#,
-            "include_peer_certificate is not supported",
+              include_tls_session: true"#,
+            "include_tls_session is not supported",
         ),
         (
             r#"          - name: envoy.filters.http.ext_authz

@@ -551,6 +551,7 @@ pub(super) fn test_meta() -> RequestMeta {
         tls: false,
         server_name: None,
         peer_principal: None,
+        peer_certificate: None,
         grpc: false,
         filter_chain: 0,
     }
@@ -617,6 +618,7 @@ mod tests {
             tls: false,
             server_name: None,
             peer_principal: None,
+            peer_certificate: None,
             grpc: false,
             filter_chain: 0,
         }

@@ -148,6 +148,7 @@ mod tests {
             tls: false,
             server_name: None,
             peer_principal: None,
+            peer_certificate: None,
             grpc: false,
             filter_chain: 0,
         }

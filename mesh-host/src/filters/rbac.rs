@@ -160,6 +160,7 @@ mod tests {
             tls: principal.is_some(),
             server_name: principal.map(|_| Arc::from("svc.test")),
             peer_principal: principal.map(Arc::from),
+            peer_certificate: None,
             grpc: false,
             filter_chain: 0,
         }

@@ -178,6 +178,7 @@ impl MeshInbound {
             tls: true,
             server_name: None,
             peer_principal: Some(caller.principal().clone()),
+            peer_certificate: None,
             grpc: head
                 .headers
                 .get(header::CONTENT_TYPE)

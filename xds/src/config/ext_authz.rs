@@ -37,6 +37,8 @@ pub struct ExtAuthz {
     pub allowed_headers: Vec<StringMatcher>,
     /// These request headers never go into the check.
     pub disallowed_headers: Vec<StringMatcher>,
+    /// The client's verified certificate goes into the check's `source.certificate`.
+    pub include_peer_certificate: bool,
     /// Share of requests checked (default all).
     pub filter_enabled: Fraction,
     /// Requests the filter is not enabled for are refused with `status_on_error`.

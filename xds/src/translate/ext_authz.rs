@@ -131,6 +131,7 @@ pub(super) fn ext_authz_filter(
         with_request_body,
         allowed_headers,
         disallowed_headers,
+        include_peer_certificate: std::mem::take(&mut m.include_peer_certificate),
         filter_enabled: runtime_fraction(m.filter_enabled.take(), &path.field("filter_enabled"))?
             .unwrap_or(Fraction::ALL),
         deny_at_disable,

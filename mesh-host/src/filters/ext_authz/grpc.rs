@@ -136,6 +136,12 @@ pub(super) fn check_request(
             .as_deref()
             .unwrap_or_default()
             .to_owned(),
+        certificate: meta
+            .peer_certificate
+            .as_deref()
+            .filter(|_| config.include_peer_certificate)
+            .map(url_encoded_pem)
+            .unwrap_or_default(),
         ..Default::default()
     };
     let destination = Peer {
@@ -176,6 +182,31 @@ pub(super) fn check_request(
             ..Default::default()
         }),
     }
+}
+
+/// A certificate as Envoy puts it in a check: PEM, with newlines, spaces, `+`, `/` and `=`
+/// percent-encoded (`urlEncodedPemEncodedPeerCertificate`).
+fn url_encoded_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let mut out = String::with_capacity(pem.len() + pem.len() / 8);
+    for c in pem.chars() {
+        match c {
+            '\n' => out.push_str("%0A"),
+            ' ' => out.push_str("%20"),
+            '+' => out.push_str("%2B"),
+            '/' => out.push_str("%2F"),
+            '=' => out.push_str("%3D"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn protocol(version: http::Version) -> &'static str {
@@ -282,5 +313,50 @@ fn verdict(response: auth::CheckResponse) -> Verdict {
         status,
         body,
         headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_certificate_is_url_encoded_pem() {
+        let encoded = url_encoded_pem(&[0xfb; 100]);
+        assert!(encoded.starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
+        assert!(encoded.ends_with("%0A-----END%20CERTIFICATE-----%0A"));
+        assert!(!encoded.contains(['\n', ' ', '+', '/', '=']), "{encoded}");
+        assert!(
+            encoded.contains("%2F"),
+            "base64 of 0xfb bytes has '/': {encoded}"
+        );
+    }
+
+    #[test]
+    fn a_denial_without_details_is_403_and_a_named_status_wins() {
+        let denied = |status: Option<i32>| auth::CheckResponse {
+            status: Some(envoy_types::pb::google::rpc::Status {
+                code: 7,
+                ..Default::default()
+            }),
+            http_response: status.map(|code| {
+                auth::check_response::HttpResponse::DeniedResponse(auth::DeniedHttpResponse {
+                    status: Some(envoy_types::pb::envoy::r#type::v3::HttpStatus { code }),
+                    ..Default::default()
+                })
+            }),
+            ..Default::default()
+        };
+        let status = |verdict: Verdict| match verdict {
+            Verdict::Denied { status, .. } => status.as_u16(),
+            _ => 0,
+        };
+        assert_eq!(status(verdict(denied(None))), 403);
+        assert_eq!(status(verdict(denied(Some(0)))), 403);
+        assert_eq!(status(verdict(denied(Some(401)))), 401);
+        assert!(matches!(
+            verdict(auth::CheckResponse::default()),
+            Verdict::Allowed(_)
+        ));
     }
 }
