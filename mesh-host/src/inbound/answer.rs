@@ -71,16 +71,28 @@ pub(super) fn router_reply(
             status,
             headers,
         } => {
-            let Ok(location) = HeaderValue::from_str(&location) else {
-                let failure =
-                    Failure::BadRequest("the redirect location is not a valid header value".into());
-                return fail(metrics, &failure, "", grpc);
-            };
-            let mut response = http::Response::new(empty());
-            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
-            response.headers_mut().insert(header::LOCATION, location);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+            let mut response = redirect(metrics, status, &location, grpc);
             headers.apply_to_response(response.headers_mut());
             response
         }
     }
+}
+
+/// A redirect to `location`.
+pub(super) fn redirect(
+    metrics: &Metrics,
+    status: StatusCode,
+    location: &str,
+    grpc: bool,
+) -> http::Response<ResponseBody> {
+    let Ok(location) = HeaderValue::from_str(location) else {
+        let failure =
+            Failure::BadRequest("the redirect location is not a valid header value".into());
+        return fail(metrics, &failure, "", grpc);
+    };
+    let mut response = http::Response::new(empty());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
 }

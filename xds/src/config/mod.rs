@@ -27,8 +27,8 @@ pub use filters::{
     RbacFilter, TokenBucket, VhRateLimits,
 };
 pub use listener::{
-    CodecType, FilterChain, HttpConnectionManager, Listener, RouteSource,
-    ServerHeaderTransformation, TrafficDirection,
+    CodecType, EscapedSlashes, FilterChain, HttpConnectionManager, Listener, RequestNormalization,
+    RouteSource, ServerHeaderTransformation, TrafficDirection, UnderscoresAction,
 };
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,
