@@ -25,3 +25,11 @@ mod workloads;
 pub use local::{LocalWorkload, LocalWorkloadError, serve_workload};
 pub use mesh::{ListenerInbound, MeshInbound};
 pub use workloads::{AlreadyBound, LocalWorkloads};
+
+/// The deadline a gRPC client asked for with `grpc-timeout`, if the request is gRPC and the
+/// header is well-formed.
+fn requested_grpc_timeout(head: &http::request::Parts, grpc: bool) -> Option<std::time::Duration> {
+    let value = head.headers.get("grpc-timeout")?.to_str().ok()?;
+    grpc.then(|| mesh_policies::limits::parse_grpc_timeout(value).ok())
+        .flatten()
+}
