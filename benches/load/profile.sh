@@ -21,6 +21,7 @@
 #   h2c    hello.wasm vs plain-hyper   h2load -c8 -m1 -t1 -n N GET /
 #   grpc   greeter.wasm --grpc vs tonic-greeter, h2load -c8 -m1 -t1 -n N,
 #          one framed helloworld.HelloRequest{name: "bench"}
+#   p3-http1  hello_p3.wasm (wasi:http@0.3) vs plain-hyper, loaded as http1
 #   <s>-jemalloc  scenario <s> again, both peers with LD_PRELOAD=libjemalloc.so.2
 # h2c and gRPC use -m1 (8 streams in flight), not run.py's -m32: every
 # in-flight request holds one component instance, and the profiling build
@@ -265,7 +266,10 @@ print("\n## self cost by function (all inlined code included)")
 for function, cost in functions.most_common(30):
     print(f"{cost / requests:9,.0f} Ir/req {100 * cost / total:5.1f}%  {function[:160]}")
 print("\n## calls per request")
-wanted = [("malloc", r"^malloc$"), ("free", r"^free$"), ("memcpy", r"^__memcpy_avx_unaligned_erms$"),
+# mesh-host links jemalloc (tikv-jemallocator, `_rjem_` symbols); the peers
+# use glibc's malloc.
+wanted = [("malloc", r"^(malloc|calloc|realloc|_rjem_malloc|_rjem_mallocx|_rjem_calloc|_rjem_rallocx|_rjem_realloc)$"),
+          ("free", r"^(free|_rjem_free|_rjem_sdallocx)$"), ("memcpy", r"^__memcpy_avx_unaligned_erms$"),
           ("recv (syscall)", r"^recv$"), ("writev (syscall)", r"^writev$"), ("epoll_wait (syscall)", r"^epoll_wait$"),
           ("futex via syscall()", r"^syscall$"), ("clock_gettime (vDSO)", r"^clock_gettime"),
           ("tokio task polls (Harness::poll)", r"^tokio::runtime::task::harness::Harness<T,S>::poll$"),
@@ -360,6 +364,10 @@ for scenario in $SCENARIOS; do
             warm_cache hello "$base"
             profile "$scenario" mesh-host "$base" "${MESH[@]}" "$WASM_DIR/hello.wasm"
             profile "$scenario" plain-hyper "$base" "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
+        p3-http1)
+            warm_cache hello_p3 http1
+            profile "$scenario" mesh-host http1 "${MESH[@]}" "$WASM_DIR/hello_p3.wasm"
+            profile "$scenario" plain-hyper http1 "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
         grpc)
             warm_cache greeter grpc
             profile "$scenario" mesh-host grpc "${MESH[@]}" --grpc "$WASM_DIR/greeter.wasm"

@@ -14,7 +14,9 @@ project's targets go to `benches/load/RESULTS.md`.
 Peers serve the same `hello.wasm` (or the same bytes, for native servers):
 mesh-host, `wasmtime serve` (reuse 1 and 1024), Envoy -> `wasmtime serve`
 (sidecar), Envoy -> mesh-host (gateway), plain hyper; gRPC: mesh-host with
-`greeter.wasm` against tonic; a 1 MiB echo; cold start.
+`greeter.wasm` against tonic; the `wasi:http@0.3` twins `hello_p3.wasm`
+(against `wasmtime serve` on the same bytes) and `greeter_p3.wasm` (against
+tonic); a 1 MiB echo; cold start.
 
 Per run: requests/s, p50/p99 latency (from h2load's per-request log), server
 CPU microseconds per request (utime+stime from /proc/<pid>/stat, summed over
@@ -445,6 +447,31 @@ def grpc_peers(tools: Tools, work: Path) -> list[Peer]:
         Peer("mesh-host", "mesh-host --grpc greeter.wasm", [mesh_host_proc("greeter", grpc=True)]),
         Peer("tonic", "tonic greeter (native)", [native_proc("tonic-greeter")]),
         gateway,
+    ]
+
+
+def p3_hello_peers(tools: Tools) -> list[Peer]:
+    """The peers serving hello_p3.wasm (wasi:http@0.3): mesh-host and `wasmtime serve` at its
+    default P3 reuse (128, 16 concurrent per instance) and at 1024."""
+    peers = [Peer("mesh-host", "mesh-host hello_p3.wasm", [mesh_host_proc("hello_p3")])]
+    for reuse in (128, HIGH_REUSE):
+        peer = Peer(f"wasmtime-{reuse}", f"wasmtime serve hello_p3.wasm, reuse {reuse}",
+                    [wasmtime_proc(tools, "hello_p3", reuse)])
+        peer.skip = None if tools.wasmtime else tools.wasmtime_why
+        peers.append(peer)
+    peers.append(Peer("mesh-host-p2", "mesh-host hello.wasm (P2, for reference)", [mesh_host_proc("hello")]))
+    peers.append(Peer("plain-hyper", "plain hyper (native)", [native_proc("plain-hyper")]))
+    return peers
+
+
+def p3_grpc_peers() -> list[Peer]:
+    """greeter_p3.wasm against tonic. `wasmtime serve` 48 speaks HTTP/1.1 only, so it cannot
+    serve gRPC; the P2 greeter on mesh-host is the reference instead."""
+    return [
+        Peer("mesh-host", "mesh-host --grpc greeter_p3.wasm", [mesh_host_proc("greeter_p3", grpc=True)]),
+        Peer("mesh-host-p2", "mesh-host --grpc greeter.wasm (P2, for reference)",
+             [mesh_host_proc("greeter", grpc=True)]),
+        Peer("tonic", "tonic greeter (native)", [native_proc("tonic-greeter")]),
     ]
 
 
@@ -1023,6 +1050,9 @@ TARGETS = [
     Target("h2c req/s >= 3× Envoy sidecar -> wasmtime serve", "h2c", ["sidecar"], "rps", ">=", 3.0),
     Target("h2c p99 <= 1/3 of Envoy sidecar", "h2c", ["sidecar"], "p99_ms", "<=", 1 / 3),
     Target("gRPC unary req/s >= 0.5× tonic", "grpc", ["tonic"], "rps", ">=", 0.5),
+    Target("P3 HTTP/1.1 req/s >= 1.5× wasmtime serve on hello_p3 (best reuse)", "p3-http1",
+           ["wasmtime-128", "wasmtime-1024"], "rps", ">=", 1.5),
+    Target("P3 gRPC unary req/s >= 0.5× tonic", "p3-grpc", ["tonic"], "rps", ">=", 0.5),
 ]
 
 
@@ -1065,7 +1095,7 @@ def machine_note() -> str:
 # --------------------------------------------------------------------------
 
 
-SCENARIOS = ["http1", "h2c", "grpc", "echo", "outbound", "cold"]
+SCENARIOS = ["http1", "h2c", "grpc", "p3-http1", "p3-grpc", "echo", "outbound", "cold"]
 
 
 def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scenario]:
@@ -1082,6 +1112,11 @@ def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scena
         "grpc": lambda: Scenario("grpc", "gRPC unary helloworld.Greeter/SayHello",
                          ["-c8", "-m32", "-t1", "-H", "content-type: application/grpc", "-H", "te: trailers",
                           "-d", str(grpc_file)], GRPC_PATH, grpc_peers(tools, work), [check_grpc]),
+        "p3-http1": lambda: Scenario("p3-http1", "HTTP/1.1 keep-alive, hello_p3 (wasi:http@0.3)",
+                             ["--h1", "-c64", "-t1"], "/", p3_hello_peers(tools), [check_hello_http1]),
+        "p3-grpc": lambda: Scenario("p3-grpc", "gRPC unary SayHello, greeter_p3 (wasi:http@0.3)",
+                            ["-c8", "-m32", "-t1", "-H", "content-type: application/grpc", "-H", "te: trailers",
+                             "-d", str(grpc_file)], GRPC_PATH, p3_grpc_peers(), [check_grpc]),
         "echo": lambda: Scenario("echo", "1 MiB request body echo (HTTP/1.1)", ["--h1", "-c8", "-t1", "-d", str(echo_file)],
                          "/echo", echo_peers(tools), [check_echo(payload)]),
         "outbound": lambda: Scenario("outbound", "Outbound HTTP/1.1 call from a component (egress)",

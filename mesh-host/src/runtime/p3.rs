@@ -9,6 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use http_body_util::{BodyExt, BodyStream, Empty, StreamBody};
 use pin_project_lite::pin_project;
 use prometheus_client::metrics::counter::Counter;
 use wasmtime::component::GuestTaskId;
@@ -69,8 +71,11 @@ impl ConcurrentInstances {
             deadline,
             instance: instance.clone(),
         };
-        let handled =
-            tokio::time::timeout_at(deadline.into(), self.handler.handle(data, request)).await;
+        let handled = tokio::time::timeout_at(deadline.into(), async {
+            let response = self.handler.handle(data, request).await?;
+            Ok::<_, wasmtime::Error>(settle_trailers_only(response).await)
+        })
+        .await;
         match handled {
             Err(_) => Err(Failed::Deadline),
             Ok(Ok(response)) => Ok(response),
@@ -93,6 +98,27 @@ impl ConcurrentInstances {
             }
         }
     }
+}
+
+/// A gRPC response whose head already carries `grpc-status` is trailers-only:
+/// gRPC clients need it to end with the head (HTTP/2 END_STREAM on HEADERS).
+/// A P3 guest's body stays open until its trailers future resolves, which
+/// hyper would send as a separate, empty DATA frame; so such a head waits for
+/// the body's end and goes out with an empty one. Only a guest that broke
+/// the rule and wrote data after such a head still gets it through.
+async fn settle_trailers_only(response: http::Response<WasiBody>) -> http::Response<WasiBody> {
+    if !response.headers().contains_key("grpc-status") {
+        return response;
+    }
+    let (head, mut body) = response.into_parts();
+    let body = match body.frame().await {
+        None => Empty::new().map_err(|never| match never {}).boxed_unsync(),
+        Some(first) => {
+            let rest = BodyStream::new(body);
+            StreamBody::new(futures::stream::iter([first]).chain(rest)).boxed_unsync()
+        }
+    };
+    http::Response::from_parts(head, body)
 }
 
 /// What a request carries to the instance that takes it.

@@ -2,7 +2,7 @@
 //! request through `wasi:http/client.send` and answers exactly as `outbound`
 //! does (see the README): the upstream response wrapped in a 200, an egress
 //! error as a 502 naming its `error-code`, a malformed target as a 400.
-//! Bodies are handed over as streams, never held whole.
+//! Bodies are copied chunk by chunk, never held whole.
 
 use guest_support::target::Target;
 use wasip3::http::types::{
@@ -116,15 +116,29 @@ fn relay(upstream: Response) -> Result<Response, ErrorCode> {
     );
     let headers = Fields::from_list(&headers).map_err(|error| internal(&format!("{error:?}")))?;
     let (_consumed, consumed_rx) = wit_future::new(|| Ok(()));
-    let (body, upstream_trailers) = Response::consume_body(upstream, consumed_rx);
+    let (mut upstream_body, upstream_trailers) = Response::consume_body(upstream, consumed_rx);
+    // Copied rather than handed on: the host would pass a stream of its own
+    // through with the upstream's trailers, not the renamed ones.
+    let (mut body, contents) = wit_stream::new();
     let (trailers, trailers_rx) = wit_future::new(|| Ok(None));
     wit_bindgen::spawn_local(async move {
+        loop {
+            let (result, chunk) = upstream_body.read(Vec::with_capacity(READ_SIZE)).await;
+            if !chunk.is_empty() && !body.write_all(chunk).await.is_empty() {
+                eprintln!("outbound-p3: the client stopped reading the body");
+                return;
+            }
+            if !matches!(result, StreamResult::Complete(_)) {
+                break;
+            }
+        }
+        drop(body);
         let renamed = rename_trailers(upstream_trailers).await;
         if trailers.write(renamed).await.is_err() {
             eprintln!("outbound-p3: the client left before the trailers");
         }
     });
-    let (response, _sent) = Response::new(headers, Some(body), trailers_rx);
+    let (response, _sent) = Response::new(headers, Some(contents), trailers_rx);
     Ok(response)
 }
 
