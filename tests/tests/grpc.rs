@@ -237,7 +237,9 @@ async fn host_failures_map_to_grpc_statuses_a_grpcio_client_sees(kind: Kind) {
     // overloaded -> UNAVAILABLE: one call holds the only slot.
     let slow = tokio::spawn({
         let target = target.clone();
-        async move { grpcio::call(&["--target", &target, "--name", "sleep:3000"]).await }
+        // Long enough that the next client process (a Python start-up on a
+        // loaded machine) surely arrives while it holds the slot.
+        async move { grpcio::call(&["--target", &target, "--name", "sleep:8000"]).await }
     });
     host.wait_for_metric("mesh_host_requests_total", &format!("workload=\"{}\"", kind.workload("greeter")), 3)
         .await;

@@ -53,6 +53,14 @@ pub enum ComponentError {
         /// What wasmtime reported.
         cause: wasmtime::Error,
     },
+    /// The engine for the component's kind could not be created.
+    #[error("cannot run {path}: {cause}")]
+    Engine {
+        /// The file that was given.
+        path: PathBuf,
+        /// Why the engine could not be created.
+        cause: super::engine::RuntimeError,
+    },
     /// The component exports neither `wasi:http/incoming-handler@0.2` nor
     /// `wasi:http/handler@0.3`.
     #[error(
@@ -117,10 +125,12 @@ impl ComponentImage {
             cause,
         };
         let kind = exported_kind(bytes).map_err(not_http)?;
-        let engine = match kind {
-            ComponentKind::P2 => runtime.engine(),
-            ComponentKind::P3 => runtime.concurrent_engine(),
-        };
+        let engine = runtime
+            .engine(kind)
+            .map_err(|cause| ComponentError::Engine {
+                path: path.to_owned(),
+                cause,
+            })?;
         let hits_before = runtime.cache_hits();
         let started = std::time::Instant::now();
         let component = Component::new(engine, bytes).map_err(|cause| ComponentError::Compile {

@@ -1,5 +1,5 @@
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -7,6 +7,7 @@ use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
 
+use super::component::ComponentKind;
 use super::epoch::EpochTicker;
 use super::memory::MemoryBudget;
 
@@ -78,37 +79,48 @@ pub enum RuntimeError {
 /// `wasi:http@0.2` components run on an engine without the component model's
 /// concurrency support: each host call is then a plain call instead of a
 /// component-model task. `wasi:http@0.3` components need that support and get
-/// an engine of their own.
+/// an engine of their own. Each engine (and the address space its pooling
+/// allocator reserves) is created when the first component of its kind is
+/// loaded.
 #[derive(Clone)]
 pub struct Runtime {
-    p2: Engine,
-    concurrent: Engine,
+    engines: Arc<Engines>,
     config: RuntimeConfig,
     cache: Option<Cache>,
     memory: Arc<MemoryBudget>,
     _ticker: Arc<EpochTicker>,
 }
 
+/// The engines created so far; the ticker advances each of them.
+pub(crate) struct Engines {
+    p2: OnceLock<Engine>,
+    concurrent: OnceLock<Engine>,
+    creating: Mutex<()>,
+}
+
+impl Engines {
+    pub(crate) fn created(&self) -> impl Iterator<Item = &Engine> {
+        [self.p2.get(), self.concurrent.get()].into_iter().flatten()
+    }
+}
+
 impl Runtime {
-    /// Builds the engines: component model, async support, the pooling
-    /// allocator and epoch interruption are always on; the component model's
-    /// concurrency only where `wasi:http@0.3` needs it.
+    /// Sets up the runtime: the compilation cache, the memory budget and the
+    /// epoch ticker. Engines come later, one per kind of component loaded.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let cache = cache(&config)?;
-        let mut p2 = engine_config(&config, cache.clone());
-        p2.concurrency_support(false);
-        let mut concurrent = engine_config(&config, cache.clone());
-        concurrent.wasm_component_model_async(true);
-        let p2 = Engine::new(&p2).map_err(RuntimeError::Engine)?;
-        let concurrent = Engine::new(&concurrent).map_err(RuntimeError::Engine)?;
-        let ticker = EpochTicker::spawn(vec![p2.clone(), concurrent.clone()], EPOCH_TICK)
-            .map_err(RuntimeError::Ticker)?;
+        let engines = Arc::new(Engines {
+            p2: OnceLock::new(),
+            concurrent: OnceLock::new(),
+            creating: Mutex::new(()),
+        });
+        let ticker =
+            EpochTicker::spawn(engines.clone(), EPOCH_TICK).map_err(RuntimeError::Ticker)?;
         let memory = Arc::new(MemoryBudget::new(
             config.memory_budget_bytes.unwrap_or(u64::MAX),
         ));
         Ok(Self {
-            p2,
-            concurrent,
+            engines,
             config,
             cache,
             memory,
@@ -116,15 +128,32 @@ impl Runtime {
         })
     }
 
-    /// The engine of `wasi:http@0.2` components.
-    pub fn engine(&self) -> &Engine {
-        &self.p2
-    }
-
-    /// The engine of `wasi:http@0.3` components, with the component model's
-    /// concurrency support.
-    pub fn concurrent_engine(&self) -> &Engine {
-        &self.concurrent
+    /// The engine of components of `kind`, created on first use: component
+    /// model, async support, the pooling allocator and epoch interruption are
+    /// always on; the component model's concurrency only for `wasi:http@0.3`.
+    pub fn engine(&self, kind: ComponentKind) -> Result<&Engine, RuntimeError> {
+        let slot = match kind {
+            ComponentKind::P2 => &self.engines.p2,
+            ComponentKind::P3 => &self.engines.concurrent,
+        };
+        if let Some(engine) = slot.get() {
+            return Ok(engine);
+        }
+        let _creating = self
+            .engines
+            .creating
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(engine) = slot.get() {
+            return Ok(engine);
+        }
+        let mut config = engine_config(&self.config, self.cache.clone());
+        match kind {
+            ComponentKind::P2 => config.concurrency_support(false),
+            ComponentKind::P3 => config.wasm_component_model_async(true),
+        };
+        let engine = Engine::new(&config).map_err(RuntimeError::Engine)?;
+        Ok(slot.get_or_init(|| engine))
     }
 
     /// How many compilations were served from the on-disk cache so far

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::Engine;
+use super::engine::Engines;
 
 /// A thread that advances the engines' epochs at a fixed period; stores use
 /// the epoch to yield to the executor and to enforce request deadlines.
@@ -13,7 +13,7 @@ pub(crate) struct EpochTicker {
 }
 
 impl EpochTicker {
-    pub(crate) fn spawn(engines: Vec<Engine>, period: Duration) -> std::io::Result<Self> {
+    pub(crate) fn spawn(engines: Arc<Engines>, period: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("mesh-host-epoch".into())
@@ -22,7 +22,7 @@ impl EpochTicker {
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(period);
-                        for engine in &engines {
+                        for engine in engines.created() {
                             engine.increment_epoch();
                         }
                     }

@@ -32,7 +32,7 @@ pub(super) struct DirectInstances {
 struct Pool {
     // The whole runtime, not just the engine: its epoch ticker must outlive
     // every store, or dropping a store whose guest is mid-loop never ends.
-    runtime: Runtime,
+    _runtime: Runtime,
     pre: ProxyPre<StoreState>,
     setup: StoreSetup,
     max_reuse: usize,
@@ -66,7 +66,7 @@ impl DirectInstances {
         instantiations: Counter,
     ) -> Self {
         let pool = Arc::new(Pool {
-            runtime,
+            _runtime: runtime,
             pre,
             setup,
             max_reuse: settings.max_instance_reuse.max(1),
@@ -176,7 +176,7 @@ impl Pool {
 
     async fn instantiate(&self, deadline: Instant) -> Result<Instance, Failed> {
         self.instantiations.inc();
-        let mut store = self.setup.new_store(self.runtime.engine());
+        let mut store = self.setup.new_store(self.pre.instance_pre().engine());
         match self.pre.instantiate_async(&mut store).await {
             Ok(proxy) => Ok(Instance {
                 store,

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, BodyStream, Empty, StreamBody};
 use pin_project_lite::pin_project;
 use prometheus_client::metrics::counter::Counter;
 use wasmtime::component::GuestTaskId;
-use wasmtime::{Store, StoreContextMut};
+use wasmtime::{Engine, Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, InstantiationError, ProxyHandler, ProxyPre, ShouldAccept,
     WorkerExpiration, WorkerState, WorkerStatus,
@@ -51,7 +51,8 @@ impl ConcurrentInstances {
     ) -> Self {
         Self {
             handler: ProxyHandler::new(Instances {
-                runtime,
+                _runtime: runtime,
+                engine: pre.instance_pre().engine().clone(),
                 pre: ProxyPre::P3(pre),
                 setup,
                 settings,
@@ -132,7 +133,8 @@ struct RequestData {
 struct Instances {
     // The whole runtime, not just the engine: its epoch ticker must outlive
     // every store, or dropping a store whose guest is mid-loop never ends.
-    runtime: Runtime,
+    _runtime: Runtime,
+    engine: Engine,
     pre: ProxyPre<StoreState>,
     setup: StoreSetup,
     settings: WorkloadSettings,
@@ -148,7 +150,7 @@ impl HandlerState for Instances {
         &self,
     ) -> wasmtime::Result<Instance<StoreState, InstanceExpiration, InstanceReuse>> {
         self.instantiations.inc();
-        let mut store = self.setup.new_store(self.runtime.concurrent_engine());
+        let mut store = self.setup.new_store(&self.engine);
         let proxy = match self.pre.instantiate_async(&mut store).await {
             Ok(proxy) => proxy,
             Err(error) => {
