@@ -267,8 +267,9 @@ for function, cost in functions.most_common(30):
     print(f"{cost / requests:9,.0f} Ir/req {100 * cost / total:5.1f}%  {function[:160]}")
 print("\n## calls per request")
 # mesh-host links jemalloc (tikv-jemallocator, `_rjem_` symbols); the peers
-# use glibc's malloc.
-wanted = [("malloc", r"^(malloc|calloc|realloc|_rjem_malloc|_rjem_mallocx|_rjem_calloc|_rjem_rallocx|_rjem_realloc)$"),
+# use glibc's malloc. Allocation functions carry their callers after a `'`.
+ALLOC = r"^(malloc|calloc|realloc|_rjem_malloc|_rjem_mallocx|_rjem_calloc|_rjem_rallocx|_rjem_realloc)('|$)"
+wanted = [("malloc", ALLOC),
           ("free", r"^(free|_rjem_free|_rjem_sdallocx)$"), ("memcpy", r"^__memcpy_avx_unaligned_erms$"),
           ("recv (syscall)", r"^recv$"), ("writev (syscall)", r"^writev$"), ("epoll_wait (syscall)", r"^epoll_wait$"),
           ("futex via syscall()", r"^syscall$"), ("clock_gettime (vDSO)", r"^clock_gettime"),
@@ -283,6 +284,24 @@ wanted = [("malloc", r"^(malloc|calloc|realloc|_rjem_malloc|_rjem_mallocx|_rjem_
 for label, pattern in wanted:
     n = sum(v for k, v in calls.items() if k and re.search(pattern, k))
     print(f"{n / requests:8.2f}  {label}")
+# The first caller that is not allocator, std/core/alloc or collection code
+# is the one that asked for the allocation.
+generic = re.compile(r"^<?(_rjem_|__rust_|__rdl|__rg_|malloc|calloc|realloc|alloc::|core::|std::|tikv_jemallocator|"
+                     r"hashbrown|smallvec|\[|&|T as alloc)")
+askers, asking_crates = collections.Counter(), collections.Counter()
+for callee, n in calls.items():
+    if not callee or not re.search(ALLOC, callee):
+        continue
+    frames = callee.split("'")[1:]
+    asker = next((f for f in frames if not generic.match(f.lstrip("<&*"))), frames[-1] if frames else callee)
+    askers[asker[:150]] += n
+    asking_crates[symbol_crate(asker)] += n
+print("\n## allocations per request by the crate that asked")
+for crate, n in asking_crates.most_common(15):
+    print(f"{n / requests:8.2f}  {crate}")
+print("\n## allocations per request by the function that asked")
+for asker, n in askers.most_common(30):
+    print(f"{n / requests:8.2f}  {asker}")
 PYEOF
 }
 
@@ -296,7 +315,13 @@ profile() {
     for word in "$@"; do argv+=("${word//PORT/$port}"); done
     log "$name: ${argv[*]}"
     printf '%s\n' "${env[*]} valgrind --tool=callgrind ${argv[*]}" >"$OUT/$name.cmd"
-    "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$cg" "${argv[@]}" >"$OUT/$name.log" 2>&1 &
+    # Each allocation keeps the chain of its callers, so the breakdown can say
+    # which crate asked for it (the contexts do not change the counts).
+    local callers=()
+    for fn in malloc calloc realloc _rjem_malloc _rjem_mallocx _rjem_calloc _rjem_rallocx _rjem_realloc; do
+        callers+=("--separate-callers12=$fn")
+    done
+    "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$cg" "${callers[@]}" "${argv[@]}" >"$OUT/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_ready "$scenario" "$port" "$pid" || { tail -20 "$OUT/$name.log" >&2; return 1; }
