@@ -1058,6 +1058,14 @@ def run_cold_start(tools: Tools, args, affinity: Affinity, work: Path) -> list[C
 # --------------------------------------------------------------------------
 
 
+def portable(command: str) -> str:
+    """A command as the results file shows it: paths inside the repository relative to it,
+    other absolute paths (installed tools) by their file name, so the file names no directory
+    of the machine it was made on."""
+    command = command.replace(str(REPO) + "/", "")
+    return re.sub(r"(?<![\w.])/(?:[\w.+-]+/)+([\w.+-]+)", r"\1", command)
+
+
 def spread(values: list[float], fmt: str) -> str:
     if not values:
         return "-"
@@ -1107,7 +1115,7 @@ def scenario_table(scenario: Scenario, results: list[PeerResult], affinity: Affi
               " (plus `--log-file` for the latency percentiles).", "", "Commands:", ""]
     for result in results:
         for command in result.commands:
-            lines.append(f"- {result.peer.label}: `{command}`")
+            lines.append(f"- {result.peer.label}: `{portable(command)}`")
     return "\n".join(lines) + "\n"
 
 
@@ -1121,7 +1129,7 @@ def cold_table(results: list[ColdResult], affinity: Affinity) -> str:
             lines.append(f"| {result.variant.label} | {spread(result.ms, '.1f')} "
                          f"| {spread([v / 1024 for v in result.rss_kib], '.1f')} |")
     lines += ["", "Commands (temp paths vary per run):", ""]
-    lines += [f"- {r.variant.label}: `{r.command}`" for r in results if r.command]
+    lines += [f"- {r.variant.label}: `{portable(r.command)}`" for r in results if r.command]
     return "\n".join(lines) + "\n"
 
 
