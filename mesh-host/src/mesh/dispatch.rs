@@ -112,6 +112,8 @@ impl ListenerDispatch {
             cluster: forward.cluster.clone(),
             timeout,
             retry: forward.retry_policy.clone(),
+            hash_policy: forward.hash_policy.clone(),
+            source_ip: Some(meta.peer.ip()),
         };
         match self
             .shared

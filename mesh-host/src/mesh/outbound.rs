@@ -109,6 +109,8 @@ pub(super) fn send(
             options.and_then(|options| options.first_byte_timeout),
         ),
         retry: forward.retry_policy.clone(),
+        hash_policy: forward.hash_policy.clone(),
+        source_ip: None,
     };
     let sent = shared
         .egress

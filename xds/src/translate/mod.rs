@@ -14,6 +14,8 @@ mod endpoint;
 mod error;
 pub(crate) mod extensions;
 mod hcm;
+mod health_check;
+mod lb_policy;
 mod listener;
 mod matcher;
 mod path;

@@ -8,7 +8,10 @@ use super::matcher::{header_matcher, query_parameter_matcher, safe_regex};
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::route_action::{retry_policy, route_action};
-use crate::config::{PathMatch, ResourceKind, Route, RouteConfig, RouteMatch, VirtualHost};
+use crate::config::{
+    HeaderAppendAction, HeaderValueOption, PathMatch, ResourceKind, Route, RouteConfig, RouteMatch,
+    VirtualHost,
+};
 use crate::field_policy::tolerate_fields;
 
 impl TryFrom<route::RouteConfiguration> for RouteConfig {
@@ -40,6 +43,7 @@ pub(crate) fn route_config(
         std::mem::take(&mut rc.response_headers_to_remove),
         path,
     )?;
+    let ignore_port_in_host_matching = std::mem::take(&mut rc.ignore_port_in_host_matching);
     // Cluster validation only delays acceptance in Envoy; metadata is informational.
     tolerate_fields!(rc, "RouteConfiguration":
         validate_clusters,
@@ -49,6 +53,7 @@ pub(crate) fn route_config(
     reject_unsupported(&rc, path)?;
     Ok(RouteConfig {
         name,
+        ignore_port_in_host_matching,
         virtual_hosts,
         headers,
     })
@@ -105,14 +110,25 @@ fn route(
             .ok_or_else(|| FieldError::missing(&path.field("match")))?,
         &path.field("match"),
     )?;
-    let action = route_action(r.action.take(), vhost_retry, path)?;
-    let headers = header_mutations(
+    let (action, content_type) = route_action(r.action.take(), vhost_retry, path)?;
+    let mut headers = header_mutations(
         std::mem::take(&mut r.request_headers_to_add),
         std::mem::take(&mut r.request_headers_to_remove),
         std::mem::take(&mut r.response_headers_to_add),
         std::mem::take(&mut r.response_headers_to_remove),
         path,
     )?;
+    // A formatted direct response sets its content type before the route's own headers.
+    if let Some(value) = content_type {
+        headers.response_headers_to_add.insert(
+            0,
+            HeaderValueOption {
+                name: "content-type".to_owned(),
+                value,
+                append: HeaderAppendAction::OverwriteIfExistsOrAdd,
+            },
+        );
+    }
     let name = std::mem::take(&mut r.name);
     // Observability only.
     tolerate_fields!(r, "Route": metadata, decorator, tracing, stat_prefix);
