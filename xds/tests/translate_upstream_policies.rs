@@ -171,10 +171,10 @@ fn health_checks_take_envoy_defaults_and_refuse_what_is_not_run() {
     assert_eq!(expected_statuses, vec![(200, 400)]);
     assert_eq!(retriable_statuses, vec![(503, 504)]);
 
-    let c = cluster(&format!(
-        "{EDS}health_checks: [{{timeout: 1s, interval: 5s, unhealthy_threshold: 1, healthy_threshold: 1, grpc_health_check: {{service_name: helloworld.Greeter}}}}]\n"
-    ))
-    .expect("gRPC check");
+    let grpc = "health_checks: [{timeout: 1s, interval: 5s, unhealthy_threshold: 1, healthy_threshold: 1, grpc_health_check: {service_name: helloworld.Greeter}}]\n";
+    let error = cluster(&format!("{EDS}{grpc}")).expect_err("gRPC over HTTP/1.1");
+    assert!(error.ends_with("health_checks[0].grpc_health_check: the cluster must speak HTTP/2 for gRPC health checks"), "{error}");
+    let c = cluster(&format!("{EDS}http2_protocol_options: {{}}\n{grpc}")).expect("gRPC check");
     assert_eq!(
         c.health_check.map(|h| h.kind),
         Some(HealthCheckKind::Grpc {
@@ -366,6 +366,19 @@ fn direct_response_body_format_renders_text_and_sets_the_content_type() {
     .expect_err("request operators");
     assert!(
         error.contains("body_format.text_format: only %LOCAL_REPLY_BODY%"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_domain_listed_twice_is_refused_as_envoy_refuses_it() {
+    let error = routes(
+        "name: r\nvirtual_hosts:\n- {name: a, domains: [a.example.com, 10.96.0.1], routes: []}\n- {name: b, domains: [10.96.0.1], routes: []}\n",
+    )
+    .expect_err("duplicate domain");
+    assert!(
+        error
+            .ends_with("virtual_hosts[1].domains[0]: domain 10.96.0.1 is also in virtual_hosts[0]"),
         "{error}"
     );
 }

@@ -21,8 +21,8 @@ use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::tls::upstream_transport_socket;
 use crate::config::{
-    CircuitBreakers, Cluster, Discovery, OutlierDetection, ResourceKind, RetryBudget,
-    UpstreamProtocol,
+    CircuitBreakers, Cluster, Discovery, HealthCheck, HealthCheckKind, OutlierDetection,
+    ResourceKind, RetryBudget, UpstreamProtocol,
 };
 use crate::field_policy::tolerate_fields;
 
@@ -102,6 +102,21 @@ pub(crate) fn translate_cluster(
         &path.field("health_checks"),
     )?;
     let ignore_health_on_host_removal = std::mem::take(&mut c.ignore_health_on_host_removal);
+    // Envoy refuses gRPC health checks on a cluster that does not speak HTTP/2.
+    if let Some(HealthCheck {
+        kind: HealthCheckKind::Grpc { .. },
+        ..
+    }) = &health_check
+        && protocol != UpstreamProtocol::Http2
+    {
+        return Err(FieldError::invalid(
+            &path
+                .field("health_checks")
+                .index(0)
+                .field("grpc_health_check"),
+            "the cluster must speak HTTP/2 for gRPC health checks",
+        ));
+    }
     let load_assignment = match (c.load_assignment.take(), &discovery) {
         (Some(_), Discovery::Eds { .. }) => {
             return Err(FieldError::invalid(

@@ -36,6 +36,7 @@ pub(crate) fn route_config(
         .enumerate()
         .map(|(i, vh)| virtual_host(vh, &vhosts_path.index(i)))
         .collect::<FieldResult<Vec<_>>>()?;
+    unique_domains(&virtual_hosts, &vhosts_path)?;
     let headers = header_mutations(
         std::mem::take(&mut rc.request_headers_to_add),
         std::mem::take(&mut rc.request_headers_to_remove),
@@ -57,6 +58,24 @@ pub(crate) fn route_config(
         virtual_hosts,
         headers,
     })
+}
+
+/// Envoy refuses a domain listed twice, in one virtual host or in two (case-insensitively).
+fn unique_domains(virtual_hosts: &[VirtualHost], path: &FieldPath<'_>) -> FieldResult<()> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, vh) in virtual_hosts.iter().enumerate() {
+        let at = path.index(i);
+        let domains = at.field("domains");
+        for (j, domain) in vh.domains.iter().enumerate() {
+            if let Some(first) = seen.insert(domain.to_ascii_lowercase(), i) {
+                return Err(FieldError::invalid(
+                    &domains.index(j),
+                    format!("domain {domain} is also in virtual_hosts[{first}]"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult<VirtualHost> {
