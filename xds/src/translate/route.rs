@@ -67,7 +67,8 @@ fn unique_domains(virtual_hosts: &[VirtualHost], path: &FieldPath<'_>) -> FieldR
         let at = path.index(i);
         let domains = at.field("domains");
         for (j, domain) in vh.domains.iter().enumerate() {
-            if let Some(first) = seen.insert(domain.to_ascii_lowercase(), i) {
+            let domain = domain.to_ascii_lowercase();
+            if let Some(first) = seen.insert(domain.clone(), i) {
                 return Err(FieldError::invalid(
                     &domains.index(j),
                     format!("domain {domain} is also in virtual_hosts[{first}]"),
