@@ -15,6 +15,8 @@ mod error;
 pub(crate) mod extensions;
 mod filters;
 mod hcm;
+mod health_check;
+mod lb_policy;
 mod listener;
 mod matcher;
 mod path;
