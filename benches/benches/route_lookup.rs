@@ -37,6 +37,7 @@ fn route(prefix: String, cluster: String) -> Route {
             retry_policy: None,
             rate_limits: Vec::new(),
             include_vh_rate_limits: false,
+            hash_policy: Vec::new(),
         })),
         headers: HeaderMutations::default(),
         typed_per_filter_config: Default::default(),
@@ -83,6 +84,7 @@ fn many_vhosts(n: usize) -> RouteTable {
 fn table(virtual_hosts: Vec<VirtualHost>) -> RouteTable {
     RouteTable::new(Arc::new(RouteConfig {
         name: "bench".into(),
+        ignore_port_in_host_matching: false,
         virtual_hosts,
         headers: HeaderMutations::default(),
         typed_per_filter_config: Default::default(),

@@ -91,6 +91,11 @@ impl MeshHost {
         }
     }
 
+    /// The process id, for reading its memory use from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://<addr>` of the data plane.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

@@ -262,8 +262,8 @@ fn what_the_host_cannot_honour_is_refused_by_name() {
             r#"          - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              grpc_service: { envoy_grpc: { cluster_name: "outbound|9000||authz" } }"#,
-            "is not a valid :authority; set `authority`",
+              grpc_service: { envoy_grpc: { cluster_name: authz, authority: "authz server" } }"#,
+            "\"authz server\" is not a valid :authority",
         ),
         (
             r#"          - name: envoy.filters.http.jwt_authn

@@ -105,7 +105,7 @@ mod tests {
             builder = builder.header("authorization", value);
         }
         let (mut head, ()) = builder.body(()).expect("request").into_parts();
-        let meta = crate::filters::chain::test_meta();
+        let meta = crate::shared::RequestMeta::plaintext_from("10.0.0.2:1");
         let upstream = crate::egress::Egress::new();
         let mut body = crate::filters::chain::test_body();
         let refusal = filter.decode(

@@ -540,27 +540,9 @@ pub(super) fn test_body() -> SyncWrapper<WasiBody> {
     )
 }
 
-/// A plaintext connection from 10.0.0.2 to 10.0.0.1:80, for filter tests.
-#[cfg(test)]
-pub(super) fn test_meta() -> RequestMeta {
-    let peer: std::net::SocketAddr = "10.0.0.2:1".parse().unwrap_or(([10, 0, 0, 2], 1).into());
-    RequestMeta {
-        peer,
-        remote_ip: peer.ip(),
-        local: ([10, 0, 0, 1], 80).into(),
-        tls: false,
-        server_name: None,
-        peer_principal: None,
-        peer_certificate: None,
-        grpc: false,
-        filter_chain: 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::net::SocketAddr;
 
     use futures::FutureExt;
     use mesh_xds::config::{
@@ -609,21 +591,6 @@ mod tests {
         }
     }
 
-    fn meta() -> RequestMeta {
-        let peer: SocketAddr = "10.0.0.2:1".parse().expect("address");
-        RequestMeta {
-            peer,
-            remote_ip: peer.ip(),
-            local: "10.0.0.1:80".parse().expect("address"),
-            tls: false,
-            server_name: None,
-            peer_principal: None,
-            peer_certificate: None,
-            grpc: false,
-            filter_chain: 0,
-        }
-    }
-
     /// Runs `chain` with `overrides`: whether a filter refused, and the response headers
     /// after encoding (a 200 when none refused).
     fn run(chain: &FilterChain, overrides: Overrides<'_>) -> (bool, Vec<String>) {
@@ -631,7 +598,7 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
-        let meta = meta();
+        let meta = RequestMeta::plaintext_from("10.0.0.2:1");
         let upstream = Egress::new();
         let mut body = test_body();
         let (decoded, halt) = chain

@@ -501,7 +501,7 @@ pub(super) mod tests {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
         let (mut head, ()) = builder.body(()).expect("request").into_parts();
-        let meta = crate::filters::chain::test_meta();
+        let meta = crate::shared::RequestMeta::plaintext_from("10.0.0.2:1");
         let upstream = Egress::new();
         let mut body = crate::filters::chain::test_body();
         let failure = filter

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -95,6 +96,8 @@ impl tower::Service<http::Request<tonic::body::Body>> for ClusterChannel<'_> {
             cluster: self.cluster.to_owned(),
             timeout: self.timeout,
             retry: None,
+            hash_policy: Arc::from([]),
+            source_ip: None,
         };
         self.upstream
             .send(http::Request::from_parts(head, body), route)
@@ -117,6 +120,8 @@ pub(crate) async fn http_call(
         cluster: cluster.to_owned(),
         timeout: Some(timeout),
         retry: None,
+        hash_policy: Arc::from([]),
+        source_ip: None,
     };
     let exchange = async {
         let response = upstream

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use mesh_policies::limits::parse_grpc_timeout;
 use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
@@ -28,6 +27,8 @@ pub(super) async fn forward_upstream(
         cluster: forward.cluster.clone(),
         timeout,
         retry: forward.retry_policy.clone(),
+        hash_policy: forward.hash_policy.clone(),
+        source_ip: Some(meta.remote_ip),
     };
     match upstream
         .send(http::Request::from_parts(head, body), route)
@@ -51,10 +52,7 @@ fn upstream_timeout(
     head: &http::request::Parts,
     grpc: bool,
 ) -> Option<Duration> {
-    let asked = grpc
-        .then(|| head.headers.get("grpc-timeout")?.to_str().ok())
-        .flatten()
-        .and_then(|value| parse_grpc_timeout(value).ok());
+    let asked = super::requested_grpc_timeout(head, grpc);
     match forward.grpc_timeout_header_max.zip(asked) {
         Some((max, asked)) if max.is_zero() => Some(asked),
         Some((max, asked)) => Some(asked.min(max)),

@@ -21,7 +21,8 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use cluster::{
-    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, RetryBudget, UpstreamProtocol,
+    CircuitBreakers, Cluster, Discovery, HealthCheck, HealthCheckKind, LbPolicy, OutlierDetection,
+    RetryBudget, UpstreamProtocol,
 };
 pub use credentials::{ApiKeyAuth, BasicAuth, KeySource};
 pub use endpoint::{Endpoint, HealthStatus, HostPort, LoadAssignment, Locality, LocalityEndpoints};
@@ -39,8 +40,8 @@ pub use jwt_authn::{
     JwtRequirement, JwtRule, RemoteJwks,
 };
 pub use listener::{
-    CodecType, FilterChain, HttpConnectionManager, Listener, RouteSource,
-    ServerHeaderTransformation, TrafficDirection,
+    CodecType, EscapedSlashes, FilterChain, HttpConnectionManager, Listener, RequestNormalization,
+    RouteSource, ServerHeaderTransformation, TrafficDirection, UnderscoresAction,
 };
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,
@@ -48,9 +49,9 @@ pub use matcher::{
 pub use ratelimit::{GlobalRateLimit, GlobalRateLimitPerRoute, RequestType};
 pub use rbac::{Cidr, Permission, Principal, RbacAction, RbacPolicy, RbacRules};
 pub use route::{
-    ClusterSpecifier, ForwardAction, HeaderAppendAction, HeaderMutations, HeaderValueOption,
-    PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy, Route,
-    RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
+    ClusterSpecifier, ForwardAction, HashPolicy, HashSource, HeaderAppendAction, HeaderMutations,
+    HeaderValueOption, PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy,
+    Route, RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
 };
 pub use tls::{CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, UpstreamTls};
 

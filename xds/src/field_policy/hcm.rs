@@ -22,7 +22,7 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
         no_effect("tracing", "tracing is not implemented (telemetry)"),
         no_effect(
             "common_http_protocol_options",
-            "idle_timeout, max_connection_duration(_jitter) and max_requests_per_connection tune connections; headers_with_underscores_action, max_headers_count, max_response_headers_kb and max_stream_duration are refused",
+            "idle_timeout, max_connection_duration(_jitter) and max_requests_per_connection tune connections; headers_with_underscores_action is honoured (ALLOW, REJECT_REQUEST: 400, DROP_HEADER); max_headers_count, max_response_headers_kb and max_stream_duration are refused",
         ),
         unsupported(
             "http1_safe_max_connection_duration",
@@ -119,14 +119,14 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
             "changes the client address seen upstream",
         ),
         no_effect("upgrade_configs", "upgrades are served as plain HTTP"),
-        unsupported(
+        honoured(
             "normalize_path",
-            "path normalisation is not implemented yet",
+            "RFC 3986: dot segments removed, unreserved characters unescaped, before filters and routing",
         ),
-        unsupported("merge_slashes", "path normalisation is not implemented yet"),
-        unsupported(
+        honoured("merge_slashes", "runs of `/` in the path become one"),
+        honoured(
             "path_with_escaped_slashes_action",
-            "path normalisation is not implemented yet",
+            "KEEP_UNCHANGED, REJECT_REQUEST (400), UNESCAPE_AND_REDIRECT (307), UNESCAPE_AND_FORWARD",
         ),
         no_effect(
             "request_id_extension",

@@ -21,6 +21,22 @@ use crate::config::{
 /// Envoy's ext_authz timeout when `GrpcService.timeout` / `server_uri.timeout` is unset.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// Envoy's default `:authority` for a gRPC service is its cluster name. Control planes name
+/// clusters `httproute/default/backend/rule/0` or `outbound|9000||authz.ns.svc`, which the
+/// HTTP/2 client here cannot send as they are (Envoy's codec does not check, and the `http`
+/// crate refuses percent-encoding in an authority): each character outside RFC 3986's
+/// unreserved set becomes `_`. Only a service that routes on `:authority` could tell, and
+/// such a setup sets `authority`.
+fn authority_of_cluster(cluster: &str) -> String {
+    cluster
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '.' | '_' | '~' => c,
+            _ => '_',
+        })
+        .collect()
+}
+
 /// `GrpcService` with an `envoy_grpc` target (`google_grpc` opens its own channels outside the
 /// clusters and is refused).
 pub(crate) fn grpc_service(
@@ -40,13 +56,13 @@ pub(crate) fn grpc_service(
         return Err(FieldError::missing(&at.field("cluster_name")));
     }
     let authority = match std::mem::take(&mut envoy.authority) {
-        a if a.is_empty() => cluster.clone(),
+        a if a.is_empty() => authority_of_cluster(&cluster),
         a => a,
     };
     if http::uri::Authority::try_from(authority.as_str()).is_err() {
         return Err(FieldError::invalid(
             &at.field("authority"),
-            format!("\"{authority}\" is not a valid :authority; set `authority`"),
+            format!("\"{authority}\" is not a valid :authority"),
         ));
     }
     // Envoy's gRPC client adds x-envoy-* headers unless told not to; a service ignores them.
@@ -263,5 +279,26 @@ pub(super) fn ext_authz_per_route(
             Ok(Some(settings))
         }
         None => Err(FieldError::missing(&path.field("override"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_name_becomes_a_valid_authority() {
+        for (cluster, expected) in [
+            ("authz.ns.svc", "authz.ns.svc"),
+            ("outbound|9000||authz.ns.svc", "outbound_9000__authz.ns.svc"),
+            (
+                "httproute/default/backend/rule/0",
+                "httproute_default_backend_rule_0",
+            ),
+        ] {
+            let authority = authority_of_cluster(cluster);
+            assert_eq!(authority, expected);
+            assert!(http::uri::Authority::try_from(authority.as_str()).is_ok());
+        }
     }
 }
