@@ -4,6 +4,7 @@
 //! HTTP/2 and gRPC on one port, applies per-component policy, and is the only
 //! exit for a component's outbound requests.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod body;
@@ -21,3 +22,4 @@ pub mod routing;
 pub mod runtime;
 pub mod shared;
 pub mod snapshot;
+pub mod tcp_proxy;

@@ -26,6 +26,7 @@ pub struct Metrics {
     requests: Family<WorkloadLabel, Counter>,
     failures: Family<FailureLabels, Counter>,
     egress_denied: Family<WorkloadLabel, Counter>,
+    access_log_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -71,12 +72,19 @@ impl Metrics {
             "Outbound requests refused, per workload",
             egress_denied.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_lines_dropped",
+            "Access log lines dropped because their writer was behind",
+            access_log_dropped.clone(),
+        );
         Self {
             registry,
             instantiations,
             requests,
             failures,
             egress_denied,
+            access_log_dropped,
         }
     }
 
@@ -108,6 +116,11 @@ impl Metrics {
                 workload: workload.to_string(),
             })
             .inc();
+    }
+
+    /// Counts an access log line dropped because its writer's queue was full.
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
     }
 
     /// The Prometheus text exposition of every family.

@@ -13,6 +13,7 @@ use mesh_xds::config::{
     TrafficDirection,
 };
 
+use crate::access_log::AccessLogs;
 use crate::egress::Egress;
 use crate::filters::FilterChain;
 use crate::routing::RouteTable;
@@ -45,6 +46,8 @@ pub struct ListenerChain {
     pub filters: FilterChain,
     /// The connection manager's request normalisation.
     pub normalization: RequestNormalization,
+    /// The connection manager's access logs.
+    pub access_logs: Arc<AccessLogs>,
 }
 
 /// Whether `listener` is the egress listener: the one named in the host's settings, else one
@@ -99,6 +102,7 @@ impl Snapshot {
                         routes,
                         filters,
                         normalization: chain.http.normalization,
+                        access_logs: Arc::new(AccessLogs::open(&chain.http.access_logs)),
                     }))
                 })
                 .collect();

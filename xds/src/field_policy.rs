@@ -13,6 +13,7 @@ mod hcm;
 mod listener;
 mod route;
 mod secret;
+mod tcp_proxy;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +104,8 @@ pub const MESSAGES: &[MessagePolicy] = &[
     listener::FILTER_CHAIN,
     hcm::HTTP_CONNECTION_MANAGER,
     hcm::ROUTER,
+    tcp_proxy::TCP_PROXY,
+    tcp_proxy::CONNECTION_LIMIT,
     route::ROUTE_CONFIGURATION,
     route::VIRTUAL_HOST,
     route::ROUTE,

@@ -33,8 +33,10 @@ use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use mesh_policies::grpc::is_grpc_content_type;
-use mesh_xds::config::{HashPolicy, MeshConfig, RetryPolicy, UpstreamProtocol};
+use mesh_xds::config::{HashPolicy, HostPort, MeshConfig, RetryPolicy, UpstreamProtocol};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+use crate::shared::UpstreamHost;
 
 pub use breakers::Overflow;
 pub use error::{ConnectError, EgressError};
@@ -116,6 +118,24 @@ impl Egress {
                 None => work.await,
             }
         })
+    }
+}
+
+impl Egress {
+    /// An endpoint of `cluster` and the cluster's connect timeout, for a connection the TCP
+    /// proxy forwards: chosen by the cluster's load balancer among its healthy endpoints.
+    pub fn pick_endpoint(&self, cluster: &str) -> Result<(HostPort, Duration), EgressError> {
+        let state = self
+            .clusters
+            .get(cluster)
+            .ok_or_else(|| EgressError::UnknownCluster(cluster.to_owned()))?;
+        let index = state
+            .pick(&[], None)
+            .ok_or_else(|| EgressError::NoHealthyEndpoint(cluster.to_owned()))?;
+        Ok((
+            state.hosts[index].address.clone(),
+            state.config.connect_timeout,
+        ))
     }
 }
 
@@ -274,6 +294,10 @@ async fn send_to_cluster(
                     retry::backoff(attempt).await;
                     continue;
                 }
+                let mut response = response;
+                response
+                    .extensions_mut()
+                    .insert(UpstreamHost(host.state.label.as_str().into()));
                 return Ok(response.map(|body| {
                     Guarded {
                         body,

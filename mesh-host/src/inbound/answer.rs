@@ -7,7 +7,7 @@ use crate::body::{ResponseBody, empty, full};
 use crate::filters::Halt;
 use crate::metrics::Metrics;
 use crate::routing::Decision;
-use crate::shared::Failure;
+use crate::shared::{Failure, ResponseDetails, ResponseFlag};
 
 /// The answer for `failure`, counted against `workload` (empty: none).
 pub(super) fn fail(
@@ -17,7 +17,13 @@ pub(super) fn fail(
     grpc: bool,
 ) -> http::Response<ResponseBody> {
     metrics.failure(workload, failure.reason());
-    failure.response(grpc)
+    let mut response = failure.response(grpc);
+    let extensions = response.extensions_mut();
+    extensions.insert(ResponseDetails(failure.details()));
+    if let Some(flag) = failure.response_flag() {
+        extensions.insert(ResponseFlag(flag));
+    }
+    response
 }
 
 /// The answer of a filter that stopped the request.
@@ -60,11 +66,22 @@ pub fn router_reply(
             body,
             headers,
         } => {
+            let has_body = body.as_ref().is_some_and(|bytes| !bytes.is_empty());
             let mut response =
                 http::Response::new(body.map_or_else(empty, |bytes| full(bytes.to_vec())));
             *response.status_mut() =
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if has_body {
+                // Envoy labels a direct response's body as text; the route's own response
+                // headers, applied next, may say otherwise.
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }
             headers.apply_to_response(response.headers_mut());
+            response
+                .extensions_mut()
+                .insert(ResponseDetails("direct_response"));
             response
         }
         Decision::Redirect {

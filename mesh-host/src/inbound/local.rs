@@ -20,7 +20,7 @@ use crate::filters::{FilterChain, FilterError, FilterRequest, Overrides};
 use crate::metrics::{Metrics, WorkloadCounters};
 use crate::routing::ForwardDecision;
 use crate::runtime::{ComponentImage, OutboundSender, Runtime, Workload, WorkloadSettings};
-use crate::shared::{Failure, RequestMeta, WorkloadId};
+use crate::shared::{Failure, RequestMeta, ResponseDetails, ServedBy, WorkloadId};
 
 /// A workload's policy cannot be compiled into filters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -219,6 +219,9 @@ pub(super) async fn serve_local(
                         forward.apply_to_response(response.headers_mut());
                     }
                     response
+                        .extensions_mut()
+                        .insert(ResponseDetails("via_upstream"));
+                    response
                 }
                 Err(error) => {
                     tracing::warn!(workload = %workload.id, "{error}");
@@ -230,6 +233,9 @@ pub(super) async fn serve_local(
     workload
         .filters
         .encode(&decoded, Overrides::default(), response.headers_mut());
+    response
+        .extensions_mut()
+        .insert(ServedBy(workload.id.clone()));
     response
 }
 

@@ -16,6 +16,7 @@ use super::local::{LocalWorkload, serve_local};
 use super::normalize::{REDIRECT_STATUS, Refusal, normalize};
 use super::upstream::forward_upstream;
 use super::workloads::LocalWorkloads;
+use crate::access_log::RequestLog;
 use crate::body::ResponseBody;
 use crate::filters::{FilterChain, FilterRequest, Overrides};
 use crate::frontend::Dispatch;
@@ -61,32 +62,48 @@ impl Dispatch for ListenerInbound {
                 return answer::fail(&self.mesh.metrics, &Failure::NoRoute, "", meta.grpc);
             };
             let (mut head, body) = request.into_parts();
-            match normalize(&chain.normalization, &mut head) {
-                Ok(()) => {}
+            let normalized = normalize(&chain.normalization, &mut head);
+            let mut log = (!chain.access_logs.is_empty()).then(|| {
+                RequestLog::start(
+                    chain.access_logs.clone(),
+                    self.mesh.metrics.clone(),
+                    &head,
+                    &meta,
+                )
+            });
+            let body = match &log {
+                Some(log) => log.count_request_body(body),
+                None => body,
+            };
+            let response = match normalized {
+                Ok(()) => {
+                    let (decision, overrides) = chain.routes.route(&head, rand::random());
+                    if let (Some(log), Decision::Forward(forward)) = (&mut log, &decision) {
+                        log.routed(&forward.route_name, &forward.cluster);
+                    }
+                    self.mesh
+                        .serve(
+                            &snapshot,
+                            &chain.filters,
+                            overrides,
+                            decision,
+                            head,
+                            body,
+                            meta,
+                        )
+                        .await
+                }
                 Err(Refusal::Fail(failure)) => {
-                    return answer::fail(&self.mesh.metrics, &failure, "", meta.grpc);
+                    answer::fail(&self.mesh.metrics, &failure, "", meta.grpc)
                 }
                 Err(Refusal::Redirect(location)) => {
-                    return answer::redirect(
-                        &self.mesh.metrics,
-                        REDIRECT_STATUS,
-                        &location,
-                        meta.grpc,
-                    );
+                    answer::redirect(&self.mesh.metrics, REDIRECT_STATUS, &location, meta.grpc)
                 }
+            };
+            match log {
+                Some(log) => log.finish(response),
+                None => response,
             }
-            let (decision, overrides) = chain.routes.route(&head, rand::random());
-            self.mesh
-                .serve(
-                    &snapshot,
-                    &chain.filters,
-                    overrides,
-                    decision,
-                    head,
-                    body,
-                    meta,
-                )
-                .await
         })
     }
 }

@@ -10,7 +10,7 @@ use crate::body::ResponseBody;
 use crate::egress::{Egress, UpstreamRoute};
 use crate::metrics::Metrics;
 use crate::routing::ForwardDecision;
-use crate::shared::RequestMeta;
+use crate::shared::{RequestMeta, ResponseDetails};
 
 /// Sends the request to `forward.cluster` with the route's rewrites, timeout and retries.
 pub(super) async fn forward_upstream(
@@ -36,6 +36,9 @@ pub(super) async fn forward_upstream(
     {
         Ok(mut response) => {
             forward.apply_to_response(response.headers_mut());
+            response
+                .extensions_mut()
+                .insert(ResponseDetails("via_upstream"));
             response
         }
         Err(error) => {

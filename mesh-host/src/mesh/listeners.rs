@@ -20,6 +20,7 @@ use crate::frontend::{
 };
 use crate::inbound::{ListenerInbound, MeshInbound};
 use crate::snapshot::{Snapshot, is_egress};
+use crate::tcp_proxy::RunningTcpProxy;
 
 /// Envoy's default `max_request_headers_kb`.
 const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
@@ -35,7 +36,29 @@ struct Serving {
     /// The listener resource it was started from; a different one means
     /// rebind.
     listener: Arc<Listener>,
-    running: RunningFrontEnd,
+    running: Running,
+}
+
+/// A bound listener: an HTTP front end, or a TCP proxy.
+enum Running {
+    Http(RunningFrontEnd),
+    Tcp(RunningTcpProxy),
+}
+
+impl Running {
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            Running::Http(running) => running.local_addr(),
+            Running::Tcp(running) => running.local_addr(),
+        }
+    }
+
+    async fn shutdown(self, drain: Duration) {
+        match self {
+            Running::Http(running) => running.shutdown(drain).await,
+            Running::Tcp(running) => running.shutdown(),
+        }
+    }
 }
 
 /// Binds, rebinds and closes sockets as listeners appear, change and go.
@@ -116,10 +139,9 @@ impl ListenerManager {
             if serving.contains_key(name) {
                 continue;
             }
-            match self.bind(listener).await {
-                Ok(bound) => {
-                    let addr = bound.local_addr();
-                    let dispatch = Arc::new(ListenerInbound::new(name.clone(), self.mesh.clone()));
+            match self.start(name, listener).await {
+                Ok(running) => {
+                    let addr = running.local_addr();
                     tracing::info!(listener = %name, %addr, "listener serving");
                     self.addrs
                         .lock()
@@ -129,7 +151,7 @@ impl ListenerManager {
                         name.clone(),
                         Serving {
                             listener: listener.clone(),
-                            running: bound.serve(dispatch),
+                            running,
                         },
                     );
                 }
@@ -142,20 +164,34 @@ impl ListenerManager {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn bind(&self, listener: &Listener) -> Result<BoundFrontEnd, FrontEndError> {
-        let config = frontend_config(listener)?;
-        let started = tokio::time::Instant::now();
-        loop {
-            match BoundFrontEnd::bind_listener(&config) {
-                Err(FrontEndError::Bind { cause, .. })
-                    if cause.kind() == std::io::ErrorKind::AddrInUse
-                        && started.elapsed() < REBIND_PATIENCE =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                result => return result,
-            }
-        }
+    /// Binds `listener` and starts serving it: a TCP proxy, or the HTTP front end whose
+    /// requests run the inbound pipeline.
+    async fn start(&self, name: &str, listener: &Listener) -> Result<Running, FrontEndError> {
+        let Some(tcp) = &listener.tcp_proxy else {
+            let config = frontend_config(listener)?;
+            let bound = retry_in_use(|| BoundFrontEnd::bind_listener(&config)).await?;
+            let dispatch = Arc::new(ListenerInbound::new(name.to_owned(), self.mesh.clone()));
+            return Ok(Running::Http(bound.serve(dispatch)));
+        };
+        let addr = listener.address;
+        let bound = retry_in_use(|| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|socket| {
+                    socket.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(socket)
+                })
+                .map_err(|cause| FrontEndError::Bind { addr, cause })
+        })
+        .await?;
+        let mesh = self.mesh.clone();
+        RunningTcpProxy::serve(
+            bound,
+            tcp.clone(),
+            Arc::new(move || mesh.snapshot.load_full()),
+            self.mesh.metrics.clone(),
+        )
+        .map(Running::Tcp)
+        .map_err(|cause| FrontEndError::Bind { addr, cause })
     }
 
     pub(super) async fn stop_all(&self, drain: Duration) {
@@ -179,8 +215,27 @@ impl ListenerManager {
     }
 }
 
+/// Runs `bind` until it gives something other than "address in use", for at most
+/// [`REBIND_PATIENCE`]: a replaced listener may still be releasing the address.
+async fn retry_in_use<T>(
+    mut bind: impl FnMut() -> Result<T, FrontEndError>,
+) -> Result<T, FrontEndError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match bind() {
+            Err(FrontEndError::Bind { cause, .. })
+                if cause.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < REBIND_PATIENCE =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Whether a new version of a listener needs new sockets. Requests read their routes, HTTP
-/// filters and normalisation from the snapshot in force when they arrive, so a change to
+/// filters, normalisation and access logs from the snapshot in force when they arrive, so a change to
 /// those is served without closing anything; anything the front end was built from
 /// (address, chains, TLS, connection manager settings) means a rebind.
 fn front_end_changed(old: &Listener, new: &Listener) -> bool {
@@ -196,6 +251,7 @@ fn front_end_view(listener: &Listener) -> Listener {
     {
         chain.http.http_filters.clear();
         chain.http.normalization = RequestNormalization::default();
+        chain.http.access_logs.clear();
         chain.http.route = RouteSource::Rds {
             route_config_name: String::new(),
         };

@@ -27,7 +27,7 @@ const ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host
 pub struct ForwardDecision {
     /// Name of the virtual host that matched.
     pub vhost: Arc<str>,
-    /// Name of the route that matched (`#<index>` when it has none).
+    /// Name of the route that matched (empty when it has none).
     pub route_name: Arc<str>,
     /// Position of the route in its virtual host.
     pub route_index: usize,
@@ -101,6 +101,7 @@ impl ForwardDecision {
                 // not parse, the request goes out unchanged rather than failing.
                 Err(error) => tracing::warn!(
                     route = %self.route_name,
+                    route_index = self.route_index,
                     path = %path_and_query,
                     "rewritten path is not valid, not applied: {error}"
                 ),

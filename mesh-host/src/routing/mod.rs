@@ -314,6 +314,15 @@ fn per_filter(
     })
 }
 
+/// A route's name for error messages: its name, or `#<index>` when it has none.
+fn route_label(name: &str, index: usize) -> String {
+    if name.is_empty() {
+        format!("#{index}")
+    } else {
+        name.to_owned()
+    }
+}
+
 fn compile_vhost(
     vhost: &VirtualHost,
     route_config: &str,
@@ -328,11 +337,7 @@ fn compile_vhost(
             let route_headers = Arc::new(HeaderEdits::compile(&route.headers, route_config)?);
             // Most specific first: Envoy evaluates route, then virtual host, then configuration.
             let levels = [route_headers, vhost_headers.clone(), config_headers.clone()];
-            let name = if route.name.is_empty() {
-                format!("#{index}")
-            } else {
-                route.name.clone()
-            };
+            let name = route.name.clone();
             let chain = || Arc::new(HeaderMutationChain::new(levels.iter().cloned()));
             let action = match &route.action {
                 RouteAction::DirectResponse { status, body } => CompiledAction::DirectResponse {
@@ -344,9 +349,14 @@ fn compile_vhost(
                     redirect: redirect.clone(),
                     headers: chain(),
                 },
-                RouteAction::Forward(forward) => CompiledAction::Forward(Box::new(
-                    CompiledForward::new(forward, levels, route_config, &name)?,
-                )),
+                RouteAction::Forward(forward) => {
+                    CompiledAction::Forward(Box::new(CompiledForward::new(
+                        forward,
+                        levels,
+                        route_config,
+                        &route_label(&name, index),
+                    )?))
+                }
             };
             Ok(CompiledRoute {
                 name: name.into(),

@@ -225,6 +225,34 @@ impl Failure {
         }
     }
 
+    /// Envoy's response code details for this failure where Envoy has its own words for it,
+    /// else the host's reason.
+    pub fn details(&self) -> &'static str {
+        match self {
+            Failure::NoRoute => "route_not_found",
+            Failure::NoWorkload => "cluster_not_found",
+            other => other.reason(),
+        }
+    }
+
+    /// Envoy's response flag for this failure, for the access log's `%RESPONSE_FLAGS%`
+    /// (`None`: Envoy sets no flag for it).
+    pub fn response_flag(&self) -> Option<&'static str> {
+        match self {
+            Failure::NoRoute => Some("NR"),
+            Failure::NoWorkload => Some("NC"),
+            Failure::DeadlineExceeded => Some("UT"),
+            Failure::UpstreamUnavailable => Some("UF"),
+            Failure::UpstreamOverflow => Some("UO"),
+            Failure::RateLimited { .. } | Failure::RateLimitedByService { .. } => Some("RL"),
+            Failure::RateLimitServiceError { .. } => Some("RLSE"),
+            Failure::AuthzDenied { .. } | Failure::AuthzError { .. } => Some("UAEX"),
+            Failure::FaultAbort { .. } => Some("FI"),
+            Failure::StreamIdleTimeout { .. } => Some("SI"),
+            _ => None,
+        }
+    }
+
     /// A short, stable token for logs and the reason header.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -1,6 +1,7 @@
 //! The end-to-end tests: one test binary, one module per area, so CI links the host and its
 //! dependencies once instead of once per file (each is a binary of about 150 MB).
 
+mod access_log_differential;
 mod component_failures;
 mod envoy_gateway;
 mod filters_differential;
@@ -22,3 +23,4 @@ mod mesh_upstream_policies;
 mod mesh_xds;
 mod normalization_differential;
 mod runtime;
+mod tcp_proxy;

@@ -4,11 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::access_log::AccessLog;
 use super::filters::HttpFilter;
 use super::route::RouteConfig;
+use super::tcp_proxy::TcpProxy;
 use super::tls::DownstreamTls;
 
-/// Envoy's `config.listener.v3.Listener` (HTTP listeners only).
+/// Envoy's `config.listener.v3.Listener`: HTTP filter chains, or one TCP proxy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Listener {
     /// Resource name.
@@ -28,6 +30,9 @@ pub struct Listener {
     /// `listener_filters`, or added by Envoy because a chain matches on
     /// `server_names`. Without one, RBAC's `requested_server_name` sees "".
     pub inspects_tls: bool,
+    /// The TCP proxy of a listener that forwards connections instead of serving HTTP (it
+    /// then has no HTTP filter chains).
+    pub tcp_proxy: Option<TcpProxy>,
 }
 
 impl Listener {
@@ -102,6 +107,8 @@ pub struct HttpConnectionManager {
     pub http_filters: Vec<HttpFilter>,
     /// How request paths and header names are normalised before filters and routing.
     pub normalization: RequestNormalization,
+    /// Where each finished request is logged.
+    pub access_logs: Vec<AccessLog>,
 }
 
 /// The connection manager's request normalisation (`normalize_path`, `merge_slashes`,

@@ -3,6 +3,7 @@
 //! Nothing here is a prost type. Every resource is behind an `Arc`, so a new [`MeshConfig`]
 //! shares the unchanged resources of the previous one.
 
+mod access_log;
 mod cluster;
 mod credentials;
 mod endpoint;
@@ -14,12 +15,16 @@ mod matcher;
 mod ratelimit;
 mod rbac;
 mod route;
+mod tcp_proxy;
 mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+pub use access_log::{
+    AccessLog, AccessLogSink, FormatPiece, FormatText, JsonField, LogFormat, LogOperator,
+};
 pub use cluster::{
     CircuitBreakers, Cluster, Discovery, HealthCheck, HealthCheckKind, LbPolicy, OutlierDetection,
     RetryBudget, UpstreamProtocol,
@@ -53,6 +58,7 @@ pub use route::{
     HeaderValueOption, PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy,
     Route, RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
 };
+pub use tcp_proxy::{TcpCluster, TcpProxy};
 pub use tls::{CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, UpstreamTls};
 
 /// The four xDS resource types mesh-host consumes.

@@ -57,18 +57,21 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
             "delayed_close_timeout",
             "the front end closes with its own delayed-close timing",
         ),
-        no_effect("access_log", "access logs are not written yet (telemetry)"),
+        honoured(
+            "access_log",
+            "file, stdout and stderr loggers, one line when the response's last byte is sent: Envoy's default format, `text_format`, `text_format_source` (inline) and `json_format` with the common command operators plus `%MESH_WORKLOAD%` (the component that served the request); an unknown operator is refused by name, and so is an access log `filter`; other loggers (gRPC, OpenTelemetry) have no effect",
+        ),
         no_effect(
             "access_log_flush_interval",
-            "access logs are not written yet (telemetry)",
+            "lines are written as they come, never buffered past the request",
         ),
         no_effect(
             "flush_access_log_on_new_request",
-            "access logs are not written yet (telemetry)",
+            "periodic and on-new-request logs are not written",
         ),
         no_effect(
             "access_log_options",
-            "access logs are not written yet (telemetry)",
+            "periodic and on-new-request logs are not written",
         ),
         honoured(
             "use_remote_address",
@@ -165,13 +168,10 @@ pub(super) const ROUTER: MessagePolicy = MessagePolicy {
     fields: &[
         no_effect("dynamic_stats", "statistics"),
         no_effect("start_child_span", "tracing is not implemented (telemetry)"),
-        no_effect(
-            "upstream_log",
-            "access logs are not written yet (telemetry)",
-        ),
+        no_effect("upstream_log", "upstream access logs are not written"),
         no_effect(
             "upstream_log_options",
-            "access logs are not written yet (telemetry)",
+            "upstream access logs are not written",
         ),
         no_effect(
             "suppress_envoy_headers",

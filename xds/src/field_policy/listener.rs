@@ -58,7 +58,10 @@ pub(super) const LISTENER: MessagePolicy = MessagePolicy {
         ),
         no_effect("reuse_port", "balancing between worker threads"),
         no_effect("enable_reuse_port", "balancing between worker threads"),
-        no_effect("access_log", "access logs are not written yet (telemetry)"),
+        no_effect(
+            "access_log",
+            "logs connections no filter chain takes; mesh-host closes those without a line",
+        ),
         no_effect("tcp_backlog_size", "socket tuning"),
         no_effect(
             "max_connections_to_accept_per_socket_event",
@@ -89,7 +92,7 @@ pub(super) const FILTER_CHAIN: MessagePolicy = MessagePolicy {
         ),
         honoured(
             "filters",
-            "exactly one `http_connection_manager`; other network filters are refused",
+            "exactly one `http_connection_manager`, or `tcp_proxy` (after any `connection_limit` filters) in a listener's only, plaintext chain; other network filters are refused",
         ),
         unsupported("use_proxy_proto", "PROXY protocol"),
         no_effect("metadata", "informational"),

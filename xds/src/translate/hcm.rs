@@ -7,6 +7,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::google::protobuf::Any;
 
+use super::access_log::access_logs;
 use super::common::{timeout, u32_or};
 use super::error::{FieldError, FieldResult};
 use super::extensions::{ROUTER_TYPE_URL, decode_any};
@@ -126,6 +127,7 @@ fn translate(
         &path.field("server_header_transformation"),
     )?;
     let normalization = normalization(&mut m, path)?;
+    let access_logs = access_logs(std::mem::take(&mut m.access_log), &path.field("access_log"))?;
     let result = HttpConnectionManager {
         stat_prefix: std::mem::take(&mut m.stat_prefix),
         route,
@@ -140,6 +142,7 @@ fn translate(
         server_header_transformation,
         http_filters,
         normalization,
+        access_logs,
     };
     tolerate_hcm_extras(&mut m, path)?;
     reject_unsupported(&m, path)?;
@@ -215,7 +218,6 @@ fn tolerate_hcm_extras(
     path: &FieldPath<'_>,
 ) -> FieldResult<()> {
     tolerate_fields!(m, "HttpConnectionManager":
-        access_log,
         access_log_flush_interval,
         flush_access_log_on_new_request,
         access_log_options,

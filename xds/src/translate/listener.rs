@@ -11,8 +11,9 @@ use super::error::{FieldError, FieldResult, TranslateError};
 use super::hcm::http_connection_manager;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
+use super::tcp_proxy::{connection_limit, is_connection_limit, is_tcp_proxy, tcp_proxy};
 use super::tls::downstream_transport_socket;
-use crate::config::{FilterChain, Listener, ResourceKind, TrafficDirection};
+use crate::config::{FilterChain, Listener, ResourceKind, TcpProxy, TrafficDirection};
 use crate::field_policy::tolerate_fields;
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -63,6 +64,7 @@ pub(crate) fn translate_listener(
             }
         };
     let bind_to_port = l.bind_to_port.take().map(|b| b.value);
+    let tcp_proxy = tcp_proxy_chain(&mut l, path)?;
     let chains_path = path.field("filter_chains");
     let filter_chains = std::mem::take(&mut l.filter_chains)
         .into_iter()
@@ -74,7 +76,7 @@ pub(crate) fn translate_listener(
         .take()
         .map(|c| filter_chain(c, &path.field("default_filter_chain")))
         .transpose()?;
-    if filter_chains.is_empty() && default_filter_chain.is_none() {
+    if filter_chains.is_empty() && default_filter_chain.is_none() && tcp_proxy.is_none() {
         return Err(FieldError::missing(&path.field("filter_chains")));
     }
     reject_same_matching_rules(&filter_chains, &chains_path)?;
@@ -104,7 +106,93 @@ pub(crate) fn translate_listener(
         filter_chains,
         default_filter_chain,
         inspects_tls,
+        tcp_proxy,
     })
+}
+
+/// The TCP proxy of a listener whose filter chain ends in `envoy.filters.network.tcp_proxy`,
+/// taking that chain out of `l`. Such a listener has that one plaintext chain, matching every
+/// connection; a chain may put `connection_limit` filters before the proxy.
+fn tcp_proxy_chain(
+    l: &mut listener::Listener,
+    path: &FieldPath<'_>,
+) -> FieldResult<Option<TcpProxy>> {
+    use listener::filter::ConfigType;
+    let is_tcp = |chain: &listener::FilterChain| {
+        chain.filters.iter().any(|f| {
+            matches!(&f.config_type, Some(ConfigType::TypedConfig(any)) if is_tcp_proxy(&any.type_url))
+        })
+    };
+    let chains_path = path.field("filter_chains");
+    let default_path = path.field("default_filter_chain");
+    if !l
+        .filter_chains
+        .iter()
+        .chain(l.default_filter_chain.as_ref())
+        .any(is_tcp)
+    {
+        return Ok(None);
+    }
+    if l.filter_chains.len() + usize::from(l.default_filter_chain.is_some()) != 1 {
+        return Err(FieldError::invalid(
+            &chains_path,
+            "a listener with envoy.filters.network.tcp_proxy has exactly one filter chain",
+        ));
+    }
+    let first_path = chains_path.index(0);
+    let (mut chain, at) = match l.filter_chains.pop() {
+        Some(chain) => (chain, &first_path),
+        None => match l.default_filter_chain.take() {
+            Some(chain) => (chain, &default_path),
+            None => return Ok(None),
+        },
+    };
+    if let Some(mut m) = chain.filter_chain_match.take() {
+        // `raw_buffer` restates that the chain is plaintext.
+        if m.transport_protocol == "raw_buffer" {
+            m.transport_protocol.clear();
+        }
+        reject_unsupported(&m, &at.field("filter_chain_match"))?;
+    }
+    if chain.transport_socket.is_some() {
+        return Err(FieldError::unsupported(&at.field("transport_socket")));
+    }
+    let filters_path = at.field("filters");
+    let filters = std::mem::take(&mut chain.filters);
+    let last = filters.len().saturating_sub(1);
+    let mut max_connections = None;
+    let mut proxy = None;
+    for (i, f) in filters.into_iter().enumerate() {
+        let filter_path = filters_path.index(i);
+        let any = match f.config_type {
+            Some(ConfigType::TypedConfig(any)) => any,
+            Some(ConfigType::ConfigDiscovery(_)) => {
+                return Err(FieldError::unsupported(
+                    &filter_path.field("config_discovery"),
+                ));
+            }
+            None => return Err(FieldError::missing(&filter_path.field("typed_config"))),
+        };
+        let config_path = filter_path.field("typed_config");
+        if is_tcp_proxy(&any.type_url) && i == last {
+            proxy = Some(tcp_proxy(&any, max_connections, &config_path)?);
+        } else if is_connection_limit(&any.type_url) && i != last {
+            let max = connection_limit(&any, &config_path)?;
+            max_connections = Some(max_connections.map_or(max, |m: u64| m.min(max)));
+        } else {
+            return Err(FieldError::invalid(
+                &filter_path,
+                format!(
+                    "network filter {} is not supported here (a TCP chain is connection_limit filters, then tcp_proxy last)",
+                    any.type_url
+                ),
+            ));
+        }
+    }
+    chain.name.clear();
+    tolerate_fields!(chain, "FilterChain": metadata, transport_socket_connect_timeout);
+    reject_unsupported(&chain, at)?;
+    Ok(proxy)
 }
 
 /// Clears socket tuning and telemetry that do not change how requests are handled.

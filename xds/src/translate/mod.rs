@@ -8,6 +8,7 @@
 // so translators must read and clear them.
 #![allow(deprecated)]
 
+mod access_log;
 mod cluster;
 mod common;
 mod credentials;
@@ -21,6 +22,7 @@ mod health_check;
 mod jwt_authn;
 mod lb_policy;
 mod listener;
+mod log_format;
 mod matcher;
 mod path;
 mod ratelimit;
@@ -29,9 +31,11 @@ pub(crate) mod reflect;
 mod route;
 mod route_action;
 mod router;
+mod tcp_proxy;
 mod tls;
 
 pub use error::{FieldError, Problem, TranslateError};
+pub use log_format::{FormatError as LogFormatError, parse_format as parse_log_format};
 pub(crate) use path::FieldPath;
 
 pub(crate) use cluster::translate_cluster;
