@@ -306,3 +306,61 @@ async fn envoy_and_mesh_host_write_the_same_access_log_lines() {
     }
     assert!(wrong.is_empty(), "lines differ:\n  {}", wrong.join("\n  "));
 }
+
+/// `%MESH_WORKLOAD%` (mesh-host's own operator, so no Envoy here) names the component that
+/// served the request, and is absent for a response the router made itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_log_names_the_workload_that_served_the_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let log = dir.path().join("workload.log");
+    let routes = r#"
+name: served
+virtual_hosts:
+- name: all
+  domains: ["*"]
+  routes:
+  - { match: { prefix: /direct }, direct_response: { status: 204 } }
+  - { name: to-hello, match: { prefix: / }, route: { cluster: hello } }
+"#;
+    let manager = manager(
+        &log,
+        r#"    log_format:
+      json_format: { workload: "%MESH_WORKLOAD%", code: "%RESPONSE_CODE%", route: "%ROUTE_NAME%", cluster: "%UPSTREAM_CLUSTER%", details: "%RESPONSE_CODE_DETAILS%" }"#,
+    );
+    let spec = ListenerSpec {
+        name: "served",
+        port,
+        routes,
+        filters: "",
+        tls: None,
+        manager: &manager,
+    };
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, differential::bootstrap(&[spec], &[])).expect("write bootstrap");
+    let _mesh = MeshHost::spawn(&[
+        "run".into(),
+        "--bootstrap".into(),
+        path.display().to_string(),
+        "--workload".into(),
+        format!("hello={}", component("hello").display()),
+    ]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for target in ["/greet", "/direct"] {
+        differential::observe(addr, &get("any.test", target).on("served"))
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+    }
+    let lines = lines(&log, 2).await;
+    let values: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            serde_json::json!({"workload": "hello", "code": 200, "route": "to-hello", "cluster": "hello", "details": "via_upstream"}),
+            serde_json::json!({"workload": null, "code": 204, "route": null, "cluster": null, "details": "direct_response"}),
+        ]
+    );
+}
