@@ -1,7 +1,8 @@
 //! Decode + validate + publish of a large xDS snapshot in Envoy Gateway's shape: 10,000 routes
 //! (with their metadata and websocket upgrade) and 1,000 EDS clusters (least request with
-//! locality weighting, circuit breakers, endpoint and locality metadata), fed to the ADS state
-//! machine as the four encoded SotW responses a control plane would send.
+//! locality weighting, circuit breakers, endpoint and locality metadata) behind a listener with
+//! Envoy Gateway's default JSON access log, fed to the ADS state machine as the four encoded
+//! SotW responses a control plane would send.
 
 #![allow(missing_docs)]
 
@@ -12,11 +13,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_xds::ads::{AdsState, Incoming};
 use mesh_xds::bootstrap::{AdsApi, NodeIdentity};
 use mesh_xds::config::{MeshConfig, ResourceKind};
+use mesh_xds::envoy_types::pb::envoy::config::accesslog::v3 as accesslog;
 use mesh_xds::envoy_types::pb::envoy::config::cluster::v3 as cds;
 use mesh_xds::envoy_types::pb::envoy::config::core::v3 as core;
 use mesh_xds::envoy_types::pb::envoy::config::endpoint::v3 as eds;
 use mesh_xds::envoy_types::pb::envoy::config::listener::v3 as lds;
 use mesh_xds::envoy_types::pb::envoy::config::route::v3 as rds;
+use mesh_xds::envoy_types::pb::envoy::extensions::access_loggers::file::v3 as file_log;
 use mesh_xds::envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use mesh_xds::envoy_types::pb::envoy::extensions::load_balancing_policies as lb;
 use mesh_xds::envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
@@ -90,9 +93,78 @@ fn socket(port: u32) -> core::Address {
     }
 }
 
+/// Envoy Gateway's default access log: JSON to stdout.
+fn access_log() -> accesslog::AccessLog {
+    let fields = [
+        ("start_time", "%START_TIME%"),
+        ("method", "%REQ(:METHOD)%"),
+        ("x-envoy-origin-path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+        ("protocol", "%PROTOCOL%"),
+        ("response_code", "%RESPONSE_CODE%"),
+        ("response_flags", "%RESPONSE_FLAGS%"),
+        ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+        (
+            "connection_termination_details",
+            "%CONNECTION_TERMINATION_DETAILS%",
+        ),
+        (
+            "upstream_transport_failure_reason",
+            "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+        ),
+        ("bytes_received", "%BYTES_RECEIVED%"),
+        ("bytes_sent", "%BYTES_SENT%"),
+        ("duration", "%DURATION%"),
+        (
+            "x-envoy-upstream-service-time",
+            "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+        ),
+        ("x-forwarded-for", "%REQ(X-FORWARDED-FOR)%"),
+        ("user-agent", "%REQ(USER-AGENT)%"),
+        ("x-request-id", "%REQ(X-REQUEST-ID)%"),
+        (":authority", "%REQ(:AUTHORITY)%"),
+        ("upstream_host", "%UPSTREAM_HOST%"),
+        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+        ("upstream_local_address", "%UPSTREAM_LOCAL_ADDRESS%"),
+        ("downstream_local_address", "%DOWNSTREAM_LOCAL_ADDRESS%"),
+        ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+        ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
+        ("route_name", "%ROUTE_NAME%"),
+    ];
+    let json_format = Struct {
+        fields: fields
+            .into_iter()
+            .map(|(key, format)| {
+                (
+                    key.to_owned(),
+                    Value {
+                        kind: Some(value::Kind::StringValue(format.to_owned())),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let file = file_log::FileAccessLog {
+        path: "/dev/stdout".to_owned(),
+        access_log_format: Some(file_log::file_access_log::AccessLogFormat::LogFormat(
+            core::SubstitutionFormatString {
+                format: Some(core::substitution_format_string::Format::JsonFormat(
+                    json_format,
+                )),
+                ..Default::default()
+            },
+        )),
+    };
+    accesslog::AccessLog {
+        name: "envoy.access_loggers.file".to_owned(),
+        config_type: Some(accesslog::access_log::ConfigType::TypedConfig(any(&file))),
+        ..Default::default()
+    }
+}
+
 fn listener() -> lds::Listener {
     let manager = hcm::HttpConnectionManager {
         stat_prefix: "http".to_owned(),
+        access_log: vec![access_log()],
         route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
             hcm::Rds {
                 route_config_name: "routes".to_owned(),
@@ -308,6 +380,13 @@ fn bench(c: &mut Criterion) {
     assert_eq!(published.clusters.len(), CLUSTERS);
     assert_eq!(published.load_assignments.len(), CLUSTERS);
     assert_eq!(published.listeners.len(), 1);
+    assert_eq!(
+        published.listeners["ingress"].filter_chains[0]
+            .http
+            .access_logs
+            .len(),
+        1
+    );
     let routes: usize = published.route_configs["routes"]
         .virtual_hosts
         .iter()
