@@ -58,12 +58,12 @@ fn a_file_log_without_a_format_uses_envoys_default_format() {
     let logs = logs(
         r#"
           - name: envoy.access_loggers.file
-            typed_config: { "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: /tmp/access.log }"#,
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: logs/access.log }"#,
     );
     assert_eq!(logs.len(), 1);
     assert_eq!(
         logs[0].sink,
-        AccessLogSink::File(PathBuf::from("/tmp/access.log"))
+        AccessLogSink::File(PathBuf::from("logs/access.log"))
     );
     let ops = operators(&logs[0].format);
     assert_eq!(ops.first(), Some(&LogOperator::StartTime));
