@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper_util::client::legacy::Client;
@@ -34,7 +34,10 @@ type PooledClient = Client<EndpointConnector, WasiBody>;
 pub(super) struct EndpointState {
     pub(super) label: String,
     active: AtomicU32,
-    outlier: OutlierState,
+    /// Tries sent, and those that failed (5xx, or no response), for `/clusters`.
+    pub(super) rq_total: AtomicU64,
+    pub(super) rq_error: AtomicU64,
+    pub(super) outlier: OutlierState,
     /// HTTP/1.1 keep-alive, or whatever ALPN picks over TLS.
     http1: PooledClient,
     /// HTTP/2 (prior knowledge, or ALPN `h2` only over TLS), multiplexed.
@@ -59,6 +62,8 @@ impl EndpointState {
         Self {
             label: address.to_string(),
             active: AtomicU32::new(0),
+            rq_total: AtomicU64::new(0),
+            rq_error: AtomicU64::new(0),
             outlier: OutlierState::default(),
             http1: client(&transports.http1, false),
             http2: client(&transports.http2, true),
@@ -70,9 +75,15 @@ impl EndpointState {
         if http2 { &self.http2 } else { &self.http1 }
     }
 
+    /// Requests in flight to this endpoint.
+    pub(super) fn active(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// Counts a request in flight until the guard drops.
     pub(super) fn start_request(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.rq_total.fetch_add(1, Ordering::Relaxed);
         ActiveRequest {
             endpoint: self.clone(),
         }
@@ -93,9 +104,9 @@ impl Drop for ActiveRequest {
 /// One endpoint as the current snapshot describes it.
 pub(super) struct Host {
     pub(super) address: HostPort,
-    weight: u32,
-    health: HealthStatus,
-    priority: u32,
+    pub(super) weight: u32,
+    pub(super) health: HealthStatus,
+    pub(super) priority: u32,
     pub(super) state: Arc<EndpointState>,
 }
 
@@ -227,8 +238,13 @@ impl ClusterState {
         self.balancer.pick(&candidates)
     }
 
-    /// Feeds the outlier detector (when the cluster has one).
+    /// Counts the try's outcome, and feeds the outlier detector (when the cluster has one).
     pub(super) fn record(&self, index: usize, outcome: Outcome) {
+        if let Some(host) = self.hosts.get(index)
+            && matches!(outcome, Outcome::LocalFailure | Outcome::Status(500..))
+        {
+            host.state.rq_error.fetch_add(1, Ordering::Relaxed);
+        }
         let (Some(detection), Some(host)) = (&self.config.outlier_detection, self.hosts.get(index))
         else {
             return;
@@ -302,5 +318,12 @@ impl ClusterSet {
     /// The cluster by name.
     pub(super) fn get(&self, name: &str) -> Option<&Arc<ClusterState>> {
         self.clusters.get(name)
+    }
+
+    /// Every cluster, in name order.
+    pub(super) fn all(&self) -> Vec<&Arc<ClusterState>> {
+        let mut all: Vec<&Arc<ClusterState>> = self.clusters.values().collect();
+        all.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+        all
     }
 }

@@ -13,6 +13,7 @@ mod error;
 mod outlier;
 mod replay;
 mod retry;
+mod status;
 mod upstream_tls;
 
 use std::pin::Pin;
@@ -33,6 +34,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 pub use breakers::Overflow;
 pub use error::{ConnectError, EgressError};
+pub use status::{ClusterStatus, HostStatus};
 pub use upstream_tls::UpstreamTlsError;
 
 use breakers::Counted;
