@@ -51,8 +51,7 @@ pub fn send(
     options: Option<RequestOptions>,
 ) -> OutgoingFuture {
     let (mut parts, body) = request.into_parts();
-    let deny =
-        |reason: &str, why: &str| deny(&mesh.metrics, workload, &parts.uri, reason, why);
+    let deny = |reason: &str, why: &str| deny(&mesh.metrics, workload, &parts.uri, reason, why);
     let Some(caller) = mesh.workloads.by_id(workload) else {
         return deny("not_bound", "the workload is not bound to this host");
     };
@@ -149,9 +148,11 @@ pub fn send(
     };
     let sent = snapshot.upstream.send(request, route);
     let workload = workload.clone();
+    let metrics = mesh.metrics.clone();
     Box::pin(async move {
         match sent.await {
             Ok(mut response) => {
+                metrics.upstream_response(&forward.cluster, response.status().as_u16());
                 forward.apply_to_response(response.headers_mut());
                 Ok(with_between_bytes(response, between_bytes))
             }

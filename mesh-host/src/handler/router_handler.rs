@@ -203,7 +203,10 @@ impl<R: Router> HostHandler for RouterHandler<R> {
                     .map_err(|error| error.to_string())
             }) {
             Err(why) => ("policy", why),
-            Ok(()) => ("no_egress_path", "this handler has no egress path".to_owned()),
+            Ok(()) => (
+                "no_egress_path",
+                "this handler has no egress path".to_owned(),
+            ),
         };
         crate::outbound::deny(&self.metrics, workload, &parts.uri, reason, &why)
     }

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{ClusterLive, Labels2, ResponseCounts, WorkloadCounters, XdsUpdates};
+use super::{ClusterLive, ResponseCounts, WorkloadCounters, WorkloadReason, XdsUpdates};
 
 /// Whether a stat only grows or goes up and down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +44,11 @@ pub(super) enum Scope {
     Upstream,
 }
 
-pub(super) fn responses(out: &mut Vec<Sample>, counts: &[(String, Arc<ResponseCounts>)], scope: Scope) {
+pub(super) fn responses(
+    out: &mut Vec<Sample>,
+    counts: &[(String, Arc<ResponseCounts>)],
+    scope: Scope,
+) {
     let (family, stat, label, plain_scope, help) = match scope {
         Scope::Downstream => (
             "envoy_http_downstream_rq",
@@ -95,10 +99,24 @@ pub(super) fn responses(out: &mut Vec<Sample>, counts: &[(String, Arc<ResponseCo
 
 pub(super) fn clusters(out: &mut Vec<Sample>, clusters: &[ClusterLive]) {
     let stats: [(&str, &str, fn(&ClusterLive) -> u64); 5] = [
-        ("upstream_cx_active", "Open connections to the cluster's endpoints", |c| c.cx_active),
-        ("upstream_rq_active", "Requests in flight to the cluster", |c| c.rq_active),
-        ("membership_total", "Endpoints of the cluster", |c| c.membership_total),
-        ("membership_healthy", "Endpoints that are healthy and not ejected", |c| c.membership_healthy),
+        (
+            "upstream_cx_active",
+            "Open connections to the cluster's endpoints",
+            |c| c.cx_active,
+        ),
+        (
+            "upstream_rq_active",
+            "Requests in flight to the cluster",
+            |c| c.rq_active,
+        ),
+        ("membership_total", "Endpoints of the cluster", |c| {
+            c.membership_total
+        }),
+        (
+            "membership_healthy",
+            "Endpoints that are healthy and not ejected",
+            |c| c.membership_healthy,
+        ),
         (
             "outlier_detection.ejections_active",
             "Endpoints ejected by outlier detection",
@@ -140,10 +158,30 @@ pub(super) fn xds(out: &mut Vec<Sample>, updates: &[XdsUpdates]) {
 
 pub(super) fn workloads(out: &mut Vec<Sample>, workloads: &[(String, WorkloadCounters)]) {
     let stats: [(&str, &str, Kind, fn(&WorkloadCounters) -> u64); 6] = [
-        ("instantiations", "Component instances created", Kind::Counter, |c| c.instantiations.get()),
-        ("requests", "Requests handed to the component", Kind::Counter, |c| c.requests.get()),
-        ("reuses", "Requests served by an instance that had served before", Kind::Counter, |c| c.reuses.get()),
-        ("traps", "Requests failed by a trap of the component", Kind::Counter, |c| c.traps.get()),
+        (
+            "instantiations",
+            "Component instances created",
+            Kind::Counter,
+            |c| c.instantiations.get(),
+        ),
+        (
+            "requests",
+            "Requests handed to the component",
+            Kind::Counter,
+            |c| c.requests.get(),
+        ),
+        (
+            "reuses",
+            "Requests served by an instance that had served before",
+            Kind::Counter,
+            |c| c.reuses.get(),
+        ),
+        (
+            "traps",
+            "Requests failed by a trap of the component",
+            Kind::Counter,
+            |c| c.traps.get(),
+        ),
         (
             "deadline_interruptions",
             "Requests whose component was interrupted at its deadline",
@@ -190,9 +228,13 @@ pub(super) const EGRESS_DENIED: Labelled = Labelled {
     help: "Outbound requests refused, per workload and reason",
 };
 
-pub(super) fn labelled(out: &mut Vec<Sample>, counts: &[(Labels2, u64)], family: Labelled) {
+pub(super) fn labelled(out: &mut Vec<Sample>, counts: &[(WorkloadReason, u64)], family: Labelled) {
     for ((workload, reason), value) in counts {
-        let shown = if workload.is_empty() { "host" } else { workload };
+        let shown = if workload.is_empty() {
+            "host"
+        } else {
+            workload
+        };
         out.push(Sample {
             family: format!("mesh_host_{}_total", family.stat),
             help: family.help,

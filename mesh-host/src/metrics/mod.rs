@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
-pub use exposition::{Kind, Sample};
+use exposition::Sample;
 
 use crate::shared::WorkloadId;
 
@@ -47,7 +47,10 @@ struct ResponseCounts {
 impl ResponseCounts {
     fn record(&self, status: u16) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        if let Some(class) = (status / 100).checked_sub(1).and_then(|i| self.classes.get(i as usize)) {
+        if let Some(class) = (status / 100)
+            .checked_sub(1)
+            .and_then(|i| self.classes.get(i as usize))
+        {
             class.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -91,14 +94,15 @@ pub trait LiveStats: Send + Sync {
     fn xds_updates(&self) -> Vec<XdsUpdates>;
 }
 
-type Labels2 = (String, String);
+/// A workload (empty: the host itself) and a reason label.
+type WorkloadReason = (String, String);
 
 /// The host's counters, and the source of its scrape-time values.
 #[derive(Default)]
 pub struct Metrics {
     workloads: RwLock<Vec<(String, WorkloadCounters)>>,
-    failures: RwLock<HashMap<Labels2, Counter>>,
-    egress_denied: RwLock<HashMap<Labels2, Counter>>,
+    failures: RwLock<HashMap<WorkloadReason, Counter>>,
+    egress_denied: RwLock<HashMap<WorkloadReason, Counter>>,
     downstream: RwLock<HashMap<String, Arc<ResponseCounts>>>,
     upstream: RwLock<HashMap<String, Arc<ResponseCounts>>>,
     live: OnceLock<Arc<dyn LiveStats>>,
@@ -110,7 +114,7 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn counter_in(map: &RwLock<HashMap<Labels2, Counter>>, a: &str, b: &str) -> Counter {
+fn counter_in(map: &RwLock<HashMap<WorkloadReason, Counter>>, a: &str, b: &str) -> Counter {
     let key = (a.to_owned(), b.to_owned());
     if let Some(counter) = read(map).get(&key) {
         return counter.clone();
@@ -122,7 +126,10 @@ fn counter_in(map: &RwLock<HashMap<Labels2, Counter>>, a: &str, b: &str) -> Coun
         .clone()
 }
 
-fn responses_in(map: &RwLock<HashMap<String, Arc<ResponseCounts>>>, name: &str) -> Arc<ResponseCounts> {
+fn responses_in(
+    map: &RwLock<HashMap<String, Arc<ResponseCounts>>>,
+    name: &str,
+) -> Arc<ResponseCounts> {
     if let Some(counts) = read(map).get(name) {
         return counts.clone();
     }
@@ -180,18 +187,14 @@ impl Metrics {
     }
 
     /// Every stat, in a stable order: Envoy's first, then the host's own.
-    pub fn samples(&self) -> Vec<Sample> {
+    fn samples(&self) -> Vec<Sample> {
         let mut samples = Vec::new();
         let mut downstream: Vec<(String, Arc<ResponseCounts>)> = read(&self.downstream)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         downstream.sort_by(|a, b| a.0.cmp(&b.0));
-        exposition::responses(
-            &mut samples,
-            &downstream,
-            exposition::Scope::Downstream,
-        );
+        exposition::responses(&mut samples, &downstream, exposition::Scope::Downstream);
         let mut upstream: Vec<(String, Arc<ResponseCounts>)> = read(&self.upstream)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -203,9 +206,11 @@ impl Metrics {
             exposition::xds(&mut samples, &live.xds_updates());
         }
         exposition::workloads(&mut samples, &read(&self.workloads));
-        let sorted = |map: &RwLock<HashMap<Labels2, Counter>>| {
-            let mut all: Vec<(Labels2, u64)> =
-                read(map).iter().map(|(k, v)| (k.clone(), v.get())).collect();
+        let sorted = |map: &RwLock<HashMap<WorkloadReason, Counter>>| {
+            let mut all: Vec<(WorkloadReason, u64)> = read(map)
+                .iter()
+                .map(|(k, v)| (k.clone(), v.get()))
+                .collect();
             all.sort();
             all
         };
@@ -282,7 +287,10 @@ mod tests {
             "mesh_host_instantiations_total{workload=\"hello\"} 1",
             "mesh_host_egress_denied_total{workload=\"hello\",reason=\"no_route\"} 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
         let plain = metrics.encode_plain();
         for line in [
@@ -292,7 +300,10 @@ mod tests {
             "cluster_manager.cds.update_success: 2",
             "mesh_host.workload.hello.instantiations: 1",
         ] {
-            assert!(plain.lines().any(|l| l == line), "{line} missing from\n{plain}");
+            assert!(
+                plain.lines().any(|l| l == line),
+                "{line} missing from\n{plain}"
+            );
         }
     }
 }

@@ -241,7 +241,14 @@ impl AdsState {
         }
     }
 
-    fn keep(&mut self, kind: ResourceKind, name: &str, resource: &Arc<Any>, version: &str, now: Instant) {
+    fn keep(
+        &mut self,
+        kind: ResourceKind,
+        name: &str,
+        resource: &Arc<Any>,
+        version: &str,
+        now: Instant,
+    ) {
         self.kept.entry(kind).or_default().insert(
             name.to_owned(),
             Kept {

@@ -171,7 +171,10 @@ fn admin_address(
         Some(Address::SocketAddress(socket)) => {
             let port = match socket.port_specifier {
                 Some(PortSpecifier::PortValue(port)) => u16::try_from(port).map_err(|_| {
-                    FieldError::invalid(&at.field("socket_address").field("port_value"), "not a port")
+                    FieldError::invalid(
+                        &at.field("socket_address").field("port_value"),
+                        "not a port",
+                    )
                 })?,
                 _ => 0,
             };
@@ -183,7 +186,10 @@ fn admin_address(
             })?;
             Ok(Some(SocketAddr::new(ip, port)))
         }
-        Some(_) => Err(FieldError::invalid(&at, "only a socket_address is supported")),
+        Some(_) => Err(FieldError::invalid(
+            &at,
+            "only a socket_address is supported",
+        )),
         None => Ok(None),
     }
 }

@@ -59,13 +59,6 @@ pub struct AcceptedResources {
     pub(crate) versions: BTreeMap<ResourceKind, String>,
 }
 
-impl AcceptedResources {
-    /// How many resources of `kind` are held.
-    pub fn count(&self, kind: ResourceKind) -> usize {
-        self.kinds.get(&kind).map_or(0, Vec::len)
-    }
-}
-
 /// What a `/config_dump` request asks for.
 #[derive(Clone, Debug, Default)]
 pub struct DumpQuery {
@@ -143,6 +136,23 @@ pub fn config_dump(
         json = serde_json::json!({ "configs": [] });
     }
     Ok(json)
+}
+
+/// Reads `json` as the Envoy message `message` (`envoy.admin.v3.ConfigDump`,
+/// `envoy.admin.v3.ServerInfo`, ...) with the protobuf JSON parser of Envoy's descriptors,
+/// unknown fields refused: what a client of Envoy's admin would do with the text.
+pub fn check_json(message: &str, json: &serde_json::Value) -> Result<(), String> {
+    let pool = pool().map_err(str::to_owned)?;
+    let descriptor = pool
+        .get_message_by_name(message)
+        .ok_or_else(|| format!("no message {message} in the Envoy descriptors"))?;
+    DynamicMessage::deserialize_with_options(
+        descriptor,
+        json,
+        &prost_reflect::DeserializeOptions::new().deny_unknown_fields(true),
+    )
+    .map(drop)
+    .map_err(|error| format!("not a {message}: {error}"))
 }
 
 fn to_any<M: Message + Name>(message: &M) -> Any {

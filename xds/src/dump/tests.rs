@@ -99,8 +99,8 @@ fn the_dump_parses_as_a_config_dump_and_redacts_private_keys() {
     let text = json.to_string();
     assert!(!text.contains("secret"), "private key leaked: {text}");
     let listener = &json["configs"][3]["static_listeners"][0];
-    let key = &listener["listener"]["filter_chains"][0]["transport_socket"]["typed_config"]
-        ["common_tls_context"]["tls_certificates"][0]["private_key"];
+    let key = &listener["listener"]["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
+        ["tls_certificates"][0]["private_key"];
     assert_eq!(key["inline_string"], "[redacted]", "{listener}");
     assert!(listener["last_updated"].is_string());
     let routes = &json["configs"][4]["static_route_configs"][0]["route_config"];
@@ -168,7 +168,10 @@ fn accepted_xds_resources_carry_their_version_and_warming_state() {
         }),
         Instant::now(),
     );
-    assert_eq!(step.update, Some((crate::config::ResourceKind::Cluster, true)));
+    assert_eq!(
+        step.update,
+        Some((crate::config::ResourceKind::Cluster, true))
+    );
     let store = ConfigStore::from_bootstrap(&bootstrap());
     store.set_accepted(state.accepted_resources());
     let json = store
@@ -183,7 +186,10 @@ fn accepted_xds_resources_carry_their_version_and_warming_state() {
     parse_as_config_dump(&json);
     let entry = &json["configs"][0];
     assert_eq!(entry["version_info"], "v7");
-    assert_eq!(entry["cluster"]["name"], "eds", "waits for its EDS: {entry}");
+    assert_eq!(
+        entry["cluster"]["name"], "eds",
+        "waits for its EDS: {entry}"
+    );
     assert!(entry["last_updated"].is_string());
 }
 

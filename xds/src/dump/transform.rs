@@ -3,7 +3,10 @@
 //! trimming.
 
 use bytes::Bytes;
-use prost_reflect::{DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Value};
+use prost::Message;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, ReflectMessage, Value,
+};
 
 use super::DumpError;
 
@@ -75,7 +78,11 @@ fn redact_value(
 
 /// Runs `change` on the message packed in an `Any`, and packs the result back. An `Any` of a
 /// type the descriptors do not know is left alone.
-fn in_any(any: &mut DynamicMessage, pool: &DescriptorPool, change: impl FnOnce(&mut DynamicMessage)) {
+fn in_any(
+    any: &mut DynamicMessage,
+    pool: &DescriptorPool,
+    change: impl FnOnce(&mut DynamicMessage),
+) {
     let Some(mut inner) = unpack(any, pool) else {
         return;
     };
