@@ -35,6 +35,9 @@ fn route(prefix: String, cluster: String) -> Route {
             max_stream_duration: None,
             grpc_timeout_header_max: None,
             retry_policy: None,
+            rate_limits: Vec::new(),
+            include_vh_rate_limits: false,
+            hash_policy: Vec::new(),
         })),
         headers: HeaderMutations::default(),
         typed_per_filter_config: Default::default(),
@@ -49,6 +52,7 @@ fn vhost(name: String, domains: Vec<String>, routes: Vec<Route>) -> VirtualHost 
         headers: HeaderMutations::default(),
         retry_policy: None,
         typed_per_filter_config: Default::default(),
+        rate_limits: Vec::new(),
     }
 }
 
@@ -80,6 +84,7 @@ fn many_vhosts(n: usize) -> RouteTable {
 fn table(virtual_hosts: Vec<VirtualHost>) -> RouteTable {
     RouteTable::new(Arc::new(RouteConfig {
         name: "bench".into(),
+        ignore_port_in_host_matching: false,
         virtual_hosts,
         headers: HeaderMutations::default(),
         typed_per_filter_config: Default::default(),

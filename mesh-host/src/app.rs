@@ -501,7 +501,7 @@ impl LiveStats for LiveMesh {
                 let healthy = cluster
                     .hosts
                     .iter()
-                    .filter(|h| !h.ejected && h.health.is_routable())
+                    .filter(|h| !h.ejected && !h.failed_active_hc && h.health.is_routable())
                     .count() as u64;
                 ClusterLive {
                     membership_total: cluster.hosts.len() as u64,

@@ -22,6 +22,7 @@ mod normalize;
 mod upstream;
 mod workloads;
 
+pub use answer::router_reply;
 pub use local::{LocalWorkload, LocalWorkloadError, serve_workload};
 pub use mesh::{ListenerInbound, MeshInbound};
 pub use workloads::{AlreadyBound, LocalWorkloads};

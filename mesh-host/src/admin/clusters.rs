@@ -69,6 +69,9 @@ fn host_lines(out: &mut String, cluster: &str, host: &HostStatus) {
 /// leading `/` (`/failed_outlier_check/failed_eds_health`).
 fn health_flags(host: &HostStatus) -> String {
     let mut flags = String::new();
+    if host.failed_active_hc {
+        flags.push_str("/failed_active_hc");
+    }
     if host.ejected {
         flags.push_str("/failed_outlier_check");
     }
@@ -99,6 +102,7 @@ mod tests {
             priority: 0,
             health,
             ejected,
+            failed_active_hc: false,
             rq_active: 1,
             rq_total: 5,
             rq_error: 2,

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::reload;
 
 /// Why the log levels were not changed.
@@ -23,6 +24,17 @@ pub enum LoggingError {
     /// The subscriber holding the filter is gone.
     #[error("the log filter can no longer be changed: {0}")]
     Gone(String),
+}
+
+/// `level` when it is one (a bare word would otherwise read as a target name to the filter).
+fn parse_level(level: &str) -> Result<&str, LoggingError> {
+    level
+        .parse::<LevelFilter>()
+        .map(|_| level)
+        .map_err(|error| LoggingError::Invalid {
+            directive: level.to_owned(),
+            reason: error.to_string(),
+        })
 }
 
 type Reload = Box<dyn Fn(EnvFilter) -> Result<(), reload::Error> + Send + Sync>;
@@ -56,13 +68,7 @@ impl LogLevels {
 
     /// Every target at `level`.
     pub fn set_all(&self, level: &str) -> Result<String, LoggingError> {
-        if level.contains([',', '=']) {
-            return Err(LoggingError::Invalid {
-                directive: level.to_owned(),
-                reason: "one level is expected".to_owned(),
-            });
-        }
-        self.set(level.to_owned())
+        self.set(parse_level(level)?.to_owned())
     }
 
     /// The targets of `paths` (`target:level,...`) at their levels, the others unchanged.
@@ -73,6 +79,7 @@ impl LogLevels {
                 directive: path.to_owned(),
                 reason: "expected target:level".to_owned(),
             })?;
+            let level = parse_level(level)?;
             directive.push(',');
             directive.push_str(&format!("{target}={level}"));
         }
@@ -123,5 +130,6 @@ mod tests {
         let directive = levels.set_paths("mesh_host::admin:trace").expect("paths");
         assert_eq!(directive, "info,mesh_host::admin=trace");
         assert!(levels.set_paths("no_level").is_err());
+        assert!(levels.set_paths("mesh_host:loud").is_err());
     }
 }

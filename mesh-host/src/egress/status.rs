@@ -39,6 +39,8 @@ pub struct HostStatus {
     pub health: HealthStatus,
     /// Whether outlier detection has ejected it.
     pub ejected: bool,
+    /// Whether the cluster's active health check finds it failing.
+    pub failed_active_hc: bool,
     /// Requests in flight.
     pub rq_active: u64,
     /// Tries sent to it.
@@ -69,6 +71,7 @@ impl Egress {
                         priority: host.priority,
                         health: host.health,
                         ejected: host.state.outlier.is_ejected(now),
+                        failed_active_hc: host.state.failed_active_hc(),
                         rq_active: u64::from(host.state.active()),
                         rq_total: host.state.rq_total.load(Ordering::Relaxed),
                         rq_error: host.state.rq_error.load(Ordering::Relaxed),

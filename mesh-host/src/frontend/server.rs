@@ -239,6 +239,7 @@ async fn serve_connection(
             tls: false,
             server_name: None,
             peer_principal: None,
+            peer_certificate: None,
         };
         return serve_http(stream, connection, listening.chains[chain].clone(), watcher).await;
     }
@@ -258,17 +259,17 @@ async fn serve_connection(
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(Some((stream, context, server_name)))) => {
+            let certificates = stream.get_ref().1.peer_certificates();
             let connection = Connection {
                 peer,
                 tls: true,
                 server_name: server_name
                     .filter(|_| listening.inspects_tls)
                     .map(Arc::from),
-                peer_principal: stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(peer_identity::principal),
+                peer_principal: certificates.and_then(peer_identity::principal),
+                peer_certificate: certificates
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| Arc::from(leaf.as_ref())),
             };
             serve_http(stream, connection, context, watcher).await
         }
@@ -297,6 +298,8 @@ struct Connection {
     server_name: Option<Arc<str>>,
     /// The verified client certificate's principal.
     peer_principal: Option<Arc<str>>,
+    /// The verified client certificate (DER).
+    peer_certificate: Option<Arc<[u8]>>,
 }
 
 async fn serve_http<I>(io: I, connection: Connection, context: Arc<ChainContext>, watcher: Watcher)
@@ -351,6 +354,7 @@ async fn admit(
         tls,
         server_name,
         peer_principal,
+        peer_certificate,
     } = connection;
     let grpc = request
         .headers()
@@ -383,6 +387,7 @@ async fn admit(
         tls,
         server_name,
         peer_principal,
+        peer_certificate,
         grpc,
         filter_chain: context.chain.index,
     };

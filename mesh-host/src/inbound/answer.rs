@@ -33,10 +33,11 @@ pub(super) fn halted(
     }
 }
 
-/// The router's own answer for a decision that sends the request nowhere: a direct response,
+/// The router's own answer for a decision that sends the request nowhere (an inbound
+/// route's, or an egress route's for a component): a direct response,
 /// a redirect, no route (404) or a route without a cluster (503). Envoy applies the route's
 /// response header mutations to these local replies too.
-pub(super) fn router_reply(
+pub fn router_reply(
     metrics: &Metrics,
     decision: Decision,
     grpc: bool,

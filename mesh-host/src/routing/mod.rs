@@ -27,9 +27,13 @@
 //!     max_stream_duration: None,
 //!     grpc_timeout_header_max: None,
 //!     retry_policy: None,
+//!     rate_limits: Vec::new(),
+//!     include_vh_rate_limits: false,
+//!     hash_policy: vec![],
 //! };
 //! let config = RouteConfig {
 //!     name: "local".into(),
+//!     ignore_port_in_host_matching: false,
 //!     virtual_hosts: vec![VirtualHost {
 //!         name: "all".into(),
 //!         domains: vec!["*".into()],
@@ -49,6 +53,7 @@
 //!         headers: HeaderMutations::default(),
 //!         retry_policy: None,
 //!         typed_per_filter_config: Default::default(),
+//!         rate_limits: Vec::new(),
 //!     }],
 //!     headers: HeaderMutations::default(),
 //!     typed_per_filter_config: Default::default(),
@@ -76,7 +81,7 @@ use self::actions::redirect_location;
 use self::domains::DomainIndex;
 use self::forward::CompiledForward;
 use self::matching::RouteMatcher;
-use crate::filters::{FilterError, Overrides, RouteFilterConfigs};
+use crate::filters::{FilterError, Overrides, RateLimits, RouteFilterConfigs};
 use crate::shared::RequestView;
 
 pub use self::forward::ForwardDecision;
@@ -212,12 +217,16 @@ enum CompiledAction {
 impl RouteTable {
     /// Compiles `config`: domain maps, route matchers, parsed header names and values.
     ///
-    /// `ignore_port_in_host_matching` and `most_specific_header_mutations_wins` are not carried
-    /// by the xds layer and are taken as `false`, Envoy's default.
+    /// `most_specific_header_mutations_wins` is not carried by the xds layer and is taken as
+    /// `false`, Envoy's default.
     pub fn new(config: Arc<RouteConfig>) -> Result<Self, RouteTableError> {
         let config_headers = Arc::new(HeaderEdits::compile(&config.headers, &config.name)?);
-        let filters = per_filter(&config.typed_per_filter_config, &config.name)?;
-        let mut domains = DomainIndex::default();
+        let filters = per_filter(
+            &config.typed_per_filter_config,
+            RateLimits::default(),
+            &config.name,
+        )?;
+        let mut domains = DomainIndex::new(config.ignore_port_in_host_matching);
         let mut vhosts = Vec::with_capacity(config.virtual_hosts.len());
         for (index, vhost) in config.virtual_hosts.iter().enumerate() {
             for domain in &vhost.domains {
@@ -294,11 +303,14 @@ impl RouteTable {
 
 fn per_filter(
     configs: &PerFilterConfigs,
+    rate_limits: RateLimits,
     route_config: &str,
 ) -> Result<Option<Arc<RouteFilterConfigs>>, RouteTableError> {
-    RouteFilterConfigs::compile(configs).map_err(|error| RouteTableError::FilterConfig {
-        route_config: route_config.to_owned(),
-        error,
+    RouteFilterConfigs::compile(configs, rate_limits).map_err(|error| {
+        RouteTableError::FilterConfig {
+            route_config: route_config.to_owned(),
+            error,
+        }
     })
 }
 
@@ -340,14 +352,31 @@ fn compile_vhost(
                 name: name.into(),
                 matcher: RouteMatcher::new(&route.r#match),
                 action,
-                filters: per_filter(&route.typed_per_filter_config, route_config)?,
+                filters: per_filter(
+                    &route.typed_per_filter_config,
+                    match &route.action {
+                        RouteAction::Forward(forward) => RateLimits {
+                            policies: forward.rate_limits.clone(),
+                            include_vh: forward.include_vh_rate_limits,
+                        },
+                        _ => RateLimits::default(),
+                    },
+                    route_config,
+                )?,
             })
         })
         .collect::<Result<_, RouteTableError>>()?;
     Ok(CompiledVhost {
         name: vhost.name.as_str().into(),
         routes,
-        filters: per_filter(&vhost.typed_per_filter_config, route_config)?,
+        filters: per_filter(
+            &vhost.typed_per_filter_config,
+            RateLimits {
+                policies: vhost.rate_limits.clone(),
+                include_vh: false,
+            },
+            route_config,
+        )?,
     })
 }
 

@@ -1,3 +1,6 @@
+//! Components compiled once (and cached on disk), linked with WASI and WASI HTTP, and
+//! pre-instantiated; the kind (wasi:http@0.2 or @0.3) read from the exports.
+
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;

@@ -1,3 +1,6 @@
+//! The runtime: one wasmtime engine per component kind (created when the first component of
+//! that kind loads), the compilation cache and the memory budget shared by every workload.
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;

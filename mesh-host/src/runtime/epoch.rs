@@ -1,3 +1,5 @@
+//! The epoch ticker that lets a request's deadline interrupt a guest that never yields.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;

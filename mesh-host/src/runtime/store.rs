@@ -1,3 +1,6 @@
+//! What each wasmtime store holds for one instance: WASI and WASI HTTP contexts, limits, the
+//! request deadline, and the egress hooks through which every outbound request leaves.
+
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock, Weak};
 

@@ -1,3 +1,6 @@
+//! A workload: a component bound to its id with its instance pool, limits and counters; it
+//! serves one request at a time per P2 instance or several per P3 instance within a deadline.
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};

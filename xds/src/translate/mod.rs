@@ -10,14 +10,20 @@
 
 mod cluster;
 mod common;
+mod credentials;
 mod endpoint;
 mod error;
+mod ext_authz;
 pub(crate) mod extensions;
 mod filters;
 mod hcm;
+mod health_check;
+mod jwt_authn;
+mod lb_policy;
 mod listener;
 mod matcher;
 mod path;
+mod ratelimit;
 mod rbac;
 pub(crate) mod reflect;
 mod route;
