@@ -97,8 +97,11 @@ pub(super) fn responses(
     }
 }
 
+/// A stat's name, help text and how to read it from its source.
+type Stat<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 pub(super) fn clusters(out: &mut Vec<Sample>, clusters: &[ClusterLive]) {
-    let stats: [(&str, &str, fn(&ClusterLive) -> u64); 5] = [
+    let stats: [Stat<ClusterLive>; 5] = [
         (
             "upstream_cx_active",
             "Open connections to the cluster's endpoints",
@@ -157,45 +160,51 @@ pub(super) fn xds(out: &mut Vec<Sample>, updates: &[XdsUpdates]) {
 }
 
 pub(super) fn workloads(out: &mut Vec<Sample>, workloads: &[(String, WorkloadCounters)]) {
-    let stats: [(&str, &str, Kind, fn(&WorkloadCounters) -> u64); 6] = [
+    let stats: [(Kind, Stat<WorkloadCounters>); 6] = [
         (
-            "instantiations",
-            "Component instances created",
             Kind::Counter,
-            |c| c.instantiations.get(),
+            ("instantiations", "Component instances created", |c| {
+                c.instantiations.get()
+            }),
         ),
         (
-            "requests",
-            "Requests handed to the component",
             Kind::Counter,
-            |c| c.requests.get(),
+            ("requests", "Requests handed to the component", |c| {
+                c.requests.get()
+            }),
         ),
         (
-            "reuses",
-            "Requests served by an instance that had served before",
             Kind::Counter,
-            |c| c.reuses.get(),
+            (
+                "reuses",
+                "Requests served by an instance that had served before",
+                |c| c.reuses.get(),
+            ),
         ),
         (
-            "traps",
-            "Requests failed by a trap of the component",
             Kind::Counter,
-            |c| c.traps.get(),
+            ("traps", "Requests failed by a trap of the component", |c| {
+                c.traps.get()
+            }),
         ),
         (
-            "deadline_interruptions",
-            "Requests whose component was interrupted at its deadline",
             Kind::Counter,
-            |c| c.deadline_interruptions.get(),
+            (
+                "deadline_interruptions",
+                "Requests whose component was interrupted at its deadline",
+                |c| c.deadline_interruptions.get(),
+            ),
         ),
         (
-            "memory_high_water_bytes",
-            "Largest linear memory one instance reached",
             Kind::Gauge,
-            |c| c.memory_high_water_bytes.get(),
+            (
+                "memory_high_water_bytes",
+                "Largest linear memory one instance reached",
+                |c| c.memory_high_water_bytes.get(),
+            ),
         ),
     ];
-    for (stat, help, kind, value) in stats {
+    for (kind, (stat, help, value)) in stats {
         for (name, counters) in workloads {
             let family = match kind {
                 Kind::Counter => format!("mesh_host_{stat}_total"),
