@@ -75,7 +75,7 @@ impl LogLevels {
     pub fn set_paths(&self, paths: &str) -> Result<String, LoggingError> {
         let mut directive = self.current();
         for path in paths.split(',').filter(|path| !path.is_empty()) {
-            let (target, level) = path.split_once(':').ok_or_else(|| LoggingError::Invalid {
+            let (target, level) = path.rsplit_once(':').ok_or_else(|| LoggingError::Invalid {
                 directive: path.to_owned(),
                 reason: "expected target:level".to_owned(),
             })?;
