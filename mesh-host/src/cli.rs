@@ -112,8 +112,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", requires = "bootstrap")]
     pub egress_listener: Option<String>,
 
-    /// Address of the admin endpoint (/metrics, /ready); off when not given.
-    #[arg(long, value_name = "ADDR")]
+    /// Address of Envoy's admin endpoint (/config_dump, /clusters, /listeners, /server_info,
+    /// /ready, /logging, /stats, /stats/prometheus); a bare port binds 127.0.0.1. Off when
+    /// neither this, the config file nor the bootstrap's admin.address sets one.
+    #[arg(long, value_name = "ADDR|PORT", value_parser = parse_admin)]
     pub admin: Option<SocketAddr>,
 
     /// Deadline of a request that does not carry `grpc-timeout`.
@@ -176,6 +178,16 @@ fn parse_config_var(value: &str) -> Result<(String, String), String> {
             "expected KEY=VALUE with a non-empty KEY, got {value:?}"
         )),
     }
+}
+
+/// An address, or a port on the loopback interface: the admin is never exposed by accident.
+fn parse_admin(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    }
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is neither an address (127.0.0.1:9901) nor a port"))
 }
 
 fn parse_workload(value: &str) -> Result<(String, PathBuf), String> {

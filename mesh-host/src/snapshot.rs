@@ -45,6 +45,8 @@ pub struct ListenerChain {
     pub filters: FilterChain,
     /// The connection manager's request normalisation.
     pub normalization: RequestNormalization,
+    /// The connection manager's `stat_prefix`, the scope of its downstream stats.
+    pub stat_prefix: String,
 }
 
 /// Whether `listener` is the egress listener: the one named in the host's settings, else one
@@ -99,6 +101,7 @@ impl Snapshot {
                         routes,
                         filters,
                         normalization: chain.http.normalization,
+                        stat_prefix: chain.http.stat_prefix.clone(),
                     }))
                 })
                 .collect();

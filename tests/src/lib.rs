@@ -12,6 +12,7 @@ pub mod grpcio;
 pub mod inprocess;
 pub mod peers;
 pub mod process;
+pub mod prometheus;
 pub mod proto;
 pub mod tls;
 pub mod upstream;

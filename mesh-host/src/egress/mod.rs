@@ -17,6 +17,7 @@ mod outlier;
 mod replay;
 mod request_hash;
 mod retry;
+mod status;
 mod upstream_tls;
 
 use std::net::IpAddr;
@@ -38,6 +39,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 pub use breakers::Overflow;
 pub use error::{ConnectError, EgressError};
+pub use status::{ClusterStatus, HostStatus};
 pub use upstream_tls::UpstreamTlsError;
 
 use breakers::Counted;

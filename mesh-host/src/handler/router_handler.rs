@@ -194,7 +194,7 @@ impl<R: Router> HostHandler for RouterHandler<R> {
             .by_id(workload)
             .map(|bound| bound.policy().grpc)
             .unwrap_or_default();
-        let why = match flags
+        let (reason, why) = match flags
             .check_outbound(grpc)
             .map_err(|denied| denied.to_string())
             .and_then(|()| {
@@ -202,9 +202,12 @@ impl<R: Router> HostHandler for RouterHandler<R> {
                     .allow_outgoing_request(workload, &parts)
                     .map_err(|error| error.to_string())
             }) {
-            Err(why) => why,
-            Ok(()) => "this handler has no egress path".to_owned(),
+            Err(why) => ("policy", why),
+            Ok(()) => (
+                "no_egress_path",
+                "this handler has no egress path".to_owned(),
+            ),
         };
-        crate::outbound::deny(&self.metrics, workload, &parts.uri, &why)
+        crate::outbound::deny(&self.metrics, workload, &parts.uri, reason, &why)
     }
 }

@@ -22,7 +22,7 @@ use crate::frontend::Dispatch;
 use crate::metrics::Metrics;
 use crate::routing::Decision;
 use crate::shared::{Failure, RequestMeta};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ListenerChain, Snapshot};
 
 /// What the listeners of a mesh handler, and the components' in-process requests, share.
 pub struct MeshInbound {
@@ -60,34 +60,46 @@ impl Dispatch for ListenerInbound {
             let Some(chain) = snapshot.chain(&self.listener, meta.filter_chain) else {
                 return answer::fail(&self.mesh.metrics, &Failure::NoRoute, "", meta.grpc);
             };
-            let (mut head, body) = request.into_parts();
-            match normalize(&chain.normalization, &mut head) {
-                Ok(()) => {}
-                Err(Refusal::Fail(failure)) => {
-                    return answer::fail(&self.mesh.metrics, &failure, "", meta.grpc);
-                }
-                Err(Refusal::Redirect(location)) => {
-                    return answer::redirect(
-                        &self.mesh.metrics,
-                        REDIRECT_STATUS,
-                        &location,
-                        meta.grpc,
-                    );
-                }
-            }
-            let (decision, overrides) = chain.routes.route(&head, rand::random());
+            let response = self.serve_chain(&snapshot, chain, request, meta).await;
             self.mesh
-                .serve(
-                    &snapshot,
-                    &chain.filters,
-                    overrides,
-                    decision,
-                    head,
-                    body,
-                    meta,
-                )
-                .await
+                .metrics
+                .downstream_response(&chain.stat_prefix, response.status().as_u16());
+            response
         })
+    }
+}
+
+impl ListenerInbound {
+    /// Normalises and routes a request on one filter chain, and serves it.
+    async fn serve_chain(
+        &self,
+        snapshot: &Snapshot,
+        chain: &ListenerChain,
+        request: http::Request<WasiBody>,
+        meta: RequestMeta,
+    ) -> http::Response<ResponseBody> {
+        let (mut head, body) = request.into_parts();
+        match normalize(&chain.normalization, &mut head) {
+            Ok(()) => {}
+            Err(Refusal::Fail(failure)) => {
+                return answer::fail(&self.mesh.metrics, &failure, "", meta.grpc);
+            }
+            Err(Refusal::Redirect(location)) => {
+                return answer::redirect(&self.mesh.metrics, REDIRECT_STATUS, &location, meta.grpc);
+            }
+        }
+        let (decision, overrides) = chain.routes.route(&head, rand::random());
+        self.mesh
+            .serve(
+                snapshot,
+                &chain.filters,
+                overrides,
+                decision,
+                head,
+                body,
+                meta,
+            )
+            .await
     }
 }
 

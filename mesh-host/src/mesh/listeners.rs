@@ -75,6 +75,24 @@ impl ListenerManager {
         named.into_iter().map(|(_, addr)| *addr).collect()
     }
 
+    /// The listeners of `snapshot` that should have a socket and have none.
+    pub(super) fn unbound(&self, snapshot: &Snapshot) -> Vec<String> {
+        let addrs = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+        snapshot
+            .config
+            .listeners
+            .iter()
+            .filter(|(name, listener)| self.wants_socket(listener) && !addrs.contains_key(*name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The egress listener is virtual unless it asks for a socket.
+    fn wants_socket(&self, listener: &Listener) -> bool {
+        let egress = is_egress(listener, self.config.egress_listener.as_deref());
+        listener.bind_to_port.unwrap_or(!egress)
+    }
+
     /// Makes the bound listeners those of `snapshot`; the first bind error
     /// is returned after every other listener was handled.
     pub(super) async fn reconcile(&self, snapshot: &Snapshot) -> Result<(), FrontEndError> {
@@ -83,11 +101,7 @@ impl ListenerManager {
             .config
             .listeners
             .iter()
-            .filter(|(_, listener)| {
-                // The egress listener is virtual unless it asks for a socket.
-                let egress = is_egress(listener, self.config.egress_listener.as_deref());
-                listener.bind_to_port.unwrap_or(!egress)
-            })
+            .filter(|(_, listener)| self.wants_socket(listener))
             .collect();
 
         let stale: Vec<String> = serving

@@ -15,6 +15,7 @@ use mesh_xds::store::ConfigStore;
 use tokio::task::JoinHandle;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
+use crate::egress::ClusterStatus;
 use crate::handler::{HostError, HostHandler, OutgoingFuture, ResolvedWorkload, WorkloadId};
 use crate::inbound::{LocalWorkload, LocalWorkloads, MeshInbound};
 use crate::metrics::Metrics;
@@ -80,6 +81,39 @@ impl MeshHandler {
     /// The snapshot version in force.
     pub fn config_version(&self) -> u64 {
         self.mesh.snapshot.load().config.version
+    }
+
+    /// Every listener of the configuration in force, with its bound address (`None`: a
+    /// virtual egress listener, or one that could not bind).
+    pub fn listeners(&self) -> Vec<(String, Option<SocketAddr>)> {
+        let snapshot = self.mesh.snapshot.load();
+        let mut listeners: Vec<(String, Option<SocketAddr>)> = snapshot
+            .config
+            .listeners
+            .keys()
+            .map(|name| (name.clone(), self.listeners.addr(name)))
+            .collect();
+        listeners.sort();
+        listeners
+    }
+
+    /// The upstream clusters of the configuration in force, as they are now.
+    pub fn clusters(&self) -> Vec<ClusterStatus> {
+        self.mesh.snapshot.load().upstream.status()
+    }
+
+    /// Whether the handler serves the store's latest configuration with every listener
+    /// that wants a socket bound.
+    pub fn is_serving(&self) -> bool {
+        let started = self
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        let snapshot = self.mesh.snapshot.load();
+        started
+            && snapshot.config.version == self.store.load().version
+            && self.listeners.unbound(&snapshot).is_empty()
     }
 }
 

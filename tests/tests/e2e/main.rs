@@ -1,7 +1,9 @@
 //! The end-to-end tests: one test binary, one module per area, so CI links the host and its
 //! dependencies once instead of once per file (each is a binary of about 150 MB).
 
+mod admin;
 mod component_failures;
+mod deploy;
 mod envoy_gateway;
 mod filters_differential;
 mod gateway_auth_differential;

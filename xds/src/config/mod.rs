@@ -94,6 +94,17 @@ impl ResourceKind {
         Self::ALL.into_iter().find(|k| k.type_url() == url)
     }
 
+    /// The scope of the kind's update stats: Envoy's for CDS and LDS; RDS and EDS, which
+    /// Envoy counts per route configuration and per cluster, are counted per type here.
+    pub fn stat_scope(self) -> &'static str {
+        match self {
+            Self::Cluster => "cluster_manager.cds",
+            Self::Listener => "listener_manager.lds",
+            Self::RouteConfig => "rds",
+            Self::LoadAssignment => "eds",
+        }
+    }
+
     /// Whether the client subscribes to every resource of this kind (LDS, CDS) rather than to
     /// the names other resources reference (RDS, EDS).
     pub fn is_wildcard(self) -> bool {
