@@ -15,7 +15,9 @@ use mesh_xds::store::ConfigStore;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{RunArgs, ValidateArgs};
-use crate::frontend::{FrontEndConfig, RequestLimits, TlsFiles};
+use crate::frontend::{
+    ConnectionSettings, FrontEndConfig, GlobalConnections, RequestLimits, TlsFiles,
+};
 use crate::handler::{
     DevRouter, HostHandler, HostHeaderRouter, ResolvedWorkload, Router, RouterHandler,
     RouterHandlerConfig, WorkloadId,
@@ -36,24 +38,83 @@ pub fn init_logging() {
         .init();
 }
 
+/// File descriptors kept out of the connection cap derived from the open-file limit, at
+/// least: listeners, upstream connections, the compilation cache, logs.
+const MIN_RESERVED_FILES: u64 = 32;
+
+/// Raises the soft open-file limit to the hard one and logs the figure; the limit in
+/// force afterwards.
+fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::info!(limit, "open file limit");
+            Some(limit)
+        }
+        Err(error) => {
+            tracing::warn!("cannot read or raise the open file limit: {error}");
+            None
+        }
+    }
+}
+
+/// The connection cap when none is configured: what the open-file limit leaves after
+/// a reserve of a tenth of it, so that accepting never runs out of descriptors.
+fn default_max_connections(open_files: u64) -> u64 {
+    let reserve = (open_files / 10).max(MIN_RESERVED_FILES);
+    open_files.saturating_sub(reserve).max(1)
+}
+
+/// The process-wide connection cap: `--max-connections`, else the bootstrap's, else
+/// derived from the open-file limit.
+fn global_connections(
+    args: &RunArgs,
+    open_files: Option<u64>,
+    from_bootstrap: Option<u64>,
+) -> Option<Arc<GlobalConnections>> {
+    let max = args
+        .max_connections
+        .or(from_bootstrap)
+        .or(open_files.map(default_max_connections))?;
+    if let Some(open_files) = open_files
+        && max > open_files
+    {
+        tracing::warn!(
+            max,
+            open_files,
+            "the connection limit is above the open file limit; accepting may fail first"
+        );
+    }
+    tracing::info!(max, "downstream connection limit");
+    Some(GlobalConnections::new(
+        usize::try_from(max).unwrap_or(usize::MAX),
+    ))
+}
+
 /// `mesh-host run`: the embedded default, a config file, or the mesh handler
 /// on a bootstrap.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let open_files = raise_open_file_limit();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     tokio.block_on(async {
         if let Some(config) = &args.config {
-            return run_config_file(&args, config).await;
+            return run_config_file(&args, config, open_files).await;
         }
         match (&args.component, &args.bootstrap) {
             (_, Some(bootstrap)) => {
                 let workloads = flag_workloads(&args)?;
                 let egress_listener = args.egress_listener.clone();
-                run_mesh(&args, bootstrap, workloads, args.admin, egress_listener).await
+                let mesh = MeshRun {
+                    workloads,
+                    admin: args.admin,
+                    egress_listener,
+                    open_files,
+                };
+                run_mesh(&args, bootstrap, mesh).await
             }
-            (Some(component), None) => run_embedded(&args, component).await,
+            (Some(component), None) => run_embedded(&args, component, open_files).await,
             (None, None) => {
                 anyhow::bail!("give a COMPONENT.wasm, --bootstrap with --workload, or --config")
             }
@@ -233,7 +294,11 @@ async fn bind_workloads(
 }
 
 /// The embedded default: one listener, every request to one component.
-async fn run_embedded(args: &RunArgs, component: &Path) -> anyhow::Result<()> {
+async fn run_embedded(
+    args: &RunArgs,
+    component: &Path,
+    open_files: Option<u64>,
+) -> anyhow::Result<()> {
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let name = workload_name(component);
     let workload = WorkloadEntry {
@@ -245,48 +310,58 @@ async fn run_embedded(args: &RunArgs, component: &Path) -> anyhow::Result<()> {
         policy: cli_policy(args)?,
         config: args.config_vars.iter().cloned().collect(),
     };
-    run_router(
-        args,
-        DevRouter::new(),
-        args.listen,
+    let listener = RouterListener {
+        listen: args.listen,
         tls,
-        vec![workload],
-        args.admin,
-    )
-    .await
+        admin: args.admin,
+        open_files,
+    };
+    run_router(args, DevRouter::new(), listener, vec![workload]).await
 }
 
-async fn run_config_file(args: &RunArgs, path: &Path) -> anyhow::Result<()> {
+async fn run_config_file(
+    args: &RunArgs,
+    path: &Path,
+    open_files: Option<u64>,
+) -> anyhow::Result<()> {
     let file = MeshConfigFile::load(path)?;
     let admin = file.admin.or(args.admin);
     match &file.bootstrap {
         Some(bootstrap) => {
-            let egress_listener = file.egress_listener.clone();
-            run_mesh(args, bootstrap, file.workloads, admin, egress_listener).await
+            let mesh = MeshRun {
+                workloads: file.workloads,
+                admin,
+                egress_listener: file.egress_listener.clone(),
+                open_files,
+            };
+            run_mesh(args, bootstrap, mesh).await
         }
         None => {
-            let listen = file.listen.context("the config file sets no `listen`")?;
-            run_router(
-                args,
-                HostHeaderRouter::new(),
-                listen,
-                file.tls.clone(),
-                file.workloads,
+            let listener = RouterListener {
+                listen: file.listen.context("the config file sets no `listen`")?,
+                tls: file.tls.clone(),
                 admin,
-            )
-            .await
+                open_files,
+            };
+            run_router(args, HostHeaderRouter::new(), listener, file.workloads).await
         }
     }
+}
+
+/// Where a router handler listens.
+struct RouterListener {
+    listen: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
+    admin: Option<SocketAddr>,
+    open_files: Option<u64>,
 }
 
 /// A [`RouterHandler`] on one listener.
 async fn run_router<R: Router>(
     args: &RunArgs,
     router: R,
-    listen: SocketAddr,
-    tls: Option<(PathBuf, PathBuf)>,
+    listener: RouterListener,
     workloads: Vec<WorkloadEntry>,
-    admin: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
@@ -296,9 +371,14 @@ async fn run_router<R: Router>(
         metrics.clone(),
         RouterHandlerConfig {
             frontend: FrontEndConfig {
-                listen,
-                tls: tls.map(|(cert, key)| TlsFiles { cert, key }),
+                listen: listener.listen,
+                tls: listener.tls.map(|(cert, key)| TlsFiles { cert, key }),
                 limits: frontend_limits(args)?,
+                connections: ConnectionSettings {
+                    global: global_connections(args, listener.open_files, None),
+                    ..ConnectionSettings::default()
+                },
+                drain_time: args.drain_time,
             },
         },
     ));
@@ -306,28 +386,40 @@ async fn run_router<R: Router>(
     handler.bind()?;
     bind_workloads(args, &runtime, handler.clone(), workloads).await?;
     handler.clone().start().await?;
-    serve_until_signal(args, handler.as_ref(), metrics, admin).await
+    serve_until_signal(args, handler.as_ref(), metrics, listener.admin).await
 }
 
-/// The mesh handler on an Envoy bootstrap (and its control plane).
-async fn run_mesh(
-    args: &RunArgs,
-    bootstrap_path: &Path,
+/// What the mesh handler serves besides its bootstrap.
+struct MeshRun {
     workloads: Vec<WorkloadEntry>,
     admin: Option<SocketAddr>,
     egress_listener: Option<String>,
-) -> anyhow::Result<()> {
+    open_files: Option<u64>,
+}
+
+/// The mesh handler on an Envoy bootstrap (and its control plane).
+async fn run_mesh(args: &RunArgs, bootstrap_path: &Path, mesh: MeshRun) -> anyhow::Result<()> {
+    let MeshRun {
+        workloads,
+        admin,
+        egress_listener,
+        open_files,
+    } = mesh;
     let bootstrap = Bootstrap::load(bootstrap_path)?;
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(ConfigStore::new(bootstrap.static_config.clone()));
+    let limits = &bootstrap.connection_limits;
     let handler = Arc::new(MeshHandler::new(
         store.clone(),
         runtime.clone(),
         metrics.clone(),
         MeshHandlerConfig {
             listener_drain: args.drain_timeout,
+            drain_time: args.drain_time,
             egress_listener,
+            global_connections: global_connections(args, open_files, limits.global),
+            listener_connection_limits: limits.per_listener.clone(),
         },
     ));
     bind_workloads(args, &runtime, handler.clone(), workloads).await?;
@@ -366,7 +458,7 @@ async fn serve_until_signal(
         eprintln!("Admin on http://{addr}/");
     }
     shutdown_signal().await?;
-    tracing::info!(drain = ?args.drain_timeout, "shutting down");
+    tracing::info!(drain_time = ?args.drain_time, drain_timeout = ?args.drain_timeout, "shutting down");
     handler.stop(args.drain_timeout).await;
     Ok(())
 }
@@ -393,4 +485,17 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_derived_connection_cap_leaves_a_tenth_of_the_files_or_at_least_32() {
+        assert_eq!(default_max_connections(1024), 922);
+        assert_eq!(default_max_connections(100), 68);
+        assert_eq!(default_max_connections(1_048_576), 943_719);
+        assert_eq!(default_max_connections(10), 1);
+    }
 }

@@ -11,6 +11,8 @@ pub mod grpcio;
 pub mod inprocess;
 pub mod peers;
 pub mod process;
+pub mod raw_http1;
+pub mod soak;
 pub mod proto;
 pub mod tls;
 pub mod upstream;

@@ -3,6 +3,7 @@
 // Deprecated process settings (`watchdog`, `tracing`) still appear in bootstraps and are cleared.
 #![allow(deprecated)]
 
+mod connection_limits;
 mod parse;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use crate::translate::{
     FieldError, FieldPath, struct_to_json, translate_cluster, translate_listener,
 };
 
+pub use connection_limits::ConnectionLimits;
 pub use parse::Format;
 
 /// Why a bootstrap file could not be loaded. Every variant names the file.
@@ -105,6 +107,8 @@ pub struct Bootstrap {
     pub static_config: MeshConfig,
     /// The control plane, when the bootstrap has `dynamic_resources.ads_config`.
     pub ads: Option<AdsSource>,
+    /// Downstream connection caps from the overload manager and the runtime.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Bootstrap {
@@ -136,12 +140,14 @@ fn from_proto(mut b: bootstrap::Bootstrap) -> Result<Bootstrap, FieldError> {
         Some(d) => dynamic_resources(d, &static_config, &root.field("dynamic_resources"))?,
         None => None,
     };
+    let connection_limits = connection_limits::connection_limits(&b, &root)?;
     tolerate_process_settings(&mut b);
     reject_unsupported(&b, &root)?;
     Ok(Bootstrap {
         node,
         static_config,
         ads,
+        connection_limits,
     })
 }
 

@@ -27,8 +27,8 @@ pub use filters::{
     RbacFilter, TokenBucket, VhRateLimits,
 };
 pub use listener::{
-    CodecType, FilterChain, HttpConnectionManager, Listener, RouteSource,
-    ServerHeaderTransformation, TrafficDirection,
+    CodecType, ConnectionOptions, FilterChain, Http2FloodLimits, Http2Keepalive,
+    HttpConnectionManager, Listener, RouteSource, ServerHeaderTransformation, TrafficDirection,
 };
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,

@@ -10,10 +10,13 @@
 
 mod cluster;
 mod common;
+mod connection_options;
 mod endpoint;
 mod error;
 pub(crate) mod extensions;
 mod filters;
+#[cfg(test)]
+mod fuzz;
 mod hcm;
 mod listener;
 mod matcher;
