@@ -21,6 +21,7 @@
 #   h2c    hello.wasm vs plain-hyper   h2load -c8 -m1 -t1 -n N GET /
 #   grpc   greeter.wasm --grpc vs tonic-greeter, h2load -c8 -m1 -t1 -n N,
 #          one framed helloworld.HelloRequest{name: "bench"}
+#   p3-http1  hello_p3.wasm (wasi:http@0.3) vs plain-hyper, loaded as http1
 #   <s>-jemalloc  scenario <s> again, both peers with LD_PRELOAD=libjemalloc.so.2
 # h2c and gRPC use -m1 (8 streams in flight), not run.py's -m32: every
 # in-flight request holds one component instance, and the profiling build
@@ -265,7 +266,11 @@ print("\n## self cost by function (all inlined code included)")
 for function, cost in functions.most_common(30):
     print(f"{cost / requests:9,.0f} Ir/req {100 * cost / total:5.1f}%  {function[:160]}")
 print("\n## calls per request")
-wanted = [("malloc", r"^malloc$"), ("free", r"^free$"), ("memcpy", r"^__memcpy_avx_unaligned_erms$"),
+# mesh-host links jemalloc (tikv-jemallocator, `_rjem_` symbols); the peers
+# use glibc's malloc. Allocation functions carry their callers after a `'`.
+ALLOC = r"^(malloc|calloc|realloc|_rjem_malloc|_rjem_mallocx|_rjem_calloc|_rjem_rallocx|_rjem_realloc)('|$)"
+wanted = [("malloc", ALLOC),
+          ("free", r"^(free|_rjem_free|_rjem_sdallocx)$"), ("memcpy", r"^__memcpy_avx_unaligned_erms$"),
           ("recv (syscall)", r"^recv$"), ("writev (syscall)", r"^writev$"), ("epoll_wait (syscall)", r"^epoll_wait$"),
           ("futex via syscall()", r"^syscall$"), ("clock_gettime (vDSO)", r"^clock_gettime"),
           ("tokio task polls (Harness::poll)", r"^tokio::runtime::task::harness::Harness<T,S>::poll$"),
@@ -279,6 +284,24 @@ wanted = [("malloc", r"^malloc$"), ("free", r"^free$"), ("memcpy", r"^__memcpy_a
 for label, pattern in wanted:
     n = sum(v for k, v in calls.items() if k and re.search(pattern, k))
     print(f"{n / requests:8.2f}  {label}")
+# The first caller that is not allocator, std/core/alloc or collection code
+# is the one that asked for the allocation.
+generic = re.compile(r"^<?(_rjem_|__rust_|__rdl|__rg_|malloc|calloc|realloc|alloc::|core::|std::|tikv_jemallocator|"
+                     r"hashbrown|smallvec|\[|&|T as alloc)")
+askers, asking_crates = collections.Counter(), collections.Counter()
+for callee, n in calls.items():
+    if not callee or not re.search(ALLOC, callee):
+        continue
+    frames = callee.split("'")[1:]
+    asker = next((f for f in frames if not generic.match(f.lstrip("<&*"))), frames[-1] if frames else callee)
+    askers[asker[:150]] += n
+    asking_crates[symbol_crate(asker)] += n
+print("\n## allocations per request by the crate that asked")
+for crate, n in asking_crates.most_common(15):
+    print(f"{n / requests:8.2f}  {crate}")
+print("\n## allocations per request by the function that asked")
+for asker, n in askers.most_common(30):
+    print(f"{n / requests:8.2f}  {asker}")
 PYEOF
 }
 
@@ -292,7 +315,13 @@ profile() {
     for word in "$@"; do argv+=("${word//PORT/$port}"); done
     log "$name: ${argv[*]}"
     printf '%s\n' "${env[*]} valgrind --tool=callgrind ${argv[*]}" >"$OUT/$name.cmd"
-    "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$cg" "${argv[@]}" >"$OUT/$name.log" 2>&1 &
+    # Each allocation keeps the chain of its callers, so the breakdown can say
+    # which crate asked for it (the contexts do not change the counts).
+    local callers=()
+    for fn in malloc calloc realloc _rjem_malloc _rjem_mallocx _rjem_calloc _rjem_rallocx _rjem_realloc; do
+        callers+=("--separate-callers12=$fn")
+    done
+    "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$cg" "${callers[@]}" "${argv[@]}" >"$OUT/$name.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_ready "$scenario" "$port" "$pid" || { tail -20 "$OUT/$name.log" >&2; return 1; }
@@ -360,6 +389,10 @@ for scenario in $SCENARIOS; do
             warm_cache hello "$base"
             profile "$scenario" mesh-host "$base" "${MESH[@]}" "$WASM_DIR/hello.wasm"
             profile "$scenario" plain-hyper "$base" "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
+        p3-http1)
+            warm_cache hello_p3 http1
+            profile "$scenario" mesh-host http1 "${MESH[@]}" "$WASM_DIR/hello_p3.wasm"
+            profile "$scenario" plain-hyper http1 "$BIN/plain-hyper" --listen 127.0.0.1:PORT ;;
         grpc)
             warm_cache greeter grpc
             profile "$scenario" mesh-host grpc "${MESH[@]}" --grpc "$WASM_DIR/greeter.wasm"

@@ -14,7 +14,9 @@ project's targets go to `benches/load/RESULTS.md`.
 Peers serve the same `hello.wasm` (or the same bytes, for native servers):
 mesh-host, `wasmtime serve` (reuse 1 and 1024), Envoy -> `wasmtime serve`
 (sidecar), Envoy -> mesh-host (gateway), plain hyper; gRPC: mesh-host with
-`greeter.wasm` against tonic; a 1 MiB echo; cold start.
+`greeter.wasm` against tonic; the `wasi:http@0.3` twins `hello_p3.wasm`
+(against `wasmtime serve` on the same bytes) and `greeter_p3.wasm` (against
+tonic); a 1 MiB echo; cold start.
 
 Per run: requests/s, p50/p99 latency (from h2load's per-request log), server
 CPU microseconds per request (utime+stime from /proc/<pid>/stat, summed over
@@ -413,6 +415,39 @@ def native_proc(binary: str) -> ProcSpec:
     return ProcSpec(binary, [str(RELEASE / binary), "--listen", f"127.0.0.1:{port}"], port)
 
 
+def policy_config(work: Path, wasm: str, grpc: bool, filters: bool) -> ProcSpec:
+    """mesh-host serving `wasm` from a mesh config file (Host routing on 127.0.0.1); with
+    `filters`, the workload's policy carries one RBAC policy (evaluated on every request) and
+    one local rate limit whose bucket never runs dry during a run: the filters' cost, not
+    their refusals, is measured."""
+    port = free_port()
+    policy: dict = {"grpc": {"serve": grpc}}
+    if filters:
+        policy["rbac"] = {"action": "ALLOW", "policies": {"loopback": {
+            "permissions": [{"url_path": {"prefix": "/"}}],
+            "principals": [{"direct_remote_ip": "127.0.0.0/8"}],
+        }}}
+        policy["rate_limit"] = {"max_tokens": 1_000_000_000, "tokens_per_fill": 1_000_000_000,
+                                "fill_interval": "1s"}
+    config = {"listen": f"127.0.0.1:{port}", "workloads": [{
+        "name": wasm, "component": component(wasm), "hosts": ["127.0.0.1"], "policy": policy}]}
+    path = work / f"mesh-{wasm}-{'filters' if filters else 'plain'}-{port}.json"
+    path.write_text(json.dumps(config, indent=2))
+    argv = [str(RELEASE / "mesh-host"), "run", "--config", str(path),
+            "--request-timeout", REQUEST_TIMEOUT, "--max-instance-reuse", str(HIGH_REUSE)]
+    return ProcSpec("mesh-host", argv, port)
+
+
+def policy_peers(work: Path, wasm: str, grpc: bool) -> list[Peer]:
+    """The same workload with and without an RBAC policy and a local rate limit."""
+    return [
+        Peer("mesh-host-config", f"mesh-host --config {wasm}.wasm, no policy",
+             [policy_config(work, wasm, grpc, filters=False)]),
+        Peer("mesh-host-filters", f"mesh-host --config {wasm}.wasm, RBAC + local rate limit",
+             [policy_config(work, wasm, grpc, filters=True)]),
+    ]
+
+
 def hello_peers(tools: Tools, work: Path, h2: bool) -> list[Peer]:
     """The HTTP peers serving hello.wasm (or its bytes)."""
     peers = [Peer("mesh-host", "mesh-host (embedded default)", [mesh_host_proc("hello")])]
@@ -433,6 +468,8 @@ def hello_peers(tools: Tools, work: Path, h2: bool) -> list[Peer]:
     gateway.skip = None if tools.envoy else tools.envoy_why
     peers.append(gateway)
     peers.append(Peer("plain-hyper", "plain hyper (native)", [native_proc("plain-hyper")]))
+    if not h2:
+        peers.extend(policy_peers(work, "hello", grpc=False))
     return peers
 
 
@@ -445,6 +482,32 @@ def grpc_peers(tools: Tools, work: Path) -> list[Peer]:
         Peer("mesh-host", "mesh-host --grpc greeter.wasm", [mesh_host_proc("greeter", grpc=True)]),
         Peer("tonic", "tonic greeter (native)", [native_proc("tonic-greeter")]),
         gateway,
+        *policy_peers(work, "greeter", grpc=True),
+    ]
+
+
+def p3_hello_peers(tools: Tools) -> list[Peer]:
+    """The peers serving hello_p3.wasm (wasi:http@0.3): mesh-host and `wasmtime serve` at its
+    default P3 reuse (128, 16 concurrent per instance) and at 1024."""
+    peers = [Peer("mesh-host", "mesh-host hello_p3.wasm", [mesh_host_proc("hello_p3")])]
+    for reuse in (128, HIGH_REUSE):
+        peer = Peer(f"wasmtime-{reuse}", f"wasmtime serve hello_p3.wasm, reuse {reuse}",
+                    [wasmtime_proc(tools, "hello_p3", reuse)])
+        peer.skip = None if tools.wasmtime else tools.wasmtime_why
+        peers.append(peer)
+    peers.append(Peer("mesh-host-p2", "mesh-host hello.wasm (P2, for reference)", [mesh_host_proc("hello")]))
+    peers.append(Peer("plain-hyper", "plain hyper (native)", [native_proc("plain-hyper")]))
+    return peers
+
+
+def p3_grpc_peers() -> list[Peer]:
+    """greeter_p3.wasm against tonic. `wasmtime serve` 48 speaks HTTP/1.1 only, so it cannot
+    serve gRPC; the P2 greeter on mesh-host is the reference instead."""
+    return [
+        Peer("mesh-host", "mesh-host --grpc greeter_p3.wasm", [mesh_host_proc("greeter_p3", grpc=True)]),
+        Peer("mesh-host-p2", "mesh-host --grpc greeter.wasm (P2, for reference)",
+             [mesh_host_proc("greeter", grpc=True)]),
+        Peer("tonic", "tonic greeter (native)", [native_proc("tonic-greeter")]),
     ]
 
 
@@ -522,6 +585,66 @@ def outbound_peers(tools: Tools, work: Path) -> list[Peer]:
     for peer in (mesh_peer, wasmtime):
         OUTBOUND_PATHS[peer.port] = peer.path or "/"
     return [mesh_peer, wasmtime]
+
+
+def in_process_bootstrap(listen: int) -> dict:
+    """A component calling `hello` through the egress routes: `hello.mesh` goes to the cluster
+    the local `hello` workload serves (in-process); `hello.loop` goes to a STATIC cluster whose
+    endpoint is this host's own listener, which routes `hello.loop` to the same workload."""
+    def manager(name: str, hosts: list[tuple[str, str]]) -> dict:
+        return {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": name,
+            "route_config": {"name": name, "virtual_hosts": [
+                {"name": domain, "domains": [domain],
+                 "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": REQUEST_TIMEOUT}}]}
+                for domain, cluster in hosts]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        }
+
+    def listener(name: str, port: int, hosts: list[tuple[str, str]], **extra) -> dict:
+        return {
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager", "typed_config": manager(name, hosts)}]}],
+            **extra,
+        }
+
+    return {"static_resources": {
+        "listeners": [
+            listener("inbound", listen, [("hello.loop", "hello"), ("*", "client")]),
+            listener("egress", 15001, [("hello.mesh", "hello"), ("hello.loop", "loopback")],
+                     traffic_direction="OUTBOUND"),
+        ],
+        "clusters": [{
+            "name": "loopback", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "loopback", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}}}}]}]},
+        }],
+    }}
+
+
+def in_process_peers(work: Path) -> list[Peer]:
+    """outbound.wasm calling hello.wasm on the same host: in-process, and looped through the
+    host's own listener (a socket and HTTP/1.1 both ways)."""
+    peers = []
+    for key, label, authority in (("in-process", "component -> component in-process", "hello.mesh"),
+                                  ("loopback", "component -> own listener -> component", "hello.loop")):
+        port = free_port()
+        bootstrap = work / f"in-process-bootstrap-{port}.json"
+        bootstrap.write_text(json.dumps(in_process_bootstrap(port), indent=2))
+        proc = ProcSpec("mesh-host", [str(RELEASE / "mesh-host"), "run", "--bootstrap", str(bootstrap),
+                                      "--workload", f"client={component('outbound')}",
+                                      "--workload", f"hello={component('hello')}",
+                                      "--egress-allow", authority,
+                                      "--request-timeout", REQUEST_TIMEOUT, "--max-instance-reuse", str(HIGH_REUSE)],
+                        port)
+        peer = Peer(key, label, [proc], path=f"/?url=http%3A%2F%2F{authority}%2F")
+        OUTBOUND_PATHS[peer.port] = peer.path or "/"
+        peers.append(peer)
+    return peers
 
 
 # --------------------------------------------------------------------------
@@ -935,6 +1058,14 @@ def run_cold_start(tools: Tools, args, affinity: Affinity, work: Path) -> list[C
 # --------------------------------------------------------------------------
 
 
+def portable(command: str) -> str:
+    """A command as the results file shows it: paths inside the repository relative to it,
+    other absolute paths (installed tools) by their file name, so the file names no directory
+    of the machine it was made on."""
+    command = command.replace(str(REPO) + "/", "")
+    return re.sub(r"(?<![\w.])/(?:[\w.+-]+/)+([\w.+-]+)", r"\1", command)
+
+
 def spread(values: list[float], fmt: str) -> str:
     if not values:
         return "-"
@@ -984,7 +1115,7 @@ def scenario_table(scenario: Scenario, results: list[PeerResult], affinity: Affi
               " (plus `--log-file` for the latency percentiles).", "", "Commands:", ""]
     for result in results:
         for command in result.commands:
-            lines.append(f"- {result.peer.label}: `{command}`")
+            lines.append(f"- {result.peer.label}: `{portable(command)}`")
     return "\n".join(lines) + "\n"
 
 
@@ -998,7 +1129,7 @@ def cold_table(results: list[ColdResult], affinity: Affinity) -> str:
             lines.append(f"| {result.variant.label} | {spread(result.ms, '.1f')} "
                          f"| {spread([v / 1024 for v in result.rss_kib], '.1f')} |")
     lines += ["", "Commands (temp paths vary per run):", ""]
-    lines += [f"- {r.variant.label}: `{r.command}`" for r in results if r.command]
+    lines += [f"- {r.variant.label}: `{portable(r.command)}`" for r in results if r.command]
     return "\n".join(lines) + "\n"
 
 
@@ -1010,6 +1141,7 @@ class Target:
     metric: str
     op: str
     bound: float
+    subject: str = "mesh-host"  # the peer the target is about
 
 
 TARGETS = [
@@ -1023,6 +1155,15 @@ TARGETS = [
     Target("h2c req/s >= 3× Envoy sidecar -> wasmtime serve", "h2c", ["sidecar"], "rps", ">=", 3.0),
     Target("h2c p99 <= 1/3 of Envoy sidecar", "h2c", ["sidecar"], "p99_ms", "<=", 1 / 3),
     Target("gRPC unary req/s >= 0.5× tonic", "grpc", ["tonic"], "rps", ">=", 0.5),
+    Target("P3 HTTP/1.1 req/s >= 1.5× wasmtime serve on hello_p3 (best reuse)", "p3-http1",
+           ["wasmtime-128", "wasmtime-1024"], "rps", ">=", 1.5),
+    Target("P3 gRPC unary req/s >= 0.5× tonic", "p3-grpc", ["tonic"], "rps", ">=", 0.5),
+    Target("HTTP/1.1 with RBAC + local rate limit: req/s >= 0.95× without", "http1", ["mesh-host-config"],
+           "rps", ">=", 0.95, subject="mesh-host-filters"),
+    Target("gRPC with RBAC + local rate limit: req/s >= 0.95× without", "grpc", ["mesh-host-config"],
+           "rps", ">=", 0.95, subject="mesh-host-filters"),
+    Target("Component to component in-process: req/s >= 2× through the host's own listener", "in-process",
+           ["loopback"], "rps", ">=", 2.0, subject="in-process"),
 ]
 
 
@@ -1034,7 +1175,7 @@ def targets_section(all_results: dict[tuple[str, str], list[PeerResult]], affini
         if not results:
             lines.append(f"| {target.text} | - | - | not run |")
             continue
-        mesh = results[0]
+        mesh = next((r for r in results if r.peer.key == target.subject), results[0])
         candidates = [r for r in results if r.peer.key in target.peers and median_of(r, "rps") is not None]
         if median_of(mesh, target.metric) is None or not candidates:
             lines.append(f"| {target.text} | - | - | not measured |")
@@ -1065,7 +1206,7 @@ def machine_note() -> str:
 # --------------------------------------------------------------------------
 
 
-SCENARIOS = ["http1", "h2c", "grpc", "echo", "outbound", "cold"]
+SCENARIOS = ["http1", "h2c", "grpc", "p3-http1", "p3-grpc", "echo", "outbound", "in-process", "cold"]
 
 
 def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scenario]:
@@ -1082,10 +1223,17 @@ def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scena
         "grpc": lambda: Scenario("grpc", "gRPC unary helloworld.Greeter/SayHello",
                          ["-c8", "-m32", "-t1", "-H", "content-type: application/grpc", "-H", "te: trailers",
                           "-d", str(grpc_file)], GRPC_PATH, grpc_peers(tools, work), [check_grpc]),
+        "p3-http1": lambda: Scenario("p3-http1", "HTTP/1.1 keep-alive, hello_p3 (wasi:http@0.3)",
+                             ["--h1", "-c64", "-t1"], "/", p3_hello_peers(tools), [check_hello_http1]),
+        "p3-grpc": lambda: Scenario("p3-grpc", "gRPC unary SayHello, greeter_p3 (wasi:http@0.3)",
+                            ["-c8", "-m32", "-t1", "-H", "content-type: application/grpc", "-H", "te: trailers",
+                             "-d", str(grpc_file)], GRPC_PATH, p3_grpc_peers(), [check_grpc]),
         "echo": lambda: Scenario("echo", "1 MiB request body echo (HTTP/1.1)", ["--h1", "-c8", "-t1", "-d", str(echo_file)],
                          "/echo", echo_peers(tools), [check_echo(payload)]),
         "outbound": lambda: Scenario("outbound", "Outbound HTTP/1.1 call from a component (egress)",
                              ["--h1", "-c16", "-t1"], "/", outbound_peers(tools, work), [check_outbound]),
+        "in-process": lambda: Scenario("in-process", "Component calling a component on the same host",
+                               ["--h1", "-c16", "-t1"], "/", in_process_peers(work), [check_outbound]),
     }
     # Built only when selected: building allocates ports and writes config files.
     return [factories[key]() for key in selected if key in factories]

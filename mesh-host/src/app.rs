@@ -191,6 +191,7 @@ fn runtime(args: &RunArgs) -> anyhow::Result<Runtime> {
             args.cache_dir.clone().or_else(default_cache_dir)
         },
         max_memory_bytes: args.memory_limit.as_u64(),
+        memory_budget_bytes: Some(args.memory_budget.as_u64()),
         ..RuntimeConfig::default()
     })?)
 }
@@ -234,6 +235,7 @@ fn cli_policy(args: &RunArgs) -> anyhow::Result<Arc<WorkloadPolicy>> {
             max_concurrent_requests: u32::try_from(args.max_concurrent_requests)
                 .context("--max-concurrent-requests is too large")?,
             memory_bytes: args.memory_limit.as_u64(),
+            memory_budget_bytes: None,
         },
         ..WorkloadPolicy::default()
     }))
@@ -281,6 +283,7 @@ async fn bind_workloads(
             image,
             settings: WorkloadSettings {
                 max_instance_reuse: args.max_instance_reuse,
+                max_instance_concurrency: args.max_instance_concurrency as usize,
                 config: Arc::new(workload.config),
                 ..WorkloadSettings::from_limits(&workload.policy.limits)
             },

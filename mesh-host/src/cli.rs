@@ -47,8 +47,8 @@ pub struct ValidateArgs {
 /// Arguments of `mesh-host run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The WASI HTTP component (`wasi:http/proxy@0.2`, exporting
-    /// `wasi:http/incoming-handler`) to serve.
+    /// The WASI HTTP component to serve: exporting
+    /// `wasi:http/incoming-handler@0.2` or `wasi:http/handler@0.3`.
     #[arg(
         value_name = "COMPONENT.wasm",
         required_unless_present_any = ["bootstrap", "config"],
@@ -128,9 +128,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "128MiB")]
     pub memory_limit: bytesize::ByteSize,
 
+    /// Linear memory all component instances together may hold; a request
+    /// whose instance would need more gets 503 (UNAVAILABLE for gRPC). A
+    /// workload's share of it is its policy's `limits.memory_budget`.
+    #[arg(long, value_name = "SIZE", default_value = "4GiB")]
+    pub memory_budget: bytesize::ByteSize,
+
     /// Requests one instance serves before it is replaced.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_instance_reuse: usize,
+
+    /// Requests one `wasi:http@0.3` instance handles at once; more go to
+    /// further instances (`wasi:http@0.2` instances take one at a time).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_instance_concurrency: u32,
 
     /// Requests in flight at once for the component; more get 503
     /// (UNAVAILABLE for gRPC).

@@ -14,15 +14,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, StatusCode, header};
+use http::header;
 use http_body_util::BodyExt;
 use mesh_policies::egress::{EgressRequest, Scheme, parse_authority};
 use mesh_policies::grpc::is_grpc_content_type;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use crate::body::{BetweenBytes, empty, full};
+use crate::body::BetweenBytes;
 use crate::egress::UpstreamRoute;
-use crate::inbound::MeshInbound;
+use crate::inbound::{MeshInbound, router_reply};
 use crate::metrics::Metrics;
 use crate::routing::Decision;
 use crate::runtime::OutgoingFuture;
@@ -88,28 +88,9 @@ pub fn send(
                 "no route of egress listener {listener:?} matches {authority}"
             ));
         }
-        Decision::DirectResponse {
-            status,
-            body,
-            headers,
-        } => {
-            let mut response = http::Response::new(body.map_or_else(empty, |b| full(b.to_vec())));
-            *response.status_mut() =
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            headers.apply_to_response(response.headers_mut());
-            return Box::pin(async move { Ok(response) });
-        }
-        Decision::Redirect {
-            location,
-            status,
-            headers,
-        } => {
-            let mut response = http::Response::new(empty());
-            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
-            headers.apply_to_response(response.headers_mut());
+        // The egress route answers itself, as the inbound router does.
+        answered @ (Decision::DirectResponse { .. } | Decision::Redirect { .. }) => {
+            let response = router_reply(&mesh.metrics, answered, grpc);
             return Box::pin(async move { Ok(response) });
         }
     };

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mesh_xds::config::{
-    HttpConnectionManager, Listener, MeshConfig, RouteSource, TrafficDirection,
+    HttpConnectionManager, Listener, MeshConfig, RequestNormalization, RouteSource,
+    TrafficDirection,
 };
 
 use crate::egress::Egress;
@@ -42,6 +43,8 @@ pub struct ListenerChain {
     pub routes: Arc<RouteTable>,
     /// The HTTP filters, run before the router.
     pub filters: FilterChain,
+    /// The connection manager's request normalisation.
+    pub normalization: RequestNormalization,
 }
 
 /// Whether `listener` is the egress listener: the one named in the host's settings, else one
@@ -95,6 +98,7 @@ impl Snapshot {
                         address: listener.address,
                         routes,
                         filters,
+                        normalization: chain.http.normalization,
                     }))
                 })
                 .collect();

@@ -44,6 +44,9 @@ pub struct Limits {
     pub max_concurrent_requests: u32,
     /// Memory per component instance.
     pub memory_bytes: u64,
+    /// The workload's share of the host's memory budget: linear memory all
+    /// its instances together may hold. `None`: only the host's budget.
+    pub memory_budget_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -55,6 +58,7 @@ impl Default for Limits {
             max_request_timeout: DEFAULT_MAX_REQUEST_TIMEOUT,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             memory_bytes: DEFAULT_MEMORY_BYTES,
+            memory_budget_bytes: None,
         }
     }
 }
@@ -111,6 +115,9 @@ pub struct LimitsConfig {
     /// Memory per component instance, for example `"128MiB"`.
     #[serde(alias = "memory_bytes")]
     pub memory: Option<HumanValue>,
+    /// Memory all the workload's instances may hold at once, for example
+    /// `"512MiB"`: its share of the host's `--memory-budget`.
+    pub memory_budget: Option<HumanValue>,
 }
 
 impl LimitsConfig {
@@ -145,6 +152,7 @@ impl LimitsConfig {
             max_concurrent_requests: d.max_concurrent_requests,
             memory_bytes: size(self.memory.as_ref(), &at("memory"), errors)
                 .unwrap_or(d.memory_bytes),
+            memory_budget_bytes: size(self.memory_budget.as_ref(), &at("memory_budget"), errors),
         };
         if let Some(n) = self.max_concurrent_requests {
             match u32::try_from(n) {
@@ -234,6 +242,14 @@ mod tests {
         assert_eq!(l.max_request_timeout, Duration::from_secs(300));
         assert_eq!(l.max_concurrent_requests, 1000);
         assert_eq!(l.memory_bytes, 128 * 1024 * 1024);
+        assert_eq!(l.memory_budget_bytes, None);
+    }
+
+    #[test]
+    fn a_memory_budget_is_a_positive_size() {
+        let l = parse("{ memory_budget: \"512MiB\" }").expect("valid");
+        assert_eq!(l.memory_budget_bytes, Some(512 * 1024 * 1024));
+        assert!(parse("{ memory_budget: 0 }").is_err());
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct ListenerSpec<'a> {
     pub filters: &'a str,
     /// TLS termination, verifying client certificates when they are offered.
     pub tls: Option<&'a ListenerTls>,
+    /// More `HttpConnectionManager` fields (Envoy YAML, unindented).
+    pub manager: &'a str,
 }
 
 /// A listener's certificate and the CA bundle its client certificates must chain to.
@@ -112,7 +114,7 @@ pub fn bootstrap(listeners: &[ListenerSpec<'_>], upstreams: &[EchoUpstream]) -> 
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {name}
           codec_type: AUTO
-          http_filters:
+{manager}          http_filters:
 {filters}          - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
           route_config:
@@ -120,6 +122,7 @@ pub fn bootstrap(listeners: &[ListenerSpec<'_>], upstreams: &[EchoUpstream]) -> 
             name = listener.name,
             port = listener.port,
             filters = indent(listener.filters, 10),
+            manager = indent(listener.manager, 10),
             routes = indent(listener.routes, 12),
         ));
     }
@@ -824,6 +827,7 @@ mod tests {
                 routes: "name: r1\nvirtual_hosts: []\n",
                 filters: "",
                 tls: None,
+                manager: "",
             },
             ListenerSpec {
                 name: "two",
@@ -831,6 +835,7 @@ mod tests {
                 routes: "name: r2\nvirtual_hosts: []\n",
                 filters: "- name: envoy.filters.http.cors\n  typed_config: {}\n",
                 tls: None,
+                manager: "",
             },
         ];
         let text = bootstrap(&listeners, &[]);

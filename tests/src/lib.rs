@@ -43,6 +43,59 @@ pub fn component(name: &str) -> PathBuf {
     path
 }
 
+/// The kind of a guest component: the `wasi:http` world it exports. Tests
+/// that must hold for both run once per kind (see [`for_each_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `wasi:http/incoming-handler@0.2` (the plain guest names).
+    P2,
+    /// `wasi:http/handler@0.3.0` (the guests built as `<name>_p3.wasm`).
+    P3,
+}
+
+impl Kind {
+    /// The `.wasm` file of guest `name` in this kind.
+    pub fn component(self, name: &str) -> PathBuf {
+        match self {
+            Kind::P2 => component(name),
+            Kind::P3 => component(&format!("{name}_p3")),
+        }
+    }
+
+    /// The workload name mesh-host gives the embedded default for guest
+    /// `name` of this kind (the file stem).
+    pub fn workload(self, name: &str) -> String {
+        match self {
+            Kind::P2 => name.to_owned(),
+            Kind::P3 => format!("{name}_p3"),
+        }
+    }
+}
+
+/// Defines a test that runs once per component kind: `async fn NAME(kind:
+/// Kind) { ... }` becomes module `NAME` with tests `p2` and `p3`.
+#[macro_export]
+macro_rules! for_each_kind {
+    ($(#[doc = $doc:literal])* async fn $name:ident($kind:ident: Kind) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            use super::*;
+
+            async fn run($kind: $crate::Kind) $body
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn p2() {
+                run($crate::Kind::P2).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn p3() {
+                run($crate::Kind::P3).await
+            }
+        }
+    };
+}
+
 /// The `mesh-host` binary under test: `$MESH_HOST_BIN`, or the debug build
 /// in the workspace's target directory.
 pub fn mesh_host_bin() -> PathBuf {

@@ -108,7 +108,7 @@ impl MeshHost {
         }
     }
 
-    /// The process id.
+    /// The process id, for reading its memory use from `/proc`.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Request;
 use mesh_host::handler::{HostHandler, WorkloadId};
 use mesh_host_tests::client;
-use mesh_host_tests::component;
+use mesh_host_tests::for_each_kind;
 use mesh_host_tests::inprocess::canonical_host;
 use mesh_host_tests::process::MeshHost;
 use mesh_policies::grpc::GrpcFlags;
@@ -109,9 +109,10 @@ async fn unbinding_a_workload_stops_its_traffic_without_a_restart() {
     assert_eq!(get(host.addr, "hello.test").await.0, 404);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_thousand_sequential_requests_reuse_instances() {
-    let host = MeshHost::run(&component("hello"), &["--admin", "127.0.0.1:0"]);
+for_each_kind! {
+async fn a_thousand_sequential_requests_reuse_instances(kind: Kind) {
+    let host = MeshHost::run(&kind.component("hello"), &["--admin", "127.0.0.1:0"]);
+    let workload = format!("workload=\"{}\"", kind.workload("hello"));
     for _ in 0..1000 {
         let request = Request::get("/")
             .header("host", "test")
@@ -120,15 +121,14 @@ async fn a_thousand_sequential_requests_reuse_instances() {
         let (status, _, _, _) = client::read_all(client::http1(host.addr, request).await).await;
         assert_eq!(status.as_u16(), 200);
     }
-    let requests = host
-        .metric("mesh_host_requests_total", "workload=\"hello\"")
-        .await;
+    let requests = host.metric("mesh_host_requests_total", &workload).await;
     let instances = host
-        .metric("mesh_host_instantiations_total", "workload=\"hello\"")
+        .metric("mesh_host_instantiations_total", &workload)
         .await;
     assert_eq!(requests, 1000);
     assert!(
         (1..=10).contains(&instances),
         "1000 requests created {instances} instances"
     );
+}
 }

@@ -431,6 +431,7 @@ fn bootstrap(ports: &Ports, tls: &ListenerTls, upstreams: &[EchoUpstream]) -> St
         routes,
         filters,
         tls: None,
+        manager: "",
     };
     let listeners = [
         spec("rbac", ports.rbac, RBAC_ROUTES, RBAC_FILTERS),

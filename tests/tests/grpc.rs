@@ -1,7 +1,8 @@
 //! gRPC to a component: tonic (all four RPC kinds) and grpcio clients over h2c
 //! and TLS, gRPC-shaped host failures with the status mapping,
 //! `grpc-timeout` as the deadline, gRPC over HTTP/1.1 refused, and the
-//! per-component `grpc.serve` flag.
+//! per-component `grpc.serve` flag. Each runs against the `wasi:http@0.2`
+//! greeter and its `wasi:http@0.3` twin.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,13 +16,13 @@ use mesh_host_tests::proto::helloworld::greeter_client::GreeterClient;
 use mesh_host_tests::proto::routeguide::route_guide_client::RouteGuideClient;
 use mesh_host_tests::proto::routeguide::{Point, Rectangle, RouteNote};
 use mesh_host_tests::tls::TestCert;
-use mesh_host_tests::{client, component, grpcio};
+use mesh_host_tests::{Kind, client, for_each_kind, grpcio};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-fn greeter_host(extra: &[&str]) -> MeshHost {
+fn greeter_host(kind: Kind, extra: &[&str]) -> MeshHost {
     let mut args = vec!["--grpc"];
     args.extend_from_slice(extra);
-    MeshHost::run(&component("greeter"), &args)
+    MeshHost::run(&kind.component("greeter"), &args)
 }
 
 async fn h2c_channel(addr: SocketAddr) -> Channel {
@@ -136,16 +137,17 @@ async fn all_four_rpc_kinds(channel: Channel) {
     assert!(replies.message().await.expect("end").is_none());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tonic_clients_make_all_four_kinds_of_call_over_h2c() {
-    let host = greeter_host(&[]);
+for_each_kind! {
+async fn tonic_clients_make_all_four_kinds_of_call_over_h2c(kind: Kind) {
+    let host = greeter_host(kind, &[]);
     all_four_rpc_kinds(h2c_channel(host.addr).await).await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tonic_clients_make_all_four_kinds_of_call_over_tls() {
+for_each_kind! {
+async fn tonic_clients_make_all_four_kinds_of_call_over_tls(kind: Kind) {
     let cert = TestCert::generate();
-    let host = greeter_host(&[
+    let host = greeter_host(kind, &[
         "--tls-cert",
         cert.cert.to_str().expect("path"),
         "--tls-key",
@@ -153,12 +155,13 @@ async fn tonic_clients_make_all_four_kinds_of_call_over_tls() {
     ]);
     all_four_rpc_kinds(tls_channel(host.addr, &cert).await).await;
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn grpcio_unary_and_server_streaming_over_h2c_and_tls() {
+for_each_kind! {
+async fn grpcio_unary_and_server_streaming_over_h2c_and_tls(kind: Kind) {
     let cert = TestCert::generate();
-    let plain = greeter_host(&[]);
-    let tls = greeter_host(&[
+    let plain = greeter_host(kind, &[]);
+    let tls = greeter_host(kind, &[
         "--tls-cert",
         cert.cert.to_str().expect("path"),
         "--tls-key",
@@ -198,21 +201,23 @@ async fn grpcio_unary_and_server_streaming_over_h2c_and_tls() {
         assert_eq!(streamed.replies[49], "f-49");
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_trailers_only_error_from_the_component_reaches_the_client() {
-    let host = greeter_host(&[]);
+for_each_kind! {
+async fn a_trailers_only_error_from_the_component_reaches_the_client(kind: Kind) {
+    let host = greeter_host(kind, &[]);
     let outcome = grpcio::call(&["--target", &host.addr.to_string(), "--name", "error"]).await;
     assert_eq!(
         (outcome.code.as_str(), outcome.message.as_str()),
         ("INVALID_ARGUMENT", "name must not be error")
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn host_failures_map_to_grpc_statuses_a_grpcio_client_sees() {
+for_each_kind! {
+async fn host_failures_map_to_grpc_statuses_a_grpcio_client_sees(kind: Kind) {
     // trapped -> INTERNAL
-    let host = greeter_host(&["--max-concurrent-requests", "1", "--admin", "127.0.0.1:0"]);
+    let host = greeter_host(kind, &["--max-concurrent-requests", "1", "--admin", "127.0.0.1:0"]);
     let target = host.addr.to_string();
     let trapped = grpcio::call(&["--target", &target, "--name", "trap"]).await;
     assert_eq!(trapped.code, "INTERNAL", "{trapped:?}");
@@ -232,18 +237,21 @@ async fn host_failures_map_to_grpc_statuses_a_grpcio_client_sees() {
     // overloaded -> UNAVAILABLE: one call holds the only slot.
     let slow = tokio::spawn({
         let target = target.clone();
-        async move { grpcio::call(&["--target", &target, "--name", "sleep:3000"]).await }
+        // Long enough that the next client process (a Python start-up on a
+        // loaded machine) surely arrives while it holds the slot.
+        async move { grpcio::call(&["--target", &target, "--name", "sleep:8000"]).await }
     });
-    host.wait_for_metric("mesh_host_requests_total", "workload=\"greeter\"", 3)
+    host.wait_for_metric("mesh_host_requests_total", &format!("workload=\"{}\"", kind.workload("greeter")), 3)
         .await;
     let refused = grpcio::call(&["--target", &target, "--name", "second"]).await;
     assert_eq!(refused.code, "UNAVAILABLE", "{refused:?}");
     assert_eq!(slow.await.expect("slow call").code, "OK");
 
     // denied by policy -> PERMISSION_DENIED: the same component without --grpc.
-    let no_grpc = MeshHost::run(&component("greeter"), &[]);
+    let no_grpc = MeshHost::run(&kind.component("greeter"), &[]);
     let denied = grpcio::call(&["--target", &no_grpc.addr.to_string(), "--name", "x"]).await;
     assert_eq!(denied.code, "PERMISSION_DENIED", "{denied:?}");
+}
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,15 +306,15 @@ async fn no_route_maps_to_unimplemented() {
     assert_eq!(unbound.code, "UNIMPLEMENTED", "{unbound:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn draining_host_refuses_new_calls_with_unavailable() {
-    let host = greeter_host(&["--drain-timeout", "10s", "--admin", "127.0.0.1:0"]);
+for_each_kind! {
+async fn draining_host_refuses_new_calls_with_unavailable(kind: Kind) {
+    let host = greeter_host(kind, &["--drain-timeout", "10s", "--admin", "127.0.0.1:0"]);
     let target = host.addr.to_string();
     let in_flight = tokio::spawn({
         let target = target.clone();
         async move { grpcio::call(&["--target", &target, "--name", "sleep:2500"]).await }
     });
-    host.wait_for_metric("mesh_host_requests_total", "workload=\"greeter\"", 1)
+    host.wait_for_metric("mesh_host_requests_total", &format!("workload=\"{}\"", kind.workload("greeter")), 1)
         .await;
     host.terminate();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -318,10 +326,11 @@ async fn draining_host_refuses_new_calls_with_unavailable() {
         "the in-flight call finishes during the drain"
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn grpc_timeout_50m_against_a_1s_component_is_deadline_exceeded_within_200ms() {
-    let host = greeter_host(&[]);
+for_each_kind! {
+async fn grpc_timeout_50m_against_a_1s_component_is_deadline_exceeded_within_200ms(kind: Kind) {
+    let host = greeter_host(kind, &[]);
     // A HelloRequest{name: "sleep:1000"} in gRPC framing.
     let name = b"sleep:1000";
     let mut message = vec![0x0a, name.len() as u8];
@@ -346,10 +355,11 @@ async fn grpc_timeout_50m_against_a_1s_component_is_deadline_exceeded_within_200
         .or_else(|| trailers.as_ref()?.get("grpc-status"));
     assert_eq!(grpc_status.and_then(|v| v.to_str().ok()), Some("4"));
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn grpc_over_http1_is_refused_with_a_grpc_error_naming_http2() {
-    let host = greeter_host(&[]);
+for_each_kind! {
+async fn grpc_over_http1_is_refused_with_a_grpc_error_naming_http2(kind: Kind) {
+    let host = greeter_host(kind, &[]);
     let request = Request::post("/helloworld.Greeter/SayHello")
         .header("host", "greeter.test")
         .header("content-type", "application/grpc")
@@ -366,10 +376,11 @@ async fn grpc_over_http1_is_refused_with_a_grpc_error_naming_http2() {
             .contains("HTTP/2")
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn without_grpc_serve_grpc_is_denied_while_plain_http_still_works() {
-    let host = MeshHost::run(&component("greeter"), &[]);
+for_each_kind! {
+async fn without_grpc_serve_grpc_is_denied_while_plain_http_still_works(kind: Kind) {
+    let host = MeshHost::run(&kind.component("greeter"), &[]);
     let denied = grpcio::call(&["--target", &host.addr.to_string(), "--name", "x"]).await;
     assert_eq!(denied.code, "PERMISSION_DENIED");
     let (status, _, _) = client::get(&host.url("/")).await;
@@ -378,4 +389,5 @@ async fn without_grpc_serve_grpc_is_denied_while_plain_http_still_works() {
         200,
         "plain HTTP to the same component is served"
     );
+}
 }

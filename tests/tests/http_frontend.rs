@@ -1,5 +1,5 @@
 //! One port, every protocol: HTTP/1.1, h2c prior knowledge and TLS with ALPN
-//! reach the same component; headers, streamed bodies and trailers pass
+//! reach the same component (of either kind); headers, streamed bodies and trailers pass
 //! through; header and body limits answer 431 and 413.
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_host_tests::client::{self, TestBody};
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::tls::TestCert;
-use mesh_host_tests::{component, peers};
+use mesh_host_tests::{component, for_each_kind, peers};
 use tokio::process::Command;
 
 const HELLO: &str = "Hello from mesh-host!\n";
@@ -37,9 +37,9 @@ async fn curl(args: &[&str]) -> (String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn hello_answers_curl_http1_h2c_nghttp_and_hyper_on_one_port() {
-    let host = MeshHost::run(&component("hello"), &[]);
+for_each_kind! {
+async fn hello_answers_curl_http1_h2c_nghttp_and_hyper_on_one_port(kind: Kind) {
+    let host = MeshHost::run(&kind.component("hello"), &[]);
     let url = host.url("/");
 
     let (body, _) = curl(&["-w", "%{http_version}", "--http1.1", &url]).await;
@@ -77,12 +77,13 @@ async fn hello_answers_curl_http1_h2c_nghttp_and_hyper_on_one_port() {
     let (status, _, body, _) = client::read_all(client::h2c(host.addr, request()).await).await;
     assert_eq!((status.as_u16(), body), (200, Bytes::from(HELLO)));
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tls_alpn_picks_h2_for_h2_clients_and_http1_for_http1_only_clients() {
+for_each_kind! {
+async fn tls_alpn_picks_h2_for_h2_clients_and_http1_for_http1_only_clients(kind: Kind) {
     let cert = TestCert::generate();
     let host = MeshHost::run(
-        &component("hello"),
+        &kind.component("hello"),
         &[
             "--tls-cert",
             cert.cert.to_str().expect("path"),
@@ -131,6 +132,7 @@ async fn tls_alpn_picks_h2_for_h2_clients_and_http1_for_http1_only_clients() {
     ])
     .await;
     assert_eq!(body, format!("{HELLO}2"));
+}
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -401,6 +401,7 @@ fn bootstrap(ports: (u16, u16), upstreams: &[EchoUpstream]) -> String {
             routes: MAIN_ROUTES,
             filters: "",
             tls: None,
+            manager: "",
         },
         ListenerSpec {
             name: "strict",
@@ -408,6 +409,7 @@ fn bootstrap(ports: (u16, u16), upstreams: &[EchoUpstream]) -> String {
             routes: STRICT_ROUTES,
             filters: "",
             tls: None,
+            manager: "",
         },
     ];
     differential::bootstrap(&listeners, upstreams)

@@ -378,7 +378,6 @@ impl<'a> Overrides<'a> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::net::SocketAddr;
 
     use futures::FutureExt;
     use mesh_xds::config::{
@@ -427,20 +426,6 @@ mod tests {
         }
     }
 
-    fn meta() -> RequestMeta {
-        let peer: SocketAddr = "10.0.0.2:1".parse().expect("address");
-        RequestMeta {
-            peer,
-            remote_ip: peer.ip(),
-            local: "10.0.0.1:80".parse().expect("address"),
-            tls: false,
-            server_name: None,
-            peer_principal: None,
-            grpc: false,
-            filter_chain: 0,
-        }
-    }
-
     /// Runs `chain` with `overrides`: whether a filter refused, and the response headers
     /// after encoding (a 200 when none refused).
     fn run(chain: &FilterChain, overrides: Overrides<'_>) -> (bool, Vec<String>) {
@@ -448,7 +433,7 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
-        let meta = meta();
+        let meta = RequestMeta::plaintext_from("10.0.0.2:1");
         let (decoded, halt) = chain
             .decode(
                 &mut FilterRequest {

@@ -175,8 +175,6 @@ impl CorsMatch {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use mesh_xds::config::{Fraction, StringMatcher};
 
     use super::*;
@@ -208,17 +206,7 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let (mut head, ()) = builder.body(()).expect("request").into_parts();
-        let peer: SocketAddr = "10.0.0.2:1".parse().expect("address");
-        let meta = RequestMeta {
-            peer,
-            remote_ip: peer.ip(),
-            local: "10.0.0.1:80".parse().expect("address"),
-            tls: false,
-            server_name: None,
-            peer_principal: None,
-            grpc: false,
-            filter_chain: 0,
-        };
+        let meta = RequestMeta::plaintext_from("10.0.0.2:1");
         let request = FilterRequest {
             head: &mut head,
             meta: &meta,

@@ -132,26 +132,10 @@ fn grpc_abort(code: u64) -> Option<Failure> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use mesh_xds::config::{FaultAbort, FaultDelay};
 
     use super::*;
     use crate::shared::RequestMeta;
-
-    fn meta() -> RequestMeta {
-        let peer: SocketAddr = "10.0.0.2:1".parse().expect("address");
-        RequestMeta {
-            peer,
-            remote_ip: peer.ip(),
-            local: "10.0.0.1:80".parse().expect("address"),
-            tls: false,
-            server_name: None,
-            peer_principal: None,
-            grpc: false,
-            filter_chain: 0,
-        }
-    }
 
     fn injector(delay: Option<FaultDelay>, abort: Option<FaultAbort>) -> FaultInjector {
         FaultInjector::new(Arc::new(Fault {
@@ -172,7 +156,7 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let (mut head, ()) = builder.body(()).expect("request").into_parts();
-        let meta = meta();
+        let meta = RequestMeta::plaintext_from("10.0.0.2:1");
         let request = FilterRequest {
             head: &mut head,
             meta: &meta,

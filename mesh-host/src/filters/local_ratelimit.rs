@@ -282,7 +282,6 @@ impl RateLimitOutcome {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
     use std::time::Duration;
 
     use mesh_xds::config::{HeaderAppendAction, HeaderValueOption, RateLimitDescriptor};
@@ -330,17 +329,7 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         let (mut head, ()) = builder.body(()).expect("request").into_parts();
-        let peer: SocketAddr = "10.0.0.2:1".parse().expect("address");
-        let meta = RequestMeta {
-            peer,
-            remote_ip: peer.ip(),
-            local: "10.0.0.1:80".parse().expect("address"),
-            tls: false,
-            server_name: None,
-            peer_principal: None,
-            grpc: false,
-            filter_chain: 0,
-        };
+        let meta = RequestMeta::plaintext_from("10.0.0.2:1");
         let outcome = limiter.decode(&mut FilterRequest {
             head: &mut head,
             meta: &meta,

@@ -145,23 +145,17 @@ fn in_range(cidr: &Cidr, ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::net::SocketAddr;
 
     use mesh_xds::config::{HeaderMatch, HeaderMatcher, StringMatcher, StringPattern};
 
     use super::*;
 
     fn meta(peer: &str, principal: Option<&str>) -> RequestMeta {
-        let peer: SocketAddr = peer.parse().expect("address");
         RequestMeta {
-            peer,
-            remote_ip: peer.ip(),
-            local: "10.0.0.1:8080".parse().expect("address"),
             tls: principal.is_some(),
             server_name: principal.map(|_| Arc::from("svc.test")),
             peer_principal: principal.map(Arc::from),
-            grpc: false,
-            filter_chain: 0,
+            ..RequestMeta::plaintext_from(peer)
         }
     }
 

@@ -33,10 +33,11 @@ pub(super) fn halted(
     }
 }
 
-/// The router's own answer for a decision that sends the request nowhere: a direct response,
+/// The router's own answer for a decision that sends the request nowhere (an inbound
+/// route's, or an egress route's for a component): a direct response,
 /// a redirect, no route (404) or a route without a cluster (503). Envoy applies the route's
 /// response header mutations to these local replies too.
-pub(super) fn router_reply(
+pub fn router_reply(
     metrics: &Metrics,
     decision: Decision,
     grpc: bool,
@@ -71,16 +72,28 @@ pub(super) fn router_reply(
             status,
             headers,
         } => {
-            let Ok(location) = HeaderValue::from_str(&location) else {
-                let failure =
-                    Failure::BadRequest("the redirect location is not a valid header value".into());
-                return fail(metrics, &failure, "", grpc);
-            };
-            let mut response = http::Response::new(empty());
-            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
-            response.headers_mut().insert(header::LOCATION, location);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+            let mut response = redirect(metrics, status, &location, grpc);
             headers.apply_to_response(response.headers_mut());
             response
         }
     }
+}
+
+/// A redirect to `location`.
+pub(super) fn redirect(
+    metrics: &Metrics,
+    status: StatusCode,
+    location: &str,
+    grpc: bool,
+) -> http::Response<ResponseBody> {
+    let Ok(location) = HeaderValue::from_str(location) else {
+        let failure =
+            Failure::BadRequest("the redirect location is not a valid header value".into());
+        return fail(metrics, &failure, "", grpc);
+    };
+    let mut response = http::Response::new(empty());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
 }

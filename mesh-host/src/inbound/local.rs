@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mesh_policies::WorkloadPolicy;
-use mesh_policies::limits::{Limits, parse_grpc_timeout};
+use mesh_policies::limits::Limits;
 use mesh_xds::config::{
     Fraction, HttpFilter, HttpFilterConfig, LocalRateLimit, RbacFilter, TokenBucket,
 };
@@ -235,11 +235,7 @@ fn deadline(
     grpc: bool,
 ) -> Duration {
     let cap = limits.max_request_timeout;
-    let asked = grpc
-        .then(|| head.headers.get("grpc-timeout")?.to_str().ok())
-        .flatten()
-        .and_then(|value| parse_grpc_timeout(value).ok());
-    if let Some(asked) = asked {
+    if let Some(asked) = super::requested_grpc_timeout(head, grpc) {
         let grpc_cap = forward
             .and_then(|f| f.grpc_timeout_header_max)
             .filter(|max| !max.is_zero())

@@ -12,6 +12,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
 use super::local::{LocalWorkload, serve_local};
+use super::normalize::{REDIRECT_STATUS, Refusal, normalize};
 use super::upstream::forward_upstream;
 use super::workloads::LocalWorkloads;
 use crate::body::ResponseBody;
@@ -58,7 +59,21 @@ impl Dispatch for ListenerInbound {
             let Some(chain) = snapshot.chain(&self.listener, meta.filter_chain) else {
                 return answer::fail(&self.mesh.metrics, &Failure::NoRoute, "", meta.grpc);
             };
-            let (head, body) = request.into_parts();
+            let (mut head, body) = request.into_parts();
+            match normalize(&chain.normalization, &mut head) {
+                Ok(()) => {}
+                Err(Refusal::Fail(failure)) => {
+                    return answer::fail(&self.mesh.metrics, &failure, "", meta.grpc);
+                }
+                Err(Refusal::Redirect(location)) => {
+                    return answer::redirect(
+                        &self.mesh.metrics,
+                        REDIRECT_STATUS,
+                        &location,
+                        meta.grpc,
+                    );
+                }
+            }
             let (decision, overrides) = chain.routes.route(&head, rand::random());
             self.mesh
                 .serve(

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use mesh_policies::limits::parse_grpc_timeout;
 use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
@@ -51,10 +50,7 @@ fn upstream_timeout(
     head: &http::request::Parts,
     grpc: bool,
 ) -> Option<Duration> {
-    let asked = grpc
-        .then(|| head.headers.get("grpc-timeout")?.to_str().ok())
-        .flatten()
-        .and_then(|value| parse_grpc_timeout(value).ok());
+    let asked = super::requested_grpc_timeout(head, grpc);
     match forward.grpc_timeout_header_max.zip(asked) {
         Some((max, asked)) if max.is_zero() => Some(asked),
         Some((max, asked)) => Some(asked.min(max)),

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use mesh_xds::config::{
-    CodecType, DataSource, FilterChain, HttpConnectionManager, Listener, ServerHeaderTransformation,
+    CodecType, DataSource, FilterChain, HttpConnectionManager, Listener, RequestNormalization,
+    RouteSource, ServerHeaderTransformation,
 };
 
 use super::MeshHandlerConfig;
@@ -95,7 +96,7 @@ impl ListenerManager {
             .filter(|(name, current)| {
                 wanted
                     .get(name)
-                    .is_none_or(|listener| **listener != current.listener)
+                    .is_none_or(|listener| front_end_changed(&current.listener, listener))
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -195,6 +196,30 @@ impl ListenerManager {
         )
         .await;
     }
+}
+
+/// Whether a new version of a listener needs new sockets. Requests read their routes, HTTP
+/// filters and normalisation from the snapshot in force when they arrive, so a change to
+/// those is served without closing anything; anything the front end was built from
+/// (address, chains, TLS, connection manager settings) means a rebind.
+fn front_end_changed(old: &Listener, new: &Listener) -> bool {
+    front_end_view(old) != front_end_view(new)
+}
+
+fn front_end_view(listener: &Listener) -> Listener {
+    let mut view = listener.clone();
+    for chain in view
+        .filter_chains
+        .iter_mut()
+        .chain(view.default_filter_chain.as_mut())
+    {
+        chain.http.http_filters.clear();
+        chain.http.normalization = RequestNormalization::default();
+        chain.http.route = RouteSource::Rds {
+            route_config_name: String::new(),
+        };
+    }
+    view
 }
 
 /// The front end of a listener: each filter chain with its TLS termination
@@ -374,6 +399,20 @@ static_resources:
         let bootstrap = Bootstrap::parse(&yaml, Format::Yaml, "test.yaml").expect("bootstrap");
         let listener = bootstrap.static_config.listeners["l1"].clone();
         Listener::clone(&listener)
+    }
+
+    #[test]
+    fn filters_and_routes_change_without_a_rebind_settings_do_not() {
+        let plain = listener("");
+        let mut filtered = plain.clone();
+        filtered.filter_chains[0].http.http_filters = vec![mesh_xds::config::HttpFilter {
+            name: "envoy.filters.http.cors".into(),
+            disabled: false,
+            config: mesh_xds::config::HttpFilterConfig::Cors,
+        }];
+        filtered.filter_chains[0].http.normalization.merge_slashes = true;
+        assert!(!front_end_changed(&plain, &filtered));
+        assert!(front_end_changed(&plain, &listener("codec_type: HTTP2")));
     }
 
     fn settings(manager_settings: &str) -> Result<HttpSettings, FrontEndError> {

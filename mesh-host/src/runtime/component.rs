@@ -1,8 +1,11 @@
+//! Components compiled once (and cached on disk), linked with WASI and WASI HTTP, and
+//! pre-instantiated; the kind (wasi:http@0.2 or @0.3) read from the exports.
+
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
-use wasmtime_wasi_http::handler::ProxyPre;
 
 use super::engine::Runtime;
 use super::store::StoreState;
@@ -53,8 +56,19 @@ pub enum ComponentError {
         /// What wasmtime reported.
         cause: wasmtime::Error,
     },
-    /// The component does not export `wasi:http/incoming-handler`.
-    #[error("{path} does not export wasi:http/incoming-handler@0.2: {cause}")]
+    /// The engine for the component's kind could not be created.
+    #[error("cannot run {path}: {cause}")]
+    Engine {
+        /// The file that was given.
+        path: PathBuf,
+        /// Why the engine could not be created.
+        cause: super::engine::RuntimeError,
+    },
+    /// The component exports neither `wasi:http/incoming-handler@0.2` nor
+    /// `wasi:http/handler@0.3`.
+    #[error(
+        "{path} exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3: {cause}"
+    )]
     NotHttpHandler {
         /// The file that was given.
         path: PathBuf,
@@ -63,11 +77,31 @@ pub enum ComponentError {
     },
 }
 
+/// Which `wasi:http` world a component serves; read from its exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// Exports `wasi:http/incoming-handler@0.2`: one request at a time per
+    /// instance, served on the direct path.
+    P2,
+    /// Exports `wasi:http/handler@0.3`: concurrent requests per instance,
+    /// served through the component model's concurrency.
+    P3,
+}
+
+const P2_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+const P3_EXPORT: &str = "wasi:http/handler@0.3";
+
+/// The pre-instance of a component, per kind.
+pub(crate) enum ComponentPre {
+    P2(wasmtime_wasi_http::p2::bindings::ProxyPre<StoreState>),
+    P3(wasmtime_wasi_http::p3::bindings::ServicePre<StoreState>),
+}
+
 /// A compiled, linked and pre-instantiated WASI HTTP component, ready to be
 /// bound to a workload. Cheap to share: instances are created from it on demand.
 pub struct ComponentImage {
     path: PathBuf,
-    pre: ProxyPre<StoreState>,
+    pre: ComponentPre,
 }
 
 impl ComponentImage {
@@ -89,40 +123,47 @@ impl ComponentImage {
         bytes: &[u8],
     ) -> Result<Self, ComponentError> {
         check_component_header(path, bytes)?;
-        let hits_before = runtime.cache_hits();
-        let started = std::time::Instant::now();
-        let component =
-            Component::new(runtime.engine(), bytes).map_err(|cause| ComponentError::Compile {
+        let not_http = |cause| ComponentError::NotHttpHandler {
+            path: path.to_owned(),
+            cause,
+        };
+        let kind = exported_kind(bytes).map_err(not_http)?;
+        let engine = runtime
+            .engine(kind)
+            .map_err(|cause| ComponentError::Engine {
                 path: path.to_owned(),
                 cause,
             })?;
+        let hits_before = runtime.cache_hits();
+        let started = std::time::Instant::now();
+        let component = Component::new(engine, bytes).map_err(|cause| ComponentError::Compile {
+            path: path.to_owned(),
+            cause,
+        })?;
         let how = if runtime.cache_hits() > hits_before {
             "loaded from the compilation cache"
         } else {
             "compiled"
         };
-        tracing::info!(component = %path.display(), elapsed = ?started.elapsed(), "{how}");
-        let linker = proxy_linker(runtime).map_err(|cause| ComponentError::Link {
+        tracing::info!(component = %path.display(), elapsed = ?started.elapsed(), ?kind, "{how}");
+        let link = |cause| ComponentError::Link {
             path: path.to_owned(),
             cause,
-        })?;
-        let instance_pre =
-            linker
-                .instantiate_pre(&component)
-                .map_err(|cause| ComponentError::Link {
-                    path: path.to_owned(),
-                    cause,
-                })?;
-        let pre =
-            wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre).map_err(|cause| {
-                ComponentError::NotHttpHandler {
-                    path: path.to_owned(),
-                    cause,
-                }
-            })?;
+        };
+        let linker = linker(engine, kind).map_err(link)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(link)?;
+        let pre = match kind {
+            ComponentKind::P2 => ComponentPre::P2(
+                wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre).map_err(not_http)?,
+            ),
+            ComponentKind::P3 => ComponentPre::P3(
+                wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre)
+                    .map_err(not_http)?,
+            ),
+        };
         Ok(Self {
             path: path.to_owned(),
-            pre: ProxyPre::P2(pre),
+            pre,
         })
     }
 
@@ -131,7 +172,15 @@ impl ComponentImage {
         &self.path
     }
 
-    pub(crate) fn pre(&self) -> &ProxyPre<StoreState> {
+    /// Which `wasi:http` world the component serves.
+    pub fn kind(&self) -> ComponentKind {
+        match self.pre {
+            ComponentPre::P2(_) => ComponentKind::P2,
+            ComponentPre::P3(_) => ComponentKind::P3,
+        }
+    }
+
+    pub(crate) fn pre(&self) -> &ComponentPre {
         &self.pre
     }
 }
@@ -150,12 +199,48 @@ fn check_component_header(path: &Path, bytes: &[u8]) -> Result<(), ComponentErro
     Ok(())
 }
 
-/// The WASI p2 interfaces a Rust-std component needs plus `wasi:http`; the
-/// outgoing handler it links is routed through [`super::EgressHooks`].
-fn proxy_linker(runtime: &Runtime) -> wasmtime::Result<Linker<StoreState>> {
-    let mut linker = Linker::new(runtime.engine());
+/// The kind named by the component's own (top-level) exports: the engine must
+/// be chosen before compiling. A component exporting both is served as P3, as
+/// `wasmtime serve` does.
+fn exported_kind(bytes: &[u8]) -> wasmtime::Result<ComponentKind> {
+    let mut depth = 0usize;
+    let mut p2 = false;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload? {
+            // Every nested module or component starts with its own header.
+            wasmparser::Payload::Version { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentExportSection(exports) if depth == 1 => {
+                for export in exports {
+                    let name = export?.name.name;
+                    if name.starts_with(P3_EXPORT) {
+                        return Ok(ComponentKind::P3);
+                    }
+                    p2 |= name.starts_with(P2_EXPORT);
+                }
+            }
+            _ => {}
+        }
+    }
+    if p2 {
+        Ok(ComponentKind::P2)
+    } else {
+        Err(wasmtime::format_err!("no such export"))
+    }
+}
+
+/// The WASI interfaces a Rust-std component needs plus `wasi:http` and
+/// `wasi:config`; outbound requests go through [`super::EgressHooks`]. A P3
+/// component built with Rust's std imports WASI 0.2 for std besides the 0.3
+/// interfaces it uses itself, so it gets both.
+fn linker(engine: &Engine, kind: ComponentKind) -> wasmtime::Result<Linker<StoreState>> {
+    let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    if kind == ComponentKind::P3 {
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    }
     wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut StoreState| {
         wasmtime_wasi_config::WasiConfig::from(&*state.config)
     })?;

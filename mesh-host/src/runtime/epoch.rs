@@ -1,19 +1,21 @@
+//! The epoch ticker that lets a request's deadline interrupt a guest that never yields.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::Engine;
+use super::engine::Engines;
 
-/// A thread that advances the engine's epoch at a fixed period; stores use the
-/// epoch to yield to the executor and to enforce request deadlines.
+/// A thread that advances the engines' epochs at a fixed period; stores use
+/// the epoch to yield to the executor and to enforce request deadlines.
 pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    pub(crate) fn spawn(engine: Engine, period: Duration) -> std::io::Result<Self> {
+    pub(crate) fn spawn(engines: Arc<Engines>, period: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("mesh-host-epoch".into())
@@ -22,7 +24,9 @@ impl EpochTicker {
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(period);
-                        engine.increment_epoch();
+                        for engine in engines.created() {
+                            engine.increment_epoch();
+                        }
                     }
                 }
             })?;

@@ -1,17 +1,63 @@
-use std::sync::{Arc, Weak};
+//! What each wasmtime store holds for one instance: WASI and WASI HTTP contexts, limits, the
+//! request deadline, and the egress hooks through which every outbound request leaves.
+
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Instant;
 
-use wasmtime::StoreLimits;
+use thiserror::Error;
 use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{
-    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
-    WasiHttpView,
+    Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpCtx,
+    WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
+use super::memory::{Budgets, InstanceMemory};
 use super::outbound::OutboundSender;
 use crate::shared::WorkloadId;
+
+/// Raised from the epoch callback when a guest runs past its deadline.
+#[derive(Debug, Error)]
+#[error("request deadline exceeded")]
+pub(crate) struct DeadlineTrap;
+
+/// What every store of one workload is made from, whichever kind of
+/// component it runs.
+pub(crate) struct StoreSetup {
+    pub(crate) workload: WorkloadId,
+    pub(crate) outbound: Weak<dyn OutboundSender>,
+    /// Built once per workload; every store shares it.
+    pub(crate) config: Arc<WasiConfigVariables>,
+    /// Largest linear memory of one instance, in bytes.
+    pub(crate) memory_bytes: usize,
+    pub(crate) budgets: Budgets,
+}
+
+impl StoreSetup {
+    /// A store on `engine` with the workload's limits and hooks, whose guest
+    /// yields on every epoch tick and traps once `deadline` has passed.
+    pub(crate) fn new_store(&self, engine: &Engine) -> Store<StoreState> {
+        let state = StoreState {
+            config: self.config.clone(),
+            table: ResourceTable::new(),
+            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            hooks: EgressHooks::new(self.workload.clone(), self.outbound.clone()),
+            memory: InstanceMemory::new(self.memory_bytes, self.budgets.clone()),
+            deadline: None,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_callback(|context| match context.data().deadline {
+            Some(deadline) if Instant::now() >= deadline => Err(DeadlineTrap.into()),
+            _ => Ok(UpdateDeadline::Yield(1)),
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+}
 
 /// Per-instance state kept in each wasmtime `Store`.
 pub struct StoreState {
@@ -19,30 +65,12 @@ pub struct StoreState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: EgressHooks,
-    pub(crate) limits: StoreLimits,
-    /// When the request the instance is handling must be abandoned; checked
-    /// on every epoch tick so a guest that never yields is still stopped.
+    pub(crate) memory: InstanceMemory,
+    /// When the guest must be stopped; checked on every epoch tick so a guest
+    /// that never yields is still stopped.
     pub(crate) deadline: Option<Instant>,
     /// The workload's `wasi:config` values.
     pub(crate) config: Arc<WasiConfigVariables>,
-}
-
-impl StoreState {
-    pub(crate) fn new(
-        hooks: EgressHooks,
-        limits: StoreLimits,
-        config: Arc<WasiConfigVariables>,
-    ) -> Self {
-        Self {
-            config,
-            table: ResourceTable::new(),
-            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
-            http: WasiHttpCtx::new(),
-            hooks,
-            limits,
-            deadline: None,
-        }
-    }
 }
 
 impl WasiView for StoreState {
@@ -78,7 +106,7 @@ pub struct EgressHooks {
 }
 
 impl EgressHooks {
-    pub(crate) fn new(workload: WorkloadId, outbound: Weak<dyn OutboundSender>) -> Self {
+    fn new(workload: WorkloadId, outbound: Weak<dyn OutboundSender>) -> Self {
         Self { workload, outbound }
     }
 }
@@ -88,6 +116,15 @@ impl WasiHttpHooks for EgressHooks {
     /// closure for every header it checks, several allocations per request.
     fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
         wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
+    /// One closure for the whole process, shared: the default allocates a
+    /// new one on every call.
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        static FILTER: LazyLock<ForbiddenHeaderFilter> = LazyLock::new(|| {
+            Arc::new(|name| wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name))
+        });
+        FILTER.clone()
     }
 
     fn send_request(

@@ -1,37 +1,27 @@
+//! A workload: a component bound to its id with its instance pool, limits and counters; it
+//! serves one request at a time per P2 instance or several per P3 instance within a deadline.
+
 use std::collections::BTreeMap;
-use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use pin_project_lite::pin_project;
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::GuestTaskId;
-use wasmtime::{Store, StoreContextMut, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi_config::WasiConfigVariables;
-use wasmtime_wasi_http::handler::{
-    ExpirationError, HandlerState, Instance, InstantiationError, ProxyHandler, ShouldAccept,
-    WorkerExpiration, WorkerState, WorkerStatus,
-};
-use wasmtime_wasi_http::{WasiBody, WasiHttpView};
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::ExpirationError;
 
-use super::component::ComponentImage;
-use super::engine::{EPOCH_TICK, Runtime};
+use super::component::{ComponentImage, ComponentPre};
+use super::engine::Runtime;
+use super::memory::{BudgetExhausted, Budgets, MemoryBudget};
 use super::outbound::OutboundSender;
-use super::store::{EgressHooks, StoreState};
+use super::p2::DirectInstances;
+use super::p3::ConcurrentInstances;
+use super::store::{DeadlineTrap, StoreSetup};
 use crate::body::HoldPermit;
 use crate::metrics::WorkloadCounters;
 use crate::shared::{Failure, WorkloadId};
-
-/// How long after a request's deadline its instance is forcibly stopped. The
-/// caller has already been answered at the deadline itself; the grace only
-/// guarantees that answer wins the race against the trap.
-const KILL_GRACE: Duration = Duration::from_millis(5 * EPOCH_TICK.as_millis() as u64);
-
-/// How much later than the trap the instance-level backstop fires.
-const BACKSTOP_MARGIN: Duration = Duration::from_secs(1);
 
 /// Limits and reuse settings of one workload.
 #[derive(Debug, Clone)]
@@ -50,6 +40,13 @@ pub struct WorkloadSettings {
     pub max_request_timeout: Duration,
     /// The values the component reads through `wasi:config/store`.
     pub config: Arc<BTreeMap<String, String>>,
+    /// Requests one `wasi:http@0.3` instance handles at once; more go to
+    /// other instances. `wasi:http@0.2` instances handle one at a time.
+    pub max_instance_concurrency: usize,
+    /// The workload's share of the host's memory budget: the linear memory
+    /// all its instances may hold at once, in bytes (`None`: only the host's
+    /// budget applies).
+    pub memory_budget_bytes: Option<u64>,
 }
 
 impl WorkloadSettings {
@@ -59,6 +56,7 @@ impl WorkloadSettings {
             memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             max_concurrent_requests: limits.max_concurrent_requests as usize,
             max_request_timeout: limits.max_request_timeout,
+            memory_budget_bytes: limits.memory_budget_bytes,
             ..Self::default()
         }
     }
@@ -73,6 +71,8 @@ impl Default for WorkloadSettings {
             max_concurrent_requests: 1000,
             max_request_timeout: Duration::from_secs(300),
             config: Arc::default(),
+            max_instance_concurrency: 16,
+            memory_budget_bytes: None,
         }
     }
 }
@@ -102,15 +102,79 @@ pub enum ServeError {
         /// wasmtime's account of the failure.
         reason: String,
     },
+    /// The instance serving the request needed linear memory that the host's
+    /// memory budget (or the workload's share of it) did not have left.
+    #[error("workload {0} is out of memory budget")]
+    MemoryBudgetExhausted(WorkloadId),
 }
 
-/// A component bound to a workload id: it owns the instance pool
-/// (`ProxyHandler`) and the limits of that workload.
+impl From<&ServeError> for Failure {
+    fn from(error: &ServeError) -> Self {
+        match error {
+            ServeError::Overloaded(_) => Failure::Overloaded,
+            ServeError::DeadlineExceeded(..) => Failure::DeadlineExceeded,
+            ServeError::Trapped { .. } | ServeError::Instantiation { .. } => Failure::Trapped,
+            ServeError::MemoryBudgetExhausted(_) => Failure::MemoryBudgetExhausted,
+        }
+    }
+}
+
+/// How one request failed inside an instance pool, before it is told apart
+/// per workload.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    Deadline,
+    MemoryBudget,
+    Trapped(String),
+    Instantiation(String),
+}
+
+impl Failed {
+    /// Sorts a failure out. Anything that fails once the deadline has passed
+    /// failed for the deadline: an epoch trap, an expiry or a guest cut off
+    /// mid-call may reach the caller in any order when many requests overrun
+    /// at once, and each must be answered the same way.
+    pub(crate) fn classify(
+        error: &wasmtime::Error,
+        deadline: Instant,
+        budget_refused: bool,
+    ) -> Self {
+        if budget_refused || error.is::<BudgetExhausted>() {
+            Failed::MemoryBudget
+        } else if error.is::<DeadlineTrap>()
+            || error.is::<ExpirationError>()
+            || Instant::now() >= deadline
+        {
+            Failed::Deadline
+        } else {
+            Failed::Trapped(format!("{error:#}"))
+        }
+    }
+
+    fn into_serve_error(self, workload: &WorkloadId, timeout: Duration) -> ServeError {
+        let workload = workload.clone();
+        match self {
+            Failed::Deadline => ServeError::DeadlineExceeded(workload, timeout),
+            Failed::MemoryBudget => ServeError::MemoryBudgetExhausted(workload),
+            Failed::Trapped(reason) => ServeError::Trapped { workload, reason },
+            Failed::Instantiation(reason) => ServeError::Instantiation { workload, reason },
+        }
+    }
+}
+
+/// A component bound to a workload id: its instances (served on the direct
+/// path for `wasi:http@0.2`, through the component model's concurrency for
+/// `wasi:http@0.3`) and the limits of that workload.
 pub struct Workload {
     id: WorkloadId,
-    proxy: ProxyHandler<WorkloadState>,
+    instances: Instances,
     counters: WorkloadCounters,
-    in_flight: Arc<Semaphore>,
+    in_flight: Arc<InFlight>,
+}
+
+enum Instances {
+    Direct(DirectInstances),
+    Concurrent(ConcurrentInstances),
 }
 
 impl Workload {
@@ -124,20 +188,38 @@ impl Workload {
         settings: WorkloadSettings,
         counters: WorkloadCounters,
     ) -> Self {
-        let in_flight = Arc::new(Semaphore::new(settings.max_concurrent_requests));
-        let config = Arc::new(settings.config.iter().collect::<WasiConfigVariables>());
-        let proxy = ProxyHandler::new(WorkloadState {
-            id: id.clone(),
-            runtime: runtime.clone(),
-            image,
+        let setup = StoreSetup {
+            workload: id.clone(),
             outbound,
-            config,
-            settings,
-            instantiations: counters.instantiations.clone(),
-        });
+            config: Arc::new(settings.config.iter().collect::<WasiConfigVariables>()),
+            memory_bytes: settings.memory_bytes,
+            budgets: Budgets {
+                host: runtime.memory_budget().clone(),
+                workload: settings
+                    .memory_budget_bytes
+                    .map(|limit| Arc::new(MemoryBudget::new(limit))),
+            },
+        };
+        let in_flight = Arc::new(InFlight::new(settings.max_concurrent_requests));
+        let instances = match image.pre() {
+            ComponentPre::P2(pre) => Instances::Direct(DirectInstances::new(
+                runtime.clone(),
+                pre.clone(),
+                setup,
+                &settings,
+                counters.instantiations.clone(),
+            )),
+            ComponentPre::P3(pre) => Instances::Concurrent(ConcurrentInstances::new(
+                runtime.clone(),
+                pre.clone(),
+                setup,
+                settings,
+                counters.instantiations.clone(),
+            )),
+        };
         Self {
             id,
-            proxy,
+            instances,
             counters,
             in_flight,
         }
@@ -160,193 +242,89 @@ impl Workload {
         request: http::Request<WasiBody>,
         timeout: Duration,
     ) -> Result<http::Response<WasiBody>, ServeError> {
-        let permit = self
-            .in_flight
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ServeError::Overloaded(self.id.clone()))?;
+        let permit = InFlight::enter(&self.in_flight)
+            .ok_or_else(|| ServeError::Overloaded(self.id.clone()))?;
         self.counters.requests.inc();
         let deadline = Instant::now() + timeout;
-        let handled = tokio::time::timeout_at(
-            deadline.into(),
-            self.proxy.handle(RequestDeadline(deadline), request),
-        )
-        .await;
-        match handled {
-            Err(_) => Err(ServeError::DeadlineExceeded(self.id.clone(), timeout)),
-            Ok(Ok(response)) => Ok(response.map(|body| hold(body, permit))),
-            Ok(Err(error)) => Err(self.classify(error, timeout)),
-        }
-    }
-
-    fn classify(&self, error: wasmtime::Error, timeout: Duration) -> ServeError {
-        let workload = self.id.clone();
-        if error.is::<ExpirationError>() || error.is::<DeadlineTrap>() {
-            return ServeError::DeadlineExceeded(workload, timeout);
-        }
-        if let Some(instantiation) = error.downcast_ref::<InstantiationError<RequestDeadline>>() {
-            return ServeError::Instantiation {
-                workload,
-                reason: format!("{:#}", instantiation.error),
-            };
-        }
-        ServeError::Trapped {
-            workload,
-            reason: format!("{error:#}"),
-        }
-    }
-}
-
-impl From<&ServeError> for Failure {
-    fn from(error: &ServeError) -> Self {
-        match error {
-            ServeError::Overloaded(_) => Failure::Overloaded,
-            ServeError::DeadlineExceeded(..) => Failure::DeadlineExceeded,
-            ServeError::Trapped { .. } | ServeError::Instantiation { .. } => Failure::Trapped,
-        }
-    }
-}
-
-fn hold(body: WasiBody, permit: OwnedSemaphorePermit) -> WasiBody {
-    HoldPermit::new(body, permit).boxed_unsync()
-}
-
-/// The instant by which a request must be answered.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestDeadline(Instant);
-
-/// Raised from the epoch callback when a guest runs past its deadline.
-#[derive(Debug, Error)]
-#[error("request deadline exceeded")]
-struct DeadlineTrap;
-
-struct WorkloadState {
-    id: WorkloadId,
-    // The whole runtime, not just the engine: its epoch ticker must outlive
-    // every store, or dropping a store whose guest is mid-loop never ends.
-    runtime: Runtime,
-    image: Arc<ComponentImage>,
-    outbound: Weak<dyn OutboundSender>,
-    // Built once per workload; every store shares it.
-    config: Arc<WasiConfigVariables>,
-    settings: WorkloadSettings,
-    instantiations: prometheus_client::metrics::counter::Counter,
-}
-
-impl HandlerState for WorkloadState {
-    type StoreData = StoreState;
-    type WorkerExpiration = InstanceExpiration;
-    type WorkerState = InstanceReuse;
-
-    async fn instantiate(
-        &self,
-    ) -> wasmtime::Result<Instance<StoreState, InstanceExpiration, InstanceReuse>> {
-        self.instantiations.inc();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.settings.memory_bytes)
-            .build();
-        let hooks = EgressHooks::new(self.id.clone(), self.outbound.clone());
-        let mut store = Store::new(
-            self.runtime.engine(),
-            StoreState::new(hooks, limits, self.config.clone()),
-        );
-        store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_callback(|context| match context.data().deadline {
-            Some(deadline) if Instant::now() >= deadline => Err(DeadlineTrap.into()),
-            _ => Ok(UpdateDeadline::Yield(1)),
-        });
-        store.set_epoch_deadline(1);
-        let proxy = self.image.pre().instantiate_async(&mut store).await?;
-        // A backstop only: the epoch trap ends a runaway request at its own
-        // deadline. Expiring the instance first would drop a store whose
-        // guest is suspended mid-loop, which must not race the trap.
-        let busy_limit = self.settings.max_request_timeout + KILL_GRACE + BACKSTOP_MARGIN;
-        Ok(Instance {
-            store,
-            proxy,
-            view: WasiHttpView::http,
-            expiration: InstanceExpiration {
-                idle: self.settings.idle_instance_timeout,
-                busy: busy_limit,
-                sleep: tokio::time::sleep(Duration::MAX),
-            },
-            state: InstanceReuse {
-                workload: self.id.clone(),
-                max_reuse: self.settings.max_instance_reuse,
-            },
-        })
-    }
-}
-
-struct InstanceReuse {
-    workload: WorkloadId,
-    max_reuse: usize,
-}
-
-impl WorkerState for InstanceReuse {
-    type StoreData = StoreState;
-    type RequestData = RequestDeadline;
-
-    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
-        // A wasi:http@0.2 instance handles one request at a time.
-        if total >= self.max_reuse {
-            ShouldAccept::Never
-        } else if concurrent >= 1 {
-            ShouldAccept::No
-        } else {
-            ShouldAccept::Yes
-        }
-    }
-
-    fn on_request_start(
-        &self,
-        mut store: StoreContextMut<'_, StoreState>,
-        RequestDeadline(deadline): RequestDeadline,
-        _task: GuestTaskId,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        let kill_at = deadline + KILL_GRACE;
-        store.data_mut().deadline = Some(kill_at);
-        Box::pin(tokio::time::sleep_until(kill_at.into()))
-    }
-
-    fn drop(&self, store: Store<StoreState>, result: wasmtime::Result<()>) {
-        if let Err(error) = result {
-            tracing::debug!(workload = %self.workload, "instance discarded: {error:#}");
-        }
-        drop(store);
-    }
-}
-
-pin_project! {
-    /// Ends an instance that stayed idle too long, or busy past the longest
-    /// deadline any request may have.
-    struct InstanceExpiration {
-        idle: Duration,
-        busy: Duration,
-        #[pin]
-        sleep: tokio::time::Sleep,
-    }
-}
-
-impl WorkerExpiration for InstanceExpiration {
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        status: WorkerStatus,
-        since: Instant,
-    ) -> Poll<()> {
-        let mut this = self.project();
-        let limit = match status {
-            WorkerStatus::Idle => *this.idle,
-            WorkerStatus::Requests | WorkerStatus::PostReturn => *this.busy,
+        let served = match &self.instances {
+            Instances::Direct(instances) => instances.serve(request, deadline).await,
+            Instances::Concurrent(instances) => instances.serve(request, deadline).await,
         };
-        let Some(deadline) = since.checked_add(limit) else {
-            return Poll::Pending;
-        };
-        let deadline = tokio::time::Instant::from(deadline);
-        if this.sleep.deadline() != deadline {
-            this.sleep.as_mut().reset(deadline);
+        match served {
+            Ok(response) => Ok(response.map(|body| HoldPermit::new(body, permit).boxed_unsync())),
+            Err(failed) => Err(failed.into_serve_error(&self.id, timeout)),
         }
-        this.sleep.poll(cx)
+    }
+}
+
+/// The requests of a workload in flight, counted without a lock: taking and
+/// giving back a slot is one atomic operation each.
+struct InFlight {
+    count: AtomicUsize,
+    limit: usize,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        Self {
+            count: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    fn enter(this: &Arc<Self>) -> Option<InFlightPermit> {
+        this.count
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |count| {
+                (count < this.limit).then_some(count + 1)
+            })
+            .ok()
+            .map(|_| InFlightPermit(this.clone()))
+    }
+}
+
+/// One request's slot, held until its response body is done.
+struct InFlightPermit(Arc<InFlight>);
+
+impl Drop for InFlightPermit {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_refuses_past_its_limit_and_frees_a_slot_when_a_permit_drops() {
+        let in_flight = Arc::new(InFlight::new(2));
+        let first = InFlight::enter(&in_flight).expect("first");
+        let _second = InFlight::enter(&in_flight).expect("second");
+        assert!(InFlight::enter(&in_flight).is_none());
+        drop(first);
+        assert!(InFlight::enter(&in_flight).is_some());
+    }
+
+    #[test]
+    fn any_failure_after_the_deadline_is_the_deadline() {
+        let past = Instant::now() - Duration::from_millis(1);
+        let trap = wasmtime::format_err!("wasm trap: unreachable");
+        assert!(matches!(
+            Failed::classify(&trap, past, false),
+            Failed::Deadline
+        ));
+        let future = Instant::now() + Duration::from_secs(60);
+        assert!(matches!(
+            Failed::classify(&trap, future, false),
+            Failed::Trapped(_)
+        ));
+        assert!(matches!(
+            Failed::classify(&DeadlineTrap.into(), future, false),
+            Failed::Deadline
+        ));
+        assert!(matches!(
+            Failed::classify(&trap, past, true),
+            Failed::MemoryBudget
+        ));
     }
 }

@@ -23,6 +23,9 @@ pub enum Failure {
     DeadlineExceeded,
     /// The workload is at its concurrency limit.
     Overloaded,
+    /// The host's memory budget for component instances (or the workload's
+    /// share of it) has no room for the instance the request needs.
+    MemoryBudgetExhausted,
     /// The host is shutting down.
     Draining,
     /// A policy refused the request.
@@ -114,6 +117,7 @@ impl Failure {
             Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::NoWorkload
             | Failure::Overloaded
+            | Failure::MemoryBudgetExhausted
             | Failure::Draining
             | Failure::UpstreamUnavailable
             | Failure::UpstreamOverflow => StatusCode::SERVICE_UNAVAILABLE,
@@ -145,6 +149,7 @@ impl Failure {
             Failure::Trapped | Failure::BadRequest(_) => grpc_code::INTERNAL,
             Failure::DeadlineExceeded => grpc_code::DEADLINE_EXCEEDED,
             Failure::Overloaded
+            | Failure::MemoryBudgetExhausted
             | Failure::Draining
             | Failure::UpstreamUnavailable
             | Failure::UpstreamOverflow => grpc_code::UNAVAILABLE,
@@ -181,6 +186,7 @@ impl Failure {
             Failure::Trapped => "component_failed",
             Failure::DeadlineExceeded => "deadline_exceeded",
             Failure::Overloaded => "overloaded",
+            Failure::MemoryBudgetExhausted => "memory_budget_exhausted",
             Failure::Draining => "draining",
             Failure::Denied => "denied",
             Failure::Unauthorized => "rbac_access_denied",
@@ -207,6 +213,9 @@ impl Failure {
             Failure::Trapped => "the component failed while handling the request".into(),
             Failure::DeadlineExceeded => "the component did not answer before the deadline".into(),
             Failure::Overloaded => "the workload is overloaded".into(),
+            Failure::MemoryBudgetExhausted => {
+                "the host has no memory left for the component; retry later".into()
+            }
             Failure::Draining => "the host is shutting down".into(),
             Failure::Denied => "the request is not allowed by policy".into(),
             // Envoy's RBAC, local rate limit and fault filters' bodies.
@@ -314,6 +323,11 @@ mod tests {
         assert_eq!(Failure::Trapped.grpc_code(), 13);
         assert_eq!(Failure::DeadlineExceeded.grpc_code(), 4);
         assert_eq!(Failure::Overloaded.grpc_code(), 14);
+        assert_eq!(Failure::MemoryBudgetExhausted.grpc_code(), 14);
+        assert_eq!(
+            Failure::MemoryBudgetExhausted.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(Failure::Draining.grpc_code(), 14);
         assert_eq!(Failure::Denied.grpc_code(), 7);
     }

@@ -31,3 +31,21 @@ pub struct RequestMeta {
     /// (`0` for a [`FrontEndConfig`]).
     pub filter_chain: usize,
 }
+
+#[cfg(test)]
+impl RequestMeta {
+    /// A plaintext HTTP request from `peer` to 10.0.0.1:8080, for filter tests.
+    pub(crate) fn plaintext_from(peer: &str) -> RequestMeta {
+        let peer: SocketAddr = peer.parse().unwrap_or(SocketAddr::from(([10, 0, 0, 2], 1)));
+        RequestMeta {
+            peer,
+            remote_ip: peer.ip(),
+            local: SocketAddr::from(([10, 0, 0, 1], 8080)),
+            tls: false,
+            server_name: None,
+            peer_principal: None,
+            grpc: false,
+            filter_chain: 0,
+        }
+    }
+}

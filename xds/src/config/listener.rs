@@ -111,6 +111,8 @@ pub struct HttpConnectionManager {
     pub http_filters: Vec<HttpFilter>,
     /// How the connection manager's connections are kept and closed.
     pub connection: ConnectionOptions,
+    /// How request paths and header names are normalised before filters and routing.
+    pub normalization: RequestNormalization,
 }
 
 /// The settings of an `HttpConnectionManager` that concern its connections rather than
@@ -188,6 +190,46 @@ impl Default for Http2FloodLimits {
             max_inbound_window_update_frames_per_data_frame_sent: 10,
         }
     }
+}
+
+/// The connection manager's request normalisation (`normalize_path`, `merge_slashes`,
+/// `path_with_escaped_slashes_action`, `headers_with_underscores_action`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestNormalization {
+    /// RFC 3986 normalisation: dot segments removed, percent-encoding normalised.
+    pub normalize_path: bool,
+    /// Runs of `/` become one.
+    pub merge_slashes: bool,
+    /// What happens to `%2F` and `%5C` in the path.
+    pub escaped_slashes: EscapedSlashes,
+    /// What happens to header names with `_`.
+    pub headers_with_underscores: UnderscoresAction,
+}
+
+/// `PathWithEscapedSlashesAction`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EscapedSlashes {
+    /// Leave the path as it is (Envoy's default).
+    #[default]
+    Keep,
+    /// Refuse the request with 400.
+    Reject,
+    /// Unescape them and redirect the client to the unescaped path.
+    UnescapeAndRedirect,
+    /// Unescape them and go on.
+    UnescapeAndForward,
+}
+
+/// `HttpProtocolOptions.HeadersWithUnderscoresAction`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnderscoresAction {
+    /// Keep them (Envoy's default).
+    #[default]
+    Allow,
+    /// Refuse the request with 400.
+    Reject,
+    /// Remove those headers.
+    Drop,
 }
 
 /// Where an HTTP connection manager gets its routes.

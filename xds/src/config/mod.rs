@@ -27,8 +27,9 @@ pub use filters::{
     RbacFilter, TokenBucket, VhRateLimits,
 };
 pub use listener::{
-    CodecType, ConnectionOptions, FilterChain, Http2FloodLimits, Http2Keepalive,
-    HttpConnectionManager, Listener, RouteSource, ServerHeaderTransformation, TrafficDirection,
+    CodecType, ConnectionOptions, EscapedSlashes, FilterChain, Http2FloodLimits, Http2Keepalive,
+    HttpConnectionManager, Listener, RequestNormalization, RouteSource, ServerHeaderTransformation,
+    TrafficDirection, UnderscoresAction,
 };
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,

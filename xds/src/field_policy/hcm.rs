@@ -22,7 +22,7 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
         no_effect("tracing", "tracing is not implemented (telemetry)"),
         honoured(
             "common_http_protocol_options",
-            "`idle_timeout` (default 1 h; HTTP/2 gets a GOAWAY first) and `max_connection_duration` (HTTP/2 GOAWAY, HTTP/1 closed after the response in flight); `max_connection_duration_jitter` and `max_requests_per_connection` have no effect; `headers_with_underscores_action`, `max_headers_count`, `max_response_headers_kb` and `max_stream_duration` are refused",
+            "`idle_timeout` (default 1 h; HTTP/2 gets a GOAWAY first) and `max_connection_duration` (HTTP/2 GOAWAY, HTTP/1 closed after the response in flight); `headers_with_underscores_action` is honoured (ALLOW, REJECT_REQUEST: 400, DROP_HEADER); `max_connection_duration_jitter` and `max_requests_per_connection` have no effect; `max_headers_count`, `max_response_headers_kb` and `max_stream_duration` are refused",
         ),
         unsupported(
             "http1_safe_max_connection_duration",
@@ -128,14 +128,14 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
             "changes the client address seen upstream",
         ),
         no_effect("upgrade_configs", "upgrades are served as plain HTTP"),
-        unsupported(
+        honoured(
             "normalize_path",
-            "path normalisation is not implemented yet",
+            "RFC 3986: dot segments removed, unreserved characters unescaped, before filters and routing",
         ),
-        unsupported("merge_slashes", "path normalisation is not implemented yet"),
-        unsupported(
+        honoured("merge_slashes", "runs of `/` in the path become one"),
+        honoured(
             "path_with_escaped_slashes_action",
-            "path normalisation is not implemented yet",
+            "KEEP_UNCHANGED, REJECT_REQUEST (400), UNESCAPE_AND_REDIRECT (307), UNESCAPE_AND_FORWARD",
         ),
         no_effect(
             "request_id_extension",

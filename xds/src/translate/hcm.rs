@@ -17,8 +17,8 @@ use super::reflect::reject_unsupported;
 use super::route::route_config;
 use super::router::router_filter;
 use crate::config::{
-    CodecType, HttpConnectionManager, HttpFilter, HttpFilterConfig, RouteSource,
-    ServerHeaderTransformation,
+    CodecType, EscapedSlashes, HttpConnectionManager, HttpFilter, HttpFilterConfig,
+    RequestNormalization, RouteSource, ServerHeaderTransformation, UnderscoresAction,
 };
 use crate::field_policy::tolerate_fields;
 
@@ -122,6 +122,9 @@ fn translate(
         None,
         &path.field("request_timeout"),
     )?;
+    // Normalisation reads `headers_with_underscores_action` out of
+    // `common_http_protocol_options` before the connection settings take that message.
+    let normalization = normalization(&mut m, path)?;
     let connection = connection_options(&mut m, path)?;
     let server_header_transformation = server_header_transformation(
         std::mem::take(&mut m.server_header_transformation),
@@ -141,10 +144,60 @@ fn translate(
         server_header_transformation,
         http_filters,
         connection,
+        normalization,
     };
     tolerate_hcm_extras(&mut m, path)?;
     reject_unsupported(&m, path)?;
     Ok(result)
+}
+
+/// The request normalisation settings; `headers_with_underscores_action` lives in
+/// `common_http_protocol_options`, which the rest of the translation reads afterwards.
+fn normalization(
+    m: &mut hcm::HttpConnectionManager,
+    path: &FieldPath<'_>,
+) -> FieldResult<RequestNormalization> {
+    use hcm::http_connection_manager::PathWithEscapedSlashesAction as Escaped;
+    let escaped_slashes =
+        match Escaped::try_from(std::mem::take(&mut m.path_with_escaped_slashes_action)) {
+            Ok(Escaped::ImplementationSpecificDefault | Escaped::KeepUnchanged) => {
+                EscapedSlashes::Keep
+            }
+            Ok(Escaped::RejectRequest) => EscapedSlashes::Reject,
+            Ok(Escaped::UnescapeAndRedirect) => EscapedSlashes::UnescapeAndRedirect,
+            Ok(Escaped::UnescapeAndForward) => EscapedSlashes::UnescapeAndForward,
+            Err(_) => {
+                return Err(FieldError::invalid(
+                    &path.field("path_with_escaped_slashes_action"),
+                    "unknown value",
+                ));
+            }
+        };
+    let headers_with_underscores = match m.common_http_protocol_options.as_mut() {
+        None => UnderscoresAction::Allow,
+        Some(options) => {
+            use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction as A;
+            match A::try_from(std::mem::take(&mut options.headers_with_underscores_action)) {
+                Ok(A::Allow) => UnderscoresAction::Allow,
+                Ok(A::RejectRequest) => UnderscoresAction::Reject,
+                Ok(A::DropHeader) => UnderscoresAction::Drop,
+                Err(_) => {
+                    return Err(FieldError::invalid(
+                        &path
+                            .field("common_http_protocol_options")
+                            .field("headers_with_underscores_action"),
+                        "unknown value",
+                    ));
+                }
+            }
+        }
+    };
+    Ok(RequestNormalization {
+        normalize_path: m.normalize_path.take().is_some_and(|v| v.value),
+        merge_slashes: std::mem::take(&mut m.merge_slashes),
+        escaped_slashes,
+        headers_with_underscores,
+    })
 }
 
 fn server_header_transformation(

@@ -8,12 +8,10 @@
 //! wraps the upstream response; an egress failure is a 502 naming the
 //! `error-code`; a malformed target is a 400.
 
-mod error_name;
 mod target;
 
 use guest_support::body::{self, BodyError};
 use guest_support::response;
-use target::Target;
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -26,8 +24,8 @@ struct Outbound;
 
 impl Guest for Outbound {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
-        let target = Target::from_request(&request)
-            .and_then(|target| Ok((target.to_request()?, target.options()?)));
+        let target = target::from_request(&request)
+            .and_then(|target| Ok((target::to_request(&target)?, target::options(&target)?)));
         let (outgoing, options) = match target {
             Ok(parts) => parts,
             Err(message) => return response::text(out, 400, &message),
@@ -174,11 +172,13 @@ fn report_error(out: ResponseOutparam, code: &ErrorCode) {
         502,
         &[
             ("content-type", "text/plain; charset=utf-8"),
-            ("x-outbound-error", error_name::wit_name(code)),
+            ("x-outbound-error", wit_name(code)),
         ],
         format!("{code:?}\n").as_bytes(),
     );
 }
+
+guest_support::wit_error_names!(ErrorCode);
 
 fn internal(message: &str) -> ErrorCode {
     ErrorCode::InternalError(Some(message.to_owned()))

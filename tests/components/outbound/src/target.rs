@@ -1,154 +1,50 @@
-//! The outbound request a caller asks for, read from the incoming request.
+//! The outbound request as `wasi:http@0.2` resources.
 
+use guest_support::target::Target;
 use wasi::http::types::{Fields, IncomingRequest, Method, OutgoingRequest, RequestOptions, Scheme};
 
-const URL_HEADER: &str = "x-target-url";
-const METHOD_HEADER: &str = "x-target-method";
-const CONTENT_TYPE_HEADER: &str = "x-target-content-type";
-const HEADER_PREFIX: &str = "x-target-header-";
-const BETWEEN_BYTES_HEADER: &str = "x-target-between-bytes-ms";
-
-/// Where to send the outbound request and how. Every error is a message for
-/// the caller, who gets it back as a 400.
-#[derive(Debug, PartialEq)]
-pub struct Target {
-    pub url: Url,
-    pub method: String,
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// The request option `between-bytes-timeout`, in milliseconds.
-    pub between_bytes_ms: Option<u64>,
+/// Reads the target the caller asks for from `request`.
+pub fn from_request(request: &IncomingRequest) -> Result<Target, String> {
+    let path_with_query = request.path_with_query().unwrap_or_default();
+    Target::from_parts(&path_with_query, &request.headers().entries())
 }
 
-/// The parts of an absolute URL that `wasi:http` takes separately.
-#[derive(Debug, PartialEq)]
-pub struct Url {
-    pub scheme: String,
-    pub authority: String,
-    pub path_with_query: String,
+/// The request options the caller asked for, if any.
+pub fn options(target: &Target) -> Result<Option<RequestOptions>, String> {
+    let Some(ms) = target.between_bytes_ms else {
+        return Ok(None);
+    };
+    let options = RequestOptions::new();
+    options
+        .set_between_bytes_timeout(Some(ms * 1_000_000))
+        .map_err(|()| "between-bytes-timeout rejected by the host\n".to_owned())?;
+    Ok(Some(options))
 }
 
-impl Target {
-    /// Reads the target from the `url` query parameter (or the `x-target-url`
-    /// header) and the `x-target-*` headers.
-    pub fn from_request(request: &IncomingRequest) -> Result<Self, String> {
-        let path_with_query = request.path_with_query().unwrap_or_default();
-        let headers = request.headers().entries();
-        let url = match guest_support::query::param(&path_with_query, "url") {
-            Some(url) => url,
-            None => header_text(&headers, URL_HEADER)?.ok_or_else(|| {
-                format!(
-                    "missing target: pass the `url` query parameter or the `{URL_HEADER}` header\n"
-                )
-            })?,
-        };
-        Ok(Target {
-            url: Url::parse(&url)?,
-            method: header_text(&headers, METHOD_HEADER)?.unwrap_or_else(|| "GET".into()),
-            headers: forwarded_headers(&headers),
-            between_bytes_ms: header_text(&headers, BETWEEN_BYTES_HEADER)?
-                .map(|ms| {
-                    ms.parse()
-                        .map_err(|_| format!("{BETWEEN_BYTES_HEADER} is not a number\n"))
-                })
-                .transpose()?,
-        })
+/// Builds the `wasi:http` request. The host may still refuse a header (a
+/// forbidden name such as `host`), which is reported as the caller's error.
+pub fn to_request(target: &Target) -> Result<OutgoingRequest, String> {
+    let fields = Fields::new();
+    for (name, value) in &target.headers {
+        fields
+            .append(name, value)
+            .map_err(|err| format!("header {name:?} rejected: {err:?}\n"))?;
     }
-
-    /// The request options the caller asked for, if any.
-    pub fn options(&self) -> Result<Option<RequestOptions>, String> {
-        let Some(ms) = self.between_bytes_ms else {
-            return Ok(None);
-        };
-        let options = RequestOptions::new();
-        options
-            .set_between_bytes_timeout(Some(ms * 1_000_000))
-            .map_err(|()| "between-bytes-timeout rejected by the host\n".to_owned())?;
-        Ok(Some(options))
-    }
-
-    /// Builds the `wasi:http` request. The host may still refuse a header (a
-    /// forbidden name such as `host`), which is reported as the caller's error.
-    pub fn to_request(&self) -> Result<OutgoingRequest, String> {
-        let fields = Fields::new();
-        for (name, value) in &self.headers {
-            fields
-                .append(name, value)
-                .map_err(|err| format!("header {name:?} rejected: {err:?}\n"))?;
-        }
-        let request = OutgoingRequest::new(fields);
-        let rejected = |what: &str| format!("{what} rejected by the host\n");
-        request
-            .set_method(&method(&self.method))
-            .map_err(|()| rejected(&format!("method {:?}", self.method)))?;
-        request
-            .set_scheme(Some(&scheme(&self.url.scheme)))
-            .map_err(|()| rejected(&format!("scheme {:?}", self.url.scheme)))?;
-        request
-            .set_authority(Some(&self.url.authority))
-            .map_err(|()| rejected(&format!("authority {:?}", self.url.authority)))?;
-        request
-            .set_path_with_query(Some(&self.url.path_with_query))
-            .map_err(|()| rejected(&format!("path {:?}", self.url.path_with_query)))?;
-        Ok(request)
-    }
-}
-
-impl Url {
-    /// Splits `scheme://authority/path?query`; a fragment is dropped and an
-    /// empty path becomes `/`.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let invalid = |why: &str| format!("invalid target url {url:?}: {why}\n");
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| invalid("expected scheme://host/path"))?;
-        if scheme.is_empty() {
-            return Err(invalid("empty scheme"));
-        }
-        let rest = rest.split('#').next().unwrap_or_default();
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path_with_query) = rest.split_at(authority_end);
-        if authority.is_empty() {
-            return Err(invalid("empty host"));
-        }
-        let path_with_query = if path_with_query.starts_with('/') {
-            path_with_query.to_owned()
-        } else {
-            format!("/{path_with_query}")
-        };
-        Ok(Url {
-            scheme: scheme.to_ascii_lowercase(),
-            authority: authority.to_owned(),
-            path_with_query,
-        })
-    }
-}
-
-/// The first value of header `name` as text, if present.
-fn header_text(headers: &[(String, Vec<u8>)], name: &str) -> Result<Option<String>, String> {
-    headers
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| {
-            String::from_utf8(value.clone()).map_err(|_| format!("header {name} is not UTF-8\n"))
-        })
-        .transpose()
-}
-
-/// Headers for the outbound request: `x-target-content-type` becomes
-/// `content-type` and `x-target-header-<name>` becomes `<name>`.
-fn forwarded_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
-    headers
-        .iter()
-        .filter_map(|(name, value)| {
-            let target = if name == CONTENT_TYPE_HEADER {
-                "content-type"
-            } else {
-                name.strip_prefix(HEADER_PREFIX)
-                    .filter(|name| !name.is_empty())?
-            };
-            Some((target.to_owned(), value.clone()))
-        })
-        .collect()
+    let request = OutgoingRequest::new(fields);
+    let rejected = |what: &str| format!("{what} rejected by the host\n");
+    request
+        .set_method(&method(&target.method))
+        .map_err(|()| rejected(&format!("method {:?}", target.method)))?;
+    request
+        .set_scheme(Some(&scheme(&target.url.scheme)))
+        .map_err(|()| rejected(&format!("scheme {:?}", target.url.scheme)))?;
+    request
+        .set_authority(Some(&target.url.authority))
+        .map_err(|()| rejected(&format!("authority {:?}", target.url.authority)))?;
+    request
+        .set_path_with_query(Some(&target.url.path_with_query))
+        .map_err(|()| rejected(&format!("path {:?}", target.url.path_with_query)))?;
+    Ok(request)
 }
 
 fn method(name: &str) -> Method {
@@ -171,67 +67,5 @@ fn scheme(name: &str) -> Scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
         other => Scheme::Other(other.to_owned()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn url(scheme: &str, authority: &str, path_with_query: &str) -> Url {
-        Url {
-            scheme: scheme.into(),
-            authority: authority.into(),
-            path_with_query: path_with_query.into(),
-        }
-    }
-
-    #[test]
-    fn url_splits_into_scheme_authority_and_path() {
-        assert_eq!(
-            Url::parse("http://127.0.0.1:8080/a/b?c=d"),
-            Ok(url("http", "127.0.0.1:8080", "/a/b?c=d"))
-        );
-    }
-
-    #[test]
-    fn url_without_path_gets_root_path() {
-        assert_eq!(
-            Url::parse("https://example.com"),
-            Ok(url("https", "example.com", "/"))
-        );
-        assert_eq!(Url::parse("http://h?x=1"), Ok(url("http", "h", "/?x=1")));
-    }
-
-    #[test]
-    fn url_fragment_is_dropped() {
-        assert_eq!(Url::parse("http://h/p#frag"), Ok(url("http", "h", "/p")));
-    }
-
-    #[test]
-    fn url_without_scheme_or_host_is_rejected() {
-        assert!(Url::parse("127.0.0.1:8080/a").is_err());
-        assert!(Url::parse("://h/").is_err());
-        assert!(Url::parse("http:///path").is_err());
-    }
-
-    #[test]
-    fn target_headers_are_renamed_and_others_dropped() {
-        let headers = vec![
-            (
-                "x-target-content-type".to_owned(),
-                b"application/grpc".to_vec(),
-            ),
-            ("x-target-header-te".to_owned(), b"trailers".to_vec()),
-            ("x-target-header-".to_owned(), b"nameless".to_vec()),
-            ("accept".to_owned(), b"*/*".to_vec()),
-        ];
-        assert_eq!(
-            forwarded_headers(&headers),
-            vec![
-                ("content-type".to_owned(), b"application/grpc".to_vec()),
-                ("te".to_owned(), b"trailers".to_vec()),
-            ]
-        );
     }
 }

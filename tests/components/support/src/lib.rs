@@ -2,5 +2,7 @@
 //! only the behaviour a host test relies on.
 
 pub mod body;
+pub mod error_name;
 pub mod query;
 pub mod response;
+pub mod target;
