@@ -56,7 +56,8 @@ static_resources:
 fn table() -> RouteTable {
     let bootstrap = Bootstrap::parse(BOOTSTRAP, Format::Yaml, "fuzz.yaml").expect("bootstrap");
     let listener = &bootstrap.static_config.listeners["main"];
-    let mesh_xds::config::RouteSource::Inline(routes) = &listener.filter_chains[0].http.route else {
+    let mesh_xds::config::RouteSource::Inline(routes) = &listener.filter_chains[0].http.route
+    else {
         panic!("inline routes expected");
     };
     RouteTable::new(Arc::clone(routes)).expect("route table")
@@ -77,10 +78,20 @@ fn request() -> impl Strategy<Value = http::request::Parts> {
         "/[a-zA-Z0-9/._~%?=&-]{0,40}",
         "/(exact|r/[0-9]{1,4}|sep|sep/x|CASE/x|redirect|ok)(\\?q=[a-z]{0,3})?",
     ];
-    let headers = vec((prop::sample::select(vec!["host", "x-range", "x-other"]), text()), 0..4);
-    (method, path, prop::option::of("(http|https)://[a-z.]{1,12}(:[0-9]{1,4})?"), headers).prop_filter_map(
-        "not a request",
-        |(method, path, authority, headers)| {
+    let headers = vec(
+        (
+            prop::sample::select(vec!["host", "x-range", "x-other"]),
+            text(),
+        ),
+        0..4,
+    );
+    (
+        method,
+        path,
+        prop::option::of("(http|https)://[a-z.]{1,12}(:[0-9]{1,4})?"),
+        headers,
+    )
+        .prop_filter_map("not a request", |(method, path, authority, headers)| {
             let uri = match authority {
                 Some(authority) => format!("{authority}{path}"),
                 None => path,
@@ -92,8 +103,7 @@ fn request() -> impl Strategy<Value = http::request::Parts> {
                 }
             }
             builder.body(()).ok().map(|request| request.into_parts().0)
-        },
-    )
+        })
 }
 
 fn policy(allow: &[&str], ip_literal: bool) -> EgressRules {
@@ -114,7 +124,14 @@ fn policy(allow: &[&str], ip_literal: bool) -> EgressRules {
 
 fn mesh_config_text() -> impl Strategy<Value = String> {
     let key = prop::sample::select(vec![
-        "bootstrap", "listen", "admin", "workloads", "identity", "egress_listener", "tls", "unknown",
+        "bootstrap",
+        "listen",
+        "admin",
+        "workloads",
+        "identity",
+        "egress_listener",
+        "tls",
+        "unknown",
     ]);
     let scalar = prop_oneof![
         Just("127.0.0.1:8080".to_owned()),

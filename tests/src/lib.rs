@@ -11,9 +11,9 @@ pub mod grpcio;
 pub mod inprocess;
 pub mod peers;
 pub mod process;
+pub mod proto;
 pub mod raw_http1;
 pub mod soak;
-pub mod proto;
 pub mod tls;
 pub mod upstream;
 

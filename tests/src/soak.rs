@@ -105,7 +105,10 @@ impl SoakReport {
     /// The report as a Markdown table and a few lines.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "| traffic | requests | ok | failed as the fault explains | failed otherwise |");
+        let _ = writeln!(
+            out,
+            "| traffic | requests | ok | failed as the fault explains | failed otherwise |"
+        );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|");
         for (kind, counts) in &self.traffic {
             let _ = writeln!(
@@ -136,7 +139,6 @@ impl SoakReport {
 /// An upstream that can be killed (listener and connections at once) and restarted on
 /// the same port.
 struct Upstream {
-    addr: SocketAddr,
     tasks: JoinSet<()>,
 }
 
@@ -151,14 +153,15 @@ impl Upstream {
                 Err(error) => return Err(error),
             }
         };
-        let addr = listener.local_addr()?;
         let mut tasks = JoinSet::new();
         let connections = Arc::new(Mutex::new(JoinSet::new()));
         let held = connections.clone();
         tasks.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let service = service_fn(|_request| async {
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"upstream"))))
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                        b"upstream",
+                    ))))
                 });
                 let serve = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -175,7 +178,7 @@ impl Upstream {
             std::future::pending::<()>().await;
             drop(connections);
         });
-        Ok(Self { addr, tasks })
+        Ok(Self { tasks })
     }
 
     fn kill(mut self) {
@@ -248,9 +251,13 @@ type Outage = Arc<Mutex<Option<(Instant, Option<Instant>)>>>;
 
 fn in_outage(outage: &Outage) -> bool {
     let now = Instant::now();
-    outage.lock().ok().and_then(|window| *window).is_some_and(|(from, until)| {
-        now >= from && until.is_none_or(|until| now <= until + RECOVERY)
-    })
+    outage
+        .lock()
+        .ok()
+        .and_then(|window| *window)
+        .is_some_and(|(from, until)| {
+            now >= from && until.is_none_or(|until| now <= until + RECOVERY)
+        })
 }
 
 async fn http_get(
@@ -279,7 +286,9 @@ async fn http_get(
 async fn connect_http1(
     addr: SocketAddr,
 ) -> Result<hyper::client::conn::http1::SendRequest<client::TestBody>, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|error| error.to_string())?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|error| error.to_string())?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| error.to_string())?;
@@ -381,7 +390,9 @@ async fn grpc_load(addr: SocketAddr, until: Instant, tally: Arc<Tally>) {
 fn hello_judge(result: Result<(u16, Bytes), String>) -> Outcome {
     match result {
         Ok((200, body)) if body.as_ref() == HELLO => Outcome::Ok,
-        Ok((status, body)) => Outcome::Unexpected(format!("{status} {}", String::from_utf8_lossy(&body))),
+        Ok((status, body)) => {
+            Outcome::Unexpected(format!("{status} {}", String::from_utf8_lossy(&body)))
+        }
         Err(error) => Outcome::Unexpected(error),
     }
 }
@@ -458,7 +469,15 @@ pub async fn run(duration: Duration) -> SoakReport {
     let outage: Outage = Arc::new(Mutex::new(None));
     let mut load = JoinSet::new();
     for _ in 0..4 {
-        load.spawn(http1_load(addr, "HTTP/1.1 /hello", "/hello", Duration::ZERO, until, tally.clone(), hello_judge));
+        load.spawn(http1_load(
+            addr,
+            "HTTP/1.1 /hello",
+            "/hello",
+            Duration::ZERO,
+            until,
+            tally.clone(),
+            hello_judge,
+        ));
     }
     for _ in 0..2 {
         load.spawn(h2c_load(addr, until, tally.clone()));
@@ -532,7 +551,11 @@ pub async fn run(duration: Duration) -> SoakReport {
                 running.kill();
             }
             tokio::time::sleep(OUTAGE).await;
-            upstream = Some(Upstream::start(upstream_addr).await.expect("upstream restart"));
+            upstream = Some(
+                Upstream::start(upstream_addr)
+                    .await
+                    .expect("upstream restart"),
+            );
             if let Ok(mut window) = outage.lock()
                 && let Some((from, _)) = *window
             {
@@ -544,10 +567,19 @@ pub async fn run(duration: Duration) -> SoakReport {
     }
     while load.join_next().await.is_some() {}
     let warmup = (duration / 5).max(Duration::from_secs(20));
-    report.rss_after_warmup_kib = average(&samples, started + warmup, started + warmup + MEMORY_WINDOW);
+    report.rss_after_warmup_kib =
+        average(&samples, started + warmup, started + warmup + MEMORY_WINDOW);
     report.rss_end_kib = average(&samples, until - MEMORY_WINDOW, until);
-    report.traffic = tally.counts.lock().map(|counts| counts.clone()).unwrap_or_default();
-    report.unexpected = tally.unexpected.lock().map(|u| u.clone()).unwrap_or_default();
+    report.traffic = tally
+        .counts
+        .lock()
+        .map(|counts| counts.clone())
+        .unwrap_or_default();
+    report.unexpected = tally
+        .unexpected
+        .lock()
+        .map(|u| u.clone())
+        .unwrap_or_default();
     drop(upstream);
     report
 }

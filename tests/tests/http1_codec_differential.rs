@@ -50,7 +50,10 @@ fn answered(name: &'static str, bytes: &str, statuses: &'static [u16], closed: b
     Case {
         name,
         // Every byte below 0x100 as itself (obs-text included).
-        bytes: bytes.chars().map(|c| u8::try_from(u32::from(c)).expect("one byte")).collect(),
+        bytes: bytes
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).expect("one byte"))
+            .collect(),
         statuses,
         closed,
     }
@@ -74,59 +77,234 @@ fn cases() -> Vec<Case> {
         served("content-length body", &post("Content-Length: 5", "hello")),
         served("chunked body", &chunked("5\r\nhello\r\n0\r\n\r\n")),
         // Framing.
-        refused("content-length then chunked", &post("Content-Length: 5\r\nTransfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("chunked then content-length", &post("Transfer-Encoding: chunked\r\nContent-Length: 5", "5\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("identity with content-length", &post("Transfer-Encoding: identity\r\nContent-Length: 5", "hello"), 400),
-        refused("identity, chunked", &post("Transfer-Encoding: identity, chunked", "5\r\nhello\r\n0\r\n\r\n"), 501),
-        refused("chunked, identity", &post("Transfer-Encoding: chunked, identity", "5\r\nhello\r\n0\r\n\r\n"), 501),
-        refused("transfer-encoding repeated", &post("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n"), 501),
-        refused("chunked, chunked", &post("Transfer-Encoding: chunked, chunked", "5\r\nhello\r\n0\r\n\r\n"), 501),
-        refused("gzip, chunked", &post("Transfer-Encoding: gzip, chunked", "5\r\nhello\r\n0\r\n\r\n"), 501),
+        refused(
+            "content-length then chunked",
+            &post(
+                "Content-Length: 5\r\nTransfer-Encoding: chunked",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+            400,
+        ),
+        refused(
+            "chunked then content-length",
+            &post(
+                "Transfer-Encoding: chunked\r\nContent-Length: 5",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+            400,
+        ),
+        refused(
+            "identity with content-length",
+            &post("Transfer-Encoding: identity\r\nContent-Length: 5", "hello"),
+            400,
+        ),
+        refused(
+            "identity, chunked",
+            &post(
+                "Transfer-Encoding: identity, chunked",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+            501,
+        ),
+        refused(
+            "chunked, identity",
+            &post(
+                "Transfer-Encoding: chunked, identity",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+            501,
+        ),
+        refused(
+            "transfer-encoding repeated",
+            &post(
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+            501,
+        ),
+        refused(
+            "chunked, chunked",
+            &post(
+                "Transfer-Encoding: chunked, chunked",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+            501,
+        ),
+        refused(
+            "gzip, chunked",
+            &post(
+                "Transfer-Encoding: gzip, chunked",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+            501,
+        ),
         refused("gzip alone", &post("Transfer-Encoding: gzip", "hello"), 501),
-        refused("xchunked", &post("Transfer-Encoding: xchunked", "5\r\nhello\r\n0\r\n\r\n"), 501),
-        refused("empty transfer-encoding", &post("Transfer-Encoding:", ""), 501),
-        served("Chunked in another case", &post("Transfer-Encoding: Chunked", "5\r\nhello\r\n0\r\n\r\n")),
-        refused("vertical tab after chunked", &post("Transfer-Encoding: chunked\u{b}", "5\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("space before the colon of transfer-encoding", &post("Transfer-Encoding : chunked", "5\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("two different content-lengths", &post("Content-Length: 5\r\nContent-Length: 6", "hello!"), 400),
-        refused("two equal content-lengths", &post("Content-Length: 5\r\nContent-Length: 5", "hello"), 400),
-        refused("content-length list", &post("Content-Length: 5, 5", "hello"), 400),
-        refused("content-length with a sign", &post("Content-Length: +5", "hello"), 400),
-        refused("negative content-length", &post("Content-Length: -5", "hello"), 400),
-        refused("content-length not a number", &post("Content-Length: abc", "hello"), 400),
-        refused("content-length with a space inside", &post("Content-Length: 5 5", "hello"), 400),
-        refused("content-length too large", &post("Content-Length: 99999999999999999999999", "hello"), 400),
+        refused(
+            "xchunked",
+            &post("Transfer-Encoding: xchunked", "5\r\nhello\r\n0\r\n\r\n"),
+            501,
+        ),
+        refused(
+            "empty transfer-encoding",
+            &post("Transfer-Encoding:", ""),
+            501,
+        ),
+        served(
+            "Chunked in another case",
+            &post("Transfer-Encoding: Chunked", "5\r\nhello\r\n0\r\n\r\n"),
+        ),
+        refused(
+            "vertical tab after chunked",
+            &post("Transfer-Encoding: chunked\u{b}", "5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        refused(
+            "space before the colon of transfer-encoding",
+            &post("Transfer-Encoding : chunked", "5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        refused(
+            "two different content-lengths",
+            &post("Content-Length: 5\r\nContent-Length: 6", "hello!"),
+            400,
+        ),
+        refused(
+            "two equal content-lengths",
+            &post("Content-Length: 5\r\nContent-Length: 5", "hello"),
+            400,
+        ),
+        refused(
+            "content-length list",
+            &post("Content-Length: 5, 5", "hello"),
+            400,
+        ),
+        refused(
+            "content-length with a sign",
+            &post("Content-Length: +5", "hello"),
+            400,
+        ),
+        refused(
+            "negative content-length",
+            &post("Content-Length: -5", "hello"),
+            400,
+        ),
+        refused(
+            "content-length not a number",
+            &post("Content-Length: abc", "hello"),
+            400,
+        ),
+        refused(
+            "content-length with a space inside",
+            &post("Content-Length: 5 5", "hello"),
+            400,
+        ),
+        refused(
+            "content-length too large",
+            &post("Content-Length: 99999999999999999999999", "hello"),
+            400,
+        ),
         refused("empty content-length", &post("Content-Length:", ""), 400),
-        served("content-length with leading zeros", &post("Content-Length: 0005", "hello")),
+        served(
+            "content-length with leading zeros",
+            &post("Content-Length: 0005", "hello"),
+        ),
         // Chunks.
-        refused("chunk size not hex", &chunked("g\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("negative chunk size", &chunked("-5\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("chunk size overflow", &chunked("ffffffffffffffffff1\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("chunk size with 0x", &chunked("0x5\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("chunk size after a space", &chunked(" 5\r\nhello\r\n0\r\n\r\n"), 400),
+        refused(
+            "chunk size not hex",
+            &chunked("g\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        refused(
+            "negative chunk size",
+            &chunked("-5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        refused(
+            "chunk size overflow",
+            &chunked("ffffffffffffffffff1\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        refused(
+            "chunk size with 0x",
+            &chunked("0x5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        refused(
+            "chunk size after a space",
+            &chunked(" 5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
         refused("empty chunk size", &chunked("\r\nhello\r\n0\r\n\r\n"), 400),
-        refused("chunk size line ended by LF", &chunked("5\nhello\n0\n\n"), 400),
-        refused("chunk data not followed by a line end", &chunked("5\r\nhelloXX0\r\n\r\n"), 400),
-        served("chunk size then a space", &chunked("5 \r\nhello\r\n0\r\n\r\n")),
+        refused(
+            "chunk size line ended by LF",
+            &chunked("5\nhello\n0\n\n"),
+            400,
+        ),
+        refused(
+            "chunk data not followed by a line end",
+            &chunked("5\r\nhelloXX0\r\n\r\n"),
+            400,
+        ),
+        served(
+            "chunk size then a space",
+            &chunked("5 \r\nhello\r\n0\r\n\r\n"),
+        ),
         served("chunk extension", &chunked("5;a=b\r\nhello\r\n0\r\n\r\n")),
-        served("chunk extension with a control byte", &chunked("5;\u{1}\r\nhello\r\n0\r\n\r\n")),
+        served(
+            "chunk extension with a control byte",
+            &chunked("5;\u{1}\r\nhello\r\n0\r\n\r\n"),
+        ),
         served("trailers", &chunked("5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")),
         // Line ends and layout.
         served("bare LF everywhere", "GET / HTTP/1.1\nHost: a\n\n"),
-        served("bare LF after a header", "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n"),
+        served(
+            "bare LF after a header",
+            "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
+        ),
         refused("bare CR", "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400),
-        served("two spaces in the request line", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
-        served("tabs in the request line", "GET\t/\tHTTP/1.1\r\nHost: a\r\n\r\n"),
-        served("empty lines before the request", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        served(
+            "two spaces in the request line",
+            "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        served(
+            "tabs in the request line",
+            "GET\t/\tHTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        served(
+            "empty lines before the request",
+            "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
         served("folded header", &get_with("X-A: b\r\n c")),
-        refused("first header folded", "GET / HTTP/1.1\r\n X-A: b\r\nHost: a\r\n\r\n", 400),
+        refused(
+            "first header folded",
+            "GET / HTTP/1.1\r\n X-A: b\r\nHost: a\r\n\r\n",
+            400,
+        ),
         // Host.
-        served("two different hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-        refused("host list with a space", "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", 400),
-        refused("host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
-        refused("host with a quote", "GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n", 400),
+        served(
+            "two different hosts",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ),
+        refused(
+            "host list with a space",
+            "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",
+            400,
+        ),
+        refused(
+            "host with a space",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            400,
+        ),
+        refused(
+            "host with a quote",
+            "GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n",
+            400,
+        ),
         refused("no host on HTTP/1.1", "GET / HTTP/1.1\r\n\r\n", 400),
-        served("absolute target naming another host", "GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+        served(
+            "absolute target naming another host",
+            "GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
         // Header names and values.
         refused("space before a colon", &get_with("X-A : b"), 400),
         refused("NUL in a value", &get_with("X-A: b\u{0}c"), 400),
@@ -137,25 +315,80 @@ fn cases() -> Vec<Case> {
         refused("empty name", &get_with(": b"), 400),
         refused("no colon", &get_with("XA"), 400),
         served("underscore in a name", &get_with("X_A: b")),
-        refused("headers too large", &get_with(&format!("X-A: {}", "a".repeat(70_000))), 431),
+        refused(
+            "headers too large",
+            &get_with(&format!("X-A: {}", "a".repeat(70_000))),
+            431,
+        ),
         // Request line.
         refused("lowercase method", "get / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         refused("unknown method", "FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("method with a parenthesis", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("HTTP/1.0 by default", "GET / HTTP/1.0\r\nHost: a\r\n\r\n", 426),
-        refused("HTTP/1.0 with chunked", &"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_owned(), 426),
+        refused(
+            "method with a parenthesis",
+            "G(T / HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
+        refused(
+            "HTTP/1.0 by default",
+            "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+            426,
+        ),
+        refused(
+            "HTTP/1.0 with chunked",
+            "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            426,
+        ),
         refused("HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 426),
-        refused("HTTP/2.0 in a request line", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 426),
+        refused(
+            "HTTP/2.0 in a request line",
+            "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            426,
+        ),
         refused("HTTP/0.9", "GET /\r\n\r\n", 426),
-        refused("lowercase version", "GET / http/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("space in the target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("control byte in the target", "GET /a\u{1}b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("fragment in the target", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("asterisk target with GET", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("target without a slash", "GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        refused("byte above 0x7f in the target", "GET /\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n", 400),
-        served("backslash in the target", "GET /a\\b HTTP/1.1\r\nHost: a\r\n\r\n"),
-        refused("CONNECT to a path", "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        refused(
+            "lowercase version",
+            "GET / http/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
+        refused(
+            "space in the target",
+            "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
+        refused(
+            "control byte in the target",
+            "GET /a\u{1}b HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
+        refused(
+            "fragment in the target",
+            "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
+        refused(
+            "asterisk target with GET",
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
+        refused(
+            "target without a slash",
+            "GET a HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
+        refused(
+            "byte above 0x7f in the target",
+            "GET /\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
+        served(
+            "backslash in the target",
+            "GET /a\\b HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        refused(
+            "CONNECT to a path",
+            "CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n",
+            400,
+        ),
         // Pipelining.
         answered(
             "pipelined request refused after a good one",
@@ -187,6 +420,7 @@ async fn envoy_and_mesh_host_answer_malformed_http1_alike() {
                 routes: ROUTES,
                 filters: "",
                 tls: None,
+                manager: "",
             }],
             std::slice::from_ref(&upstream),
         )
@@ -219,10 +453,16 @@ async fn envoy_and_mesh_host_answer_malformed_http1_alike() {
         let from_envoy = exchange(envoy_addr, &case.bytes).await;
         let from_mesh = exchange(mesh_addr, &case.bytes).await;
         if from_envoy.as_ref() != Ok(&expected) {
-            envoy_unexpected.push(format!("{}: expected {expected:?}, Envoy {from_envoy:?}", case.name));
+            envoy_unexpected.push(format!(
+                "{}: expected {expected:?}, Envoy {from_envoy:?}",
+                case.name
+            ));
         }
         if from_envoy != from_mesh {
-            disagreements.push(format!("{}: Envoy {from_envoy:?}, mesh-host {from_mesh:?}", case.name));
+            disagreements.push(format!(
+                "{}: Envoy {from_envoy:?}, mesh-host {from_mesh:?}",
+                case.name
+            ));
         }
     }
     assert!(
@@ -230,6 +470,10 @@ async fn envoy_and_mesh_host_answer_malformed_http1_alike() {
         "Envoy departed from the cases:\n{}\n\nmesh-host departed from Envoy:\n{}\n{}",
         envoy_unexpected.join("\n"),
         disagreements.join("\n"),
-        if envoy_unexpected.is_empty() { String::new() } else { envoy.log() }
+        if envoy_unexpected.is_empty() {
+            String::new()
+        } else {
+            envoy.log()
+        }
     );
 }

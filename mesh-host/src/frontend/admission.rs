@@ -76,7 +76,8 @@ struct StreamGuard(Arc<watch::Sender<usize>>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.send_modify(|active| *active = active.saturating_sub(1));
+        self.0
+            .send_modify(|active| *active = active.saturating_sub(1));
     }
 }
 
@@ -218,7 +219,10 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         drop(again);
         tokio::time::sleep(Duration::from_secs(9)).await;
-        assert!(!idle.is_finished(), "the timer restarted when the stream ended");
+        assert!(
+            !idle.is_finished(),
+            "the timer restarted when the stream ended"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(idle.is_finished());
     }

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::{ConnectionSettings, FrontEndConfig};
 use super::http_settings::HttpSettings;
 use super::tls::TlsTermination;
+use super::{ConnectionSettings, FrontEndConfig};
 
 /// One filter chain: which TLS server names it serves, its TLS termination
 /// and its HTTP settings.

@@ -135,7 +135,7 @@ pub(super) async fn serve(
     let drain = listening.drain.clone();
     match io {
         Transported::Plain(io) => drive(io, protocol, connection, &chain, drain).await,
-        Transported::Tls(io) => drive(io, protocol, connection, &chain, drain).await,
+        Transported::Tls(io) => drive(*io, protocol, connection, &chain, drain).await,
     }
 }
 
@@ -167,7 +167,7 @@ type TlsIo = tokio_rustls::server::TlsStream<Lingering>;
 
 enum Transported {
     Plain(Prefixed<Lingering>),
-    Tls(Prefixed<TlsIo>),
+    Tls(Box<Prefixed<TlsIo>>),
 }
 
 /// A connection whose protocol is known.
@@ -184,7 +184,11 @@ async fn handshake(
     listening: &Listening,
     deadline: Option<Instant>,
 ) -> Option<Detected> {
-    let start = match within(deadline, LazyConfigAcceptor::new(Acceptor::default(), stream)).await
+    let start = match within(
+        deadline,
+        LazyConfigAcceptor::new(Acceptor::default(), stream),
+    )
+    .await
     {
         Some(Ok(start)) => start,
         Some(Err(error)) => {
@@ -246,7 +250,7 @@ impl IntoTransported for Prefixed<Lingering> {
 
 impl IntoTransported for Prefixed<TlsIo> {
     fn into_transported(self) -> Transported {
-        Transported::Tls(self)
+        Transported::Tls(Box::new(self))
     }
 }
 

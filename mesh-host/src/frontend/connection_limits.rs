@@ -78,7 +78,10 @@ impl GlobalConnections {
             }
         }
         self.active.fetch_add(1, Ordering::Relaxed);
-        while undetected.front().is_some_and(|oldest| !oldest.is_undetected()) {
+        while undetected
+            .front()
+            .is_some_and(|oldest| !oldest.is_undetected())
+        {
             undetected.pop_front();
         }
         undetected.push_back(ticket.clone());
@@ -271,7 +274,10 @@ mod tests {
         let silent = listener.admit().expect("silent");
         let talking = listener.admit().expect("talking");
         talking.detected();
-        assert!(listener.admit().is_err(), "the silent one is still in its grace");
+        assert!(
+            listener.admit().is_err(),
+            "the silent one is still in its grace"
+        );
         tokio::time::advance(EVICTION_GRACE).await;
         let newcomer = listener.admit().expect("takes the silent one's place");
         tokio::time::timeout(Duration::from_secs(1), silent.evicted())
@@ -281,7 +287,10 @@ mod tests {
         newcomer.detected();
         assert_eq!(global.active(), 2);
         tokio::time::advance(EVICTION_GRACE).await;
-        assert!(listener.admit().is_err(), "detected connections are never evicted");
+        assert!(
+            listener.admit().is_err(),
+            "detected connections are never evicted"
+        );
     }
 
     #[tokio::test]

@@ -101,10 +101,7 @@ impl RequestStream {
         let count = waiting.len().min(into.len());
         into[..count].copy_from_slice(&waiting[..count]);
         self.read += count;
-        if self
-            .request_start
-            .is_some_and(|start| start < self.read)
-        {
+        if self.request_start.is_some_and(|start| start < self.read) {
             self.request_start = None;
         }
         if self.read == self.out.len() {
@@ -312,7 +309,9 @@ enum LineRead<'a> {
 }
 
 fn split_at_most(input: &[u8], count: u64) -> (&[u8], &[u8]) {
-    let count = usize::try_from(count).unwrap_or(usize::MAX).min(input.len());
+    let count = usize::try_from(count)
+        .unwrap_or(usize::MAX)
+        .min(input.len());
     input.split_at(count)
 }
 
@@ -375,10 +374,7 @@ mod tests {
     use super::*;
 
     fn stream() -> RequestStream {
-        RequestStream::new(
-            Http1Rules::default(),
-            8192,
-        )
+        RequestStream::new(Http1Rules::default(), 8192)
     }
 
     fn drain(stream: &mut RequestStream) -> String {
@@ -455,16 +451,27 @@ mod tests {
         let head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
         stream.feed(head.as_bytes()).expect("valid head");
         assert_eq!(drain(&mut stream), head);
-        let refusal = stream.feed(b"5\r\nhel").map(|()| stream.feed(b"lo\r\nq\r\n"));
-        let refusal = refusal.expect("valid chunk start").expect_err("invalid size");
+        let refusal = stream
+            .feed(b"5\r\nhel")
+            .map(|()| stream.feed(b"lo\r\nq\r\n"));
+        let refusal = refusal
+            .expect("valid chunk start")
+            .expect_err("invalid size");
         assert!(refusal.handed_over);
         assert!(stream.refused());
-        assert_eq!(drain(&mut stream), "5\r\nhello\r\n", "bytes before the error");
+        assert_eq!(
+            drain(&mut stream),
+            "5\r\nhello\r\n",
+            "bytes before the error"
+        );
     }
 
     #[test]
     fn the_head_limit_is_431() {
-        let input = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        let input = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
         let (out, refusal) = run(&input, 1000);
         assert_eq!(out, "");
         assert_eq!(refusal.map(|r| r.rejection.status.as_u16()), Some(431));
@@ -475,7 +482,10 @@ mod tests {
         let mut stream = stream();
         assert!(!stream.in_head());
         stream.feed(b"\r\n").expect("blank line");
-        assert!(!stream.in_head(), "empty lines before a request are not a head");
+        assert!(
+            !stream.in_head(),
+            "empty lines before a request are not a head"
+        );
         stream.feed(b"GET / HTTP/1.1\r\nHo").expect("partial");
         assert!(stream.in_head());
         stream.feed(b"st: a\r\n\r\n").expect("complete");
@@ -484,7 +494,8 @@ mod tests {
 
     #[test]
     fn trailers_need_a_colon_and_a_valid_name() {
-        let input = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad\r\n\r\n";
+        let input =
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad\r\n\r\n";
         assert!(run(input, input.len()).1.is_some());
         let input = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nx: 1\n\n";
         let (out, refusal) = run(input, 5);
@@ -542,8 +553,14 @@ mod tests {
                 vec(any::<u8>(), 0..300).prop_map(|body| Some((false, body))),
                 vec(any::<u8>(), 0..300).prop_map(|body| Some((true, body))),
             ];
-            (method, "/[A-Za-z0-9/._~%-]{0,30}", headers, body, 1usize..50).prop_map(
-                |(method, path, headers, body, chunk)| {
+            (
+                method,
+                "/[A-Za-z0-9/._~%-]{0,30}",
+                headers,
+                body,
+                1usize..50,
+            )
+                .prop_map(|(method, path, headers, body, chunk)| {
                     let mut out = format!("{method} {path} HTTP/1.1\r\nHost: a.test\r\n");
                     for (name, value) in headers {
                         let reserved = ["host", "content-length", "transfer-encoding"];
@@ -555,7 +572,9 @@ mod tests {
                     match body {
                         None => out.extend_from_slice(b"\r\n"),
                         Some((false, body)) => {
-                            out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+                            out.extend_from_slice(
+                                format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes(),
+                            );
                             out.extend_from_slice(&body);
                         }
                         Some((true, body)) => {
@@ -569,14 +588,16 @@ mod tests {
                         }
                     }
                     out
-                },
-            )
+                })
         }
 
         /// Mostly-HTTP bytes: valid requests with bytes changed, cut or inserted.
         fn mangled() -> impl Strategy<Value = Vec<u8>> {
-            (vec(request(), 1..3), vec((any::<usize>(), any::<u8>(), 0u8..3), 0..6)).prop_map(
-                |(requests, edits)| {
+            (
+                vec(request(), 1..3),
+                vec((any::<usize>(), any::<u8>(), 0u8..3), 0..6),
+            )
+                .prop_map(|(requests, edits)| {
                     let mut bytes = requests.concat();
                     for (at, byte, kind) in edits {
                         if bytes.is_empty() {
@@ -592,8 +613,7 @@ mod tests {
                         }
                     }
                     bytes
-                },
-            )
+                })
         }
 
         proptest! {

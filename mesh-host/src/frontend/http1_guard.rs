@@ -182,7 +182,11 @@ fn answer_bytes(failure: &Failure, server_header: &ServerHeader) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(
-        format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes(),
+        format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
     );
     out.extend_from_slice(body.as_bytes());
     out
@@ -195,13 +199,19 @@ mod tests {
     use super::super::http1_head::Http1Rules;
     use super::*;
 
-    fn guard(io: tokio::io::DuplexStream, head_timeout: Option<Duration>) -> Http1Guard<tokio::io::DuplexStream> {
-        let requests = RequestStream::new(
-            Http1Rules::default(),
-            8192,
-        );
+    fn guard(
+        io: tokio::io::DuplexStream,
+        head_timeout: Option<Duration>,
+    ) -> Http1Guard<tokio::io::DuplexStream> {
+        let requests = RequestStream::new(Http1Rules::default(), 8192);
         let server = ServerHeader::Overwrite(http::HeaderValue::from_static("mesh-host"));
-        Http1Guard::new(io, requests, head_timeout, server, SocketAddr::from(([127, 0, 0, 1], 1)))
+        Http1Guard::new(
+            io,
+            requests,
+            head_timeout,
+            server,
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+        )
     }
 
     #[tokio::test]
@@ -220,7 +230,10 @@ mod tests {
         guard.shutdown().await.expect("shutdown");
         let mut answer = String::new();
         client.read_to_string(&mut answer).await.expect("answer");
-        assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{answer}"
+        );
         assert!(answer.contains("\r\nserver: mesh-host\r\n"), "{answer}");
         assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
         assert!(answer.ends_with("\r\n\r\nBad Request"), "{answer}");
@@ -230,7 +243,10 @@ mod tests {
     async fn a_closed_connection_without_a_refusal_writes_nothing_more() {
         let (mut client, server) = duplex(65536);
         let mut guard = guard(server, None);
-        client.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
         drop(client.shutdown().await);
         let mut seen = Vec::new();
         guard.read_to_end(&mut seen).await.expect("read");
@@ -244,7 +260,10 @@ mod tests {
     async fn a_head_that_stops_arriving_is_answered_408_at_the_timeout() {
         let (mut client, server) = duplex(65536);
         let mut guard = guard(server, Some(Duration::from_secs(10)));
-        client.write_all(b"GET / HTTP/1.1\r\nHo").await.expect("write");
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHo")
+            .await
+            .expect("write");
         let mut seen = Vec::new();
         let started = tokio::time::Instant::now();
         guard.read_to_end(&mut seen).await.expect("read");
@@ -253,7 +272,10 @@ mod tests {
         guard.shutdown().await.expect("shutdown");
         let mut answer = String::new();
         client.read_to_string(&mut answer).await.expect("answer");
-        assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{answer}"
+        );
         assert!(answer.ends_with("request header timeout"), "{answer}");
     }
 }

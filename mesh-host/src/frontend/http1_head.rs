@@ -468,7 +468,10 @@ mod tests {
             ("Transfer-Encoding: identity\r\nContent-Length: 5", 400),
             ("Transfer-Encoding: identity, chunked", 501),
             ("Transfer-Encoding: chunked, identity", 501),
-            ("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked", 501),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                501,
+            ),
             ("Transfer-Encoding: gzip", 501),
             ("Transfer-Encoding:", 501),
             ("Content-Length: 5\r\nContent-Length: 5", 400),
@@ -513,7 +516,11 @@ mod tests {
             ("GET /a b HTTP/1.1", 400),
             ("GET http://b/x?y HTTP/1.1", 200),
         ] {
-            assert_eq!(status(&format!("{raw}\r\nHost: a\r\n\r\n")), want, "{raw:?}");
+            assert_eq!(
+                status(&format!("{raw}\r\nHost: a\r\n\r\n")),
+                want,
+                "{raw:?}"
+            );
         }
         assert_eq!(status("GET /\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         for (field, want) in [

@@ -70,16 +70,16 @@ impl Default for Http2Limits {
 pub(super) enum Flood {
     /// Too many PING or SETTINGS frames.
     #[error("too many control frames")]
-    ControlFrames,
+    Control,
     /// Too many frames with an empty payload in a row.
     #[error("too many frames with an empty payload")]
-    EmptyFrames,
+    EmptyPayload,
     /// Too many PRIORITY frames.
     #[error("too many PRIORITY frames")]
-    PriorityFrames,
+    Priority,
     /// Too many WINDOW_UPDATE frames.
     #[error("too many WINDOW_UPDATE frames")]
-    WindowUpdateFrames,
+    WindowUpdate,
 }
 
 /// Where a reader of frames is inside the byte stream.
@@ -188,7 +188,12 @@ impl Inbound {
         Ok(())
     }
 
-    fn count(&mut self, frame: &FrameHeader, padding: usize, outbound: &Outbound) -> Result<(), Flood> {
+    fn count(
+        &mut self,
+        frame: &FrameHeader,
+        padding: usize,
+        outbound: &Outbound,
+    ) -> Result<(), Flood> {
         let limits = &self.limits;
         match frame.kind {
             HEADERS | CONTINUATION | DATA => {
@@ -202,8 +207,10 @@ impl Inbound {
                 let ends_stream = frame.kind != CONTINUATION && frame.flags & END_STREAM != 0;
                 if empty && !ends_stream {
                     self.empty_in_a_row += 1;
-                    if self.empty_in_a_row > limits.max_consecutive_inbound_frames_with_empty_payload {
-                        return Err(Flood::EmptyFrames);
+                    if self.empty_in_a_row
+                        > limits.max_consecutive_inbound_frames_with_empty_payload
+                    {
+                        return Err(Flood::EmptyPayload);
                     }
                 } else {
                     self.empty_in_a_row = 0;
@@ -214,15 +221,16 @@ impl Inbound {
                 let allowed =
                     u64::from(limits.max_inbound_priority_frames_per_stream) * (1 + self.streams);
                 if self.priority_frames > allowed {
-                    return Err(Flood::PriorityFrames);
+                    return Err(Flood::Priority);
                 }
             }
             WINDOW_UPDATE => {
                 self.window_updates += 1;
-                let per_data = u64::from(limits.max_inbound_window_update_frames_per_data_frame_sent);
+                let per_data =
+                    u64::from(limits.max_inbound_window_update_frames_per_data_frame_sent);
                 let allowed = 1 + 2 * (self.streams + per_data * outbound.data_frames);
                 if self.window_updates > allowed {
-                    return Err(Flood::WindowUpdateFrames);
+                    return Err(Flood::WindowUpdate);
                 }
             }
             PING | SETTINGS if frame.flags & ACK == 0 => self.spend_control_budget(outbound)?,
@@ -243,7 +251,7 @@ impl Inbound {
             .min(capacity);
         self.refilled = now;
         if self.budget < 1.0 {
-            return Err(Flood::ControlFrames);
+            return Err(Flood::Control);
         }
         self.budget -= 1.0;
         Ok(())
@@ -384,7 +392,7 @@ mod tests {
             send(&mut inbound, &outbound, &ping).expect("within the budget");
         }
         send(&mut inbound, &outbound, &frame(PING, ACK, 0, &[0; 8])).expect("acks are free");
-        assert_eq!(send(&mut inbound, &outbound, &ping), Err(Flood::ControlFrames));
+        assert_eq!(send(&mut inbound, &outbound, &ping), Err(Flood::Control));
         let mut inbound = Inbound::new(limits);
         send(&mut inbound, &outbound, &preface()).expect("preface");
         for _ in 0..100 {
@@ -421,7 +429,7 @@ mod tests {
         let padded_empty = frame(DATA, PADDED, 1, &[3, 0, 0, 0]);
         assert_eq!(
             send(&mut inbound, &outbound, &padded_empty),
-            Err(Flood::EmptyFrames),
+            Err(Flood::EmptyPayload),
             "padding does not count as payload"
         );
     }
@@ -437,10 +445,17 @@ mod tests {
         send(&mut inbound, &outbound, &preface()).expect("preface");
         let priority = frame(PRIORITY, 0, 3, &[0, 0, 0, 1, 16]);
         send(&mut inbound, &outbound, &priority.repeat(2)).expect("one stream's worth");
-        send(&mut inbound, &outbound, &frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x82"))
-            .expect("a stream");
+        send(
+            &mut inbound,
+            &outbound,
+            &frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x82"),
+        )
+        .expect("a stream");
         send(&mut inbound, &outbound, &priority.repeat(2)).expect("two streams' worth");
-        assert_eq!(send(&mut inbound, &outbound, &priority), Err(Flood::PriorityFrames));
+        assert_eq!(
+            send(&mut inbound, &outbound, &priority),
+            Err(Flood::Priority)
+        );
         assert_eq!(inbound.last_stream(), 1);
     }
 
@@ -451,12 +466,18 @@ mod tests {
         send(&mut inbound, &outbound, &preface()).expect("preface");
         let update = frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]);
         send(&mut inbound, &outbound, &update).expect("one is always allowed");
-        assert_eq!(send(&mut inbound, &outbound, &update), Err(Flood::WindowUpdateFrames));
+        assert_eq!(
+            send(&mut inbound, &outbound, &update),
+            Err(Flood::WindowUpdate)
+        );
         let mut inbound = Inbound::new(Http2Limits::default());
         send(&mut inbound, &outbound, &preface()).expect("preface");
         outbound.observe(&frame(DATA, 0, 1, b"x"));
         send(&mut inbound, &outbound, &update.repeat(21)).expect("1 + 2 x 10 per DATA frame");
-        assert_eq!(send(&mut inbound, &outbound, &update), Err(Flood::WindowUpdateFrames));
+        assert_eq!(
+            send(&mut inbound, &outbound, &update),
+            Err(Flood::WindowUpdate)
+        );
     }
 
     #[test]
@@ -465,7 +486,11 @@ mod tests {
         assert_eq!(outbound.frame_left(), 0);
         let data = frame(DATA, 0, 1, b"hello");
         outbound.observe(&data[..2]);
-        assert_eq!(outbound.frame_left(), 7, "length not known yet: the header's rest");
+        assert_eq!(
+            outbound.frame_left(),
+            7,
+            "length not known yet: the header's rest"
+        );
         outbound.observe(&data[2..11]);
         assert_eq!(outbound.frame_left(), 3);
         outbound.observe(&data[11..]);
@@ -475,9 +500,12 @@ mod tests {
 
     #[test]
     fn goaway_names_the_last_stream_and_enhance_your_calm() {
-        let frame = goaway(7, Flood::ControlFrames);
+        let frame = goaway(7, Flood::Control);
         let debug = b"too many control frames";
-        assert_eq!(&frame[..3], &[0, 0, u8::try_from(8 + debug.len()).expect("small")]);
+        assert_eq!(
+            &frame[..3],
+            &[0, 0, u8::try_from(8 + debug.len()).expect("small")]
+        );
         assert_eq!(frame[3], 0x7);
         assert_eq!(&frame[9..13], &7u32.to_be_bytes());
         assert_eq!(&frame[13..17], &0xbu32.to_be_bytes());

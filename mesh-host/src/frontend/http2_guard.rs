@@ -47,8 +47,14 @@ impl<I> Http2Guard<I> {
     }
 
     fn aborted(&self) -> io::Error {
-        let flood = self.flood.map(|flood| flood.to_string()).unwrap_or_default();
-        io::Error::new(io::ErrorKind::ConnectionAborted, format!("HTTP/2 flood: {flood}"))
+        let flood = self
+            .flood
+            .map(|flood| flood.to_string())
+            .unwrap_or_default();
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("HTTP/2 flood: {flood}"),
+        )
     }
 }
 
@@ -84,7 +90,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Http2Guard<I> {
         if this.flood.is_none() {
             let before = buf.filled().len();
             ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-            match this.inbound.inspect(&buf.filled()[before..], &this.outbound) {
+            match this
+                .inbound
+                .inspect(&buf.filled()[before..], &this.outbound)
+            {
                 Ok(()) => return Poll::Ready(Ok(())),
                 Err(flood) => {
                     buf.set_filled(before);
@@ -126,7 +135,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Http2Guard<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.flood.is_some() {
-            let first = bufs.iter().find(|buf| !buf.is_empty()).map_or(&[][..], |buf| &buf[..]);
+            let first = bufs
+                .iter()
+                .find(|buf| !buf.is_empty())
+                .map_or(&[][..], |buf| &buf[..]);
             return Pin::new(this).poll_write(cx, first);
         }
         let written = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
@@ -188,7 +200,10 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
         let written = guard.write(&settings[5..]).await.expect("the frame ends");
         assert_eq!(written, settings.len() - 5);
-        assert!(guard.write(b"more").await.is_err(), "nothing after the GOAWAY");
+        assert!(
+            guard.write(b"more").await.is_err(),
+            "nothing after the GOAWAY"
+        );
         drop(guard);
         let mut seen = Vec::new();
         client.read_to_end(&mut seen).await.expect("read");

@@ -243,8 +243,7 @@ impl Acceptor {
         }
         self.listener = None;
         phase.send_replace(Phase::Closing);
-        let finished =
-            tokio::time::timeout(plan.finish_within, self.connections.emptied()).await;
+        let finished = tokio::time::timeout(plan.finish_within, self.connections.emptied()).await;
         if finished.is_err() {
             tracing::warn!(
                 addr = %self.local,

@@ -185,15 +185,13 @@ impl ListenerManager {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        futures::future::join_all(
-            serving.into_iter().map(|serving| {
-                serving.running.shutdown(DrainPlan {
-                    keep_accepting: true,
-                    discourage_for: self.config.drain_time,
-                    finish_within: drain,
-                })
-            }),
-        )
+        futures::future::join_all(serving.into_iter().map(|serving| {
+            serving.running.shutdown(DrainPlan {
+                keep_accepting: true,
+                discourage_for: self.config.drain_time,
+                finish_within: drain,
+            })
+        }))
         .await;
     }
 }
@@ -353,12 +351,10 @@ fn http_settings(
             allow_chunked_length: connection.allow_chunked_length,
             allow_custom_methods: connection.allow_custom_methods,
         },
-        http2_keepalive: connection
-            .http2_keepalive
-            .map(|keepalive| Http2Keepalive {
-                interval: keepalive.interval,
-                timeout: keepalive.timeout,
-            }),
+        http2_keepalive: connection.http2_keepalive.map(|keepalive| Http2Keepalive {
+            interval: keepalive.interval,
+            timeout: keepalive.timeout,
+        }),
         http2_max_concurrent_streams: connection.http2_max_concurrent_streams,
         http2_limits: Http2Limits {
             max_outbound_control_frames: flood.max_outbound_control_frames,

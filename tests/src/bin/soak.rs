@@ -7,7 +7,10 @@ use std::time::Duration;
 
 /// `90s`, `30m`, `1h` or a number of seconds.
 fn parse_duration(text: &str) -> Option<Duration> {
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let count: u64 = digits.parse().ok()?;
     let seconds = match unit {
         "" | "s" => count,

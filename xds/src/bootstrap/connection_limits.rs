@@ -47,8 +47,12 @@ pub(super) fn connection_limits(
                 flatten("", values, &mut flat);
                 for (key, value) in flat {
                     if let Some(listener) = listener_of(&key) {
-                        let limit = whole_number(value)
-                            .ok_or_else(|| FieldError::invalid(&at, format!("{key} must be a non-negative whole number")))?;
+                        let limit = whole_number(value).ok_or_else(|| {
+                            FieldError::invalid(
+                                &at,
+                                format!("{key} must be a non-negative whole number"),
+                            )
+                        })?;
                         limits.per_listener.insert(listener.to_owned(), limit);
                     }
                 }
@@ -91,7 +95,11 @@ fn global_limit(
 }
 
 /// A runtime struct as Envoy reads it: nested objects are dotted keys.
-fn flatten<'a>(prefix: &str, values: &'a protobuf::Struct, out: &mut Vec<(String, &'a protobuf::Value)>) {
+fn flatten<'a>(
+    prefix: &str,
+    values: &'a protobuf::Struct,
+    out: &mut Vec<(String, &'a protobuf::Value)>,
+) {
     for (key, value) in &values.fields {
         let key = if prefix.is_empty() {
             key.clone()
@@ -185,6 +193,9 @@ overload_manager:
 
     #[test]
     fn without_either_there_is_no_limit() {
-        assert_eq!(limits("").expect("valid"), super::ConnectionLimits::default());
+        assert_eq!(
+            limits("").expect("valid"),
+            super::ConnectionLimits::default()
+        );
     }
 }

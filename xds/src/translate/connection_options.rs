@@ -67,7 +67,11 @@ pub(super) fn connection_options(
         reject_unsupported(&http1, &path.field("http_protocol_options"))?;
     }
     if let Some(mut http2) = m.http2_protocol_options.take() {
-        http2_options(&mut http2, &mut options, &path.field("http2_protocol_options"))?;
+        http2_options(
+            &mut http2,
+            &mut options,
+            &path.field("http2_protocol_options"),
+        )?;
     }
     Ok(options)
 }
@@ -95,7 +99,9 @@ fn http2_options(
             "max_outbound_control_frames",
         )?,
         max_consecutive_inbound_frames_with_empty_payload: limit(
-            http2.max_consecutive_inbound_frames_with_empty_payload.take(),
+            http2
+                .max_consecutive_inbound_frames_with_empty_payload
+                .take(),
             defaults.max_consecutive_inbound_frames_with_empty_payload,
             0,
             "max_consecutive_inbound_frames_with_empty_payload",
@@ -107,7 +113,9 @@ fn http2_options(
             "max_inbound_priority_frames_per_stream",
         )?,
         max_inbound_window_update_frames_per_data_frame_sent: limit(
-            http2.max_inbound_window_update_frames_per_data_frame_sent.take(),
+            http2
+                .max_inbound_window_update_frames_per_data_frame_sent
+                .take(),
             defaults.max_inbound_window_update_frames_per_data_frame_sent,
             1,
             "max_inbound_window_update_frames_per_data_frame_sent",
@@ -119,13 +127,17 @@ fn http2_options(
         .map(|streams| streams.value);
     if let Some(mut keepalive) = http2.connection_keepalive.take() {
         let at = path.field("connection_keepalive");
-        let interval = optional_duration(keepalive.interval.take().as_ref(), &at.field("interval"))?
-            .filter(|interval| !interval.is_zero());
+        let interval =
+            optional_duration(keepalive.interval.take().as_ref(), &at.field("interval"))?
+                .filter(|interval| !interval.is_zero());
         let timeout = optional_duration(keepalive.timeout.take().as_ref(), &at.field("timeout"))?;
         options.http2_keepalive = match (interval, timeout) {
             (_, None) => return Err(FieldError::missing(&at.field("timeout"))),
             (_, Some(timeout)) if timeout.is_zero() => {
-                return Err(FieldError::invalid(&at.field("timeout"), "must be at least 1ms"));
+                return Err(FieldError::invalid(
+                    &at.field("timeout"),
+                    "must be at least 1ms",
+                ));
             }
             (Some(interval), Some(timeout)) => Some(Http2Keepalive { interval, timeout }),
             // Without an interval Envoy only pings before reusing an idle upstream
@@ -213,8 +225,14 @@ mod tests {
         })
         .expect("valid");
         assert_eq!(options.idle_timeout, None, "0s disables the idle timeout");
-        assert_eq!(options.max_connection_duration, Some(Duration::from_secs(60)));
-        assert_eq!(options.request_headers_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            options.max_connection_duration,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            options.request_headers_timeout,
+            Some(Duration::from_secs(5))
+        );
         assert!(options.accept_http_10 && options.allow_chunked_length);
         assert!(!options.allow_custom_methods);
         assert_eq!(options.http2_flood_limits.max_outbound_control_frames, 50);
@@ -241,7 +259,10 @@ mod tests {
             ..Default::default()
         })
         .expect_err("timeout is required");
-        assert_eq!(error.field, "http2_protocol_options.connection_keepalive.timeout");
+        assert_eq!(
+            error.field,
+            "http2_protocol_options.connection_keepalive.timeout"
+        );
         let error = translate(hcm::HttpConnectionManager {
             http2_protocol_options: Some(core::Http2ProtocolOptions {
                 max_outbound_control_frames: Some(UInt32Value { value: 0 }),
@@ -250,7 +271,10 @@ mod tests {
             ..Default::default()
         })
         .expect_err("at least 1");
-        assert_eq!(error.field, "http2_protocol_options.max_outbound_control_frames");
+        assert_eq!(
+            error.field,
+            "http2_protocol_options.max_outbound_control_frames"
+        );
     }
 
     #[test]
@@ -263,6 +287,9 @@ mod tests {
             ..Default::default()
         })
         .expect_err("not implemented");
-        assert_eq!(error.field, "http_protocol_options.default_host_for_http_10");
+        assert_eq!(
+            error.field,
+            "http_protocol_options.default_host_for_http_10"
+        );
     }
 }

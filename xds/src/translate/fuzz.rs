@@ -10,10 +10,12 @@ use envoy_types::pb::envoy::config::route::v3 as rds;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use prost::Message;
-use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
+};
 
-use super::reflect::pool;
 use super::TranslateError;
+use super::reflect::pool;
 use crate::config::{Cluster, Listener, RouteConfig};
 
 /// `Any` payloads the translators look into.
@@ -64,7 +66,19 @@ fn value(kind: &Kind, entropy: &mut Entropy<'_>, depth: usize) -> Value {
     match kind {
         Kind::Bool => Value::Bool(entropy.byte() & 1 == 1),
         Kind::String => {
-            let choices = ["", "a", "*", "/", "x.example.com", "127.0.0.1", "0", "envoy.filters.http.router", "\u{0}", "-1", "a b"];
+            let choices = [
+                "",
+                "a",
+                "*",
+                "/",
+                "x.example.com",
+                "127.0.0.1",
+                "0",
+                "envoy.filters.http.router",
+                "\u{0}",
+                "-1",
+                "a b",
+            ];
             Value::String(choices[entropy.below(choices.len())].to_owned())
         }
         Kind::Bytes => Value::Bytes(vec![entropy.byte(); entropy.below(4)].into()),
@@ -74,7 +88,9 @@ fn value(kind: &Kind, entropy: &mut Entropy<'_>, depth: usize) -> Value {
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
             Value::I64([0, 1, -1, 1_000_000_000_000, i64::MAX, i64::MIN][entropy.below(6)])
         }
-        Kind::Uint32 | Kind::Fixed32 => Value::U32([0, 1, 80, 65535, 65536, u32::MAX][entropy.below(6)]),
+        Kind::Uint32 | Kind::Fixed32 => {
+            Value::U32([0, 1, 80, 65535, 65536, u32::MAX][entropy.below(6)])
+        }
         Kind::Uint64 | Kind::Fixed64 => Value::U64([0, 1, 100, u64::MAX][entropy.below(4)]),
         Kind::Float => Value::F32([0.0, 0.5, -1.0, f32::NAN, f32::INFINITY][entropy.below(5)]),
         Kind::Double => Value::F64([0.0, 0.5, 100.0, -1.0, f64::NAN][entropy.below(5)]),
@@ -108,14 +124,20 @@ fn field_value(field: &FieldDescriptor, entropy: &mut Entropy<'_>, depth: usize)
     if field.is_list() {
         let count = entropy.below(3);
         return Some(Value::List(
-            (0..count).map(|_| value(&field.kind(), entropy, depth)).collect(),
+            (0..count)
+                .map(|_| value(&field.kind(), entropy, depth))
+                .collect(),
         ));
     }
     Some(value(&field.kind(), entropy, depth))
 }
 
 /// A random message: some fields set, deeper messages less likely.
-fn message(descriptor: &MessageDescriptor, entropy: &mut Entropy<'_>, depth: usize) -> DynamicMessage {
+fn message(
+    descriptor: &MessageDescriptor,
+    entropy: &mut Entropy<'_>,
+    depth: usize,
+) -> DynamicMessage {
     let mut message = DynamicMessage::new(descriptor.clone());
     if descriptor.full_name() == "google.protobuf.Any" {
         return packed(entropy, depth).unwrap_or(message);
@@ -142,7 +164,10 @@ fn packed(entropy: &mut Entropy<'_>, depth: usize) -> Option<DynamicMessage> {
     let name = PACKED[entropy.below(PACKED.len())];
     let inner = message(&pool.get_message_by_name(name)?, entropy, depth);
     let mut any = DynamicMessage::new(pool.get_message_by_name("google.protobuf.Any")?);
-    any.set_field_by_name("type_url", Value::String(format!("type.googleapis.com/{name}")));
+    any.set_field_by_name(
+        "type_url",
+        Value::String(format!("type.googleapis.com/{name}")),
+    );
     any.set_field_by_name("value", Value::Bytes(inner.encode_to_vec().into()));
     Some(any)
 }
@@ -156,7 +181,7 @@ fn mutate(base: &mut DynamicMessage, entropy: &mut Entropy<'_>, depth: usize) {
         .filter(|(field, _)| matches!(field.kind(), Kind::Message(_)))
         .map(|(field, _)| field)
         .collect();
-    if !set.is_empty() && depth < MAX_DEPTH && entropy.byte() % 3 != 0 {
+    if !set.is_empty() && depth < MAX_DEPTH && !entropy.byte().is_multiple_of(3) {
         let field = &set[entropy.below(set.len())];
         match base.get_field_mut(field) {
             Value::Message(inner) if inner.descriptor().full_name() != "google.protobuf.Any" => {
@@ -177,7 +202,7 @@ fn mutate(base: &mut DynamicMessage, entropy: &mut Entropy<'_>, depth: usize) {
     }
     let field = &fields[entropy.below(fields.len())];
     match field_value(field, entropy, depth) {
-        Some(value) if entropy.byte() % 5 != 0 => base.set_field(field, value),
+        Some(value) if !entropy.byte().is_multiple_of(5) => base.set_field(field, value),
         _ => base.clear_field(field),
     }
 }
