@@ -123,6 +123,14 @@ struct Pings {
 /// Sends `per_tick` PINGs every 10 ms for `ticks` ticks on an h2c connection, reading
 /// what comes back, and waits up to 3 s more for the end.
 async fn ping(addr: SocketAddr, per_tick: usize, ticks: usize) -> Pings {
+    let mut ping = vec![0, 0, 8, 0x6, 0, 0, 0, 0, 0];
+    ping.extend_from_slice(&[0; 8]);
+    flood(addr, &ping, per_tick, ticks).await
+}
+
+/// Sends `frame` `per_tick` times every 10 ms for `ticks` ticks on an h2c connection,
+/// reading what comes back, and waits up to 3 s more for the end.
+async fn flood(addr: SocketAddr, frame: &[u8], per_tick: usize, ticks: usize) -> Pings {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut reader, mut writer) = stream.into_split();
     let mut hello = PREFACE.to_vec();
@@ -169,9 +177,7 @@ async fn ping(addr: SocketAddr, per_tick: usize, ticks: usize) -> Pings {
             }
         }
     });
-    let mut ping = vec![0, 0, 8, 0x6, 0, 0, 0, 0, 0];
-    ping.extend_from_slice(&[0; 8]);
-    let burst = ping.repeat(per_tick);
+    let burst = frame.repeat(per_tick);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     for _ in 0..ticks {
         tick.tick().await;
@@ -204,6 +210,26 @@ async fn a_thousand_pings_a_second_get_goaway_and_a_few_are_answered() {
     // The host itself is unharmed.
     let response = client::h2c(host.addr, hello(host.addr)).await;
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn priority_frames_beyond_100_per_stream_get_goaway() {
+    let host = MeshHost::run(&component("hello"), &[]);
+    // PRIORITY for stream 1 (never opened), depending on stream 0 with weight 16.
+    let priority = [0, 0, 5, 0x2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 15];
+    // 100 are within the allowance of a connection that opened no stream.
+    let allowed = flood(host.addr, &priority, 100, 1).await;
+    assert_eq!(allowed.goaway, None, "{allowed:?}");
+    assert!(!allowed.closed, "{allowed:?}");
+
+    let flooded = flood(host.addr, &priority, 50, 4).await;
+    assert_eq!(
+        flooded.goaway,
+        Some(0xb),
+        "GOAWAY with ENHANCE_YOUR_CALM: {flooded:?}"
+    );
+    assert!(flooded.closed, "{flooded:?}");
+    assert!(host.wait_for_log("HTTP/2 flood (too many PRIORITY frames)"));
 }
 
 /// What one keep-alive client saw.

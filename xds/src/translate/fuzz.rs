@@ -287,3 +287,64 @@ proptest! {
         }
     }
 }
+
+/// The fuzz targets start from valid resources and their mutations reach both answers,
+/// so the properties above are exercised on refusals as well as on acceptances.
+#[test]
+fn the_fuzz_bases_translate_and_their_mutations_are_both_accepted_and_refused() {
+    fn outcomes<P: Message + Default, T: TryFrom<P, Error = TranslateError>>(
+        name: &str,
+        json: &str,
+    ) -> (usize, usize) {
+        let (mut accepted, mut refused) = (0, 0);
+        for seed in 0u8..=255 {
+            let bytes: Vec<u8> = (0..64u8)
+                .map(|i| seed.wrapping_mul(31).wrapping_add(i.wrapping_mul(seed | 1)))
+                .collect();
+            let encoded = resource(name, json, &bytes).expect("base");
+            if let Ok(proto) = P::decode(encoded.as_slice()) {
+                match T::try_from(proto) {
+                    Ok(_) => accepted += 1,
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+        (accepted, refused)
+    }
+    let base = |name: &str, json: &str| resource(name, json, &[]).expect("base");
+    let listener =
+        lds::Listener::decode(base("envoy.config.listener.v3.Listener", LISTENER).as_slice())
+            .expect("decodes");
+    Listener::try_from(listener).expect("the base listener translates");
+    let routes = rds::RouteConfiguration::decode(
+        base("envoy.config.route.v3.RouteConfiguration", ROUTES).as_slice(),
+    )
+    .expect("decodes");
+    RouteConfig::try_from(routes).expect("the base route configuration translates");
+    let cluster = cds::Cluster::decode(base("envoy.config.cluster.v3.Cluster", CLUSTER).as_slice())
+        .expect("decodes");
+    Cluster::try_from(cluster).expect("the base cluster translates");
+
+    for (what, (accepted, refused)) in [
+        (
+            "listeners",
+            outcomes::<lds::Listener, Listener>("envoy.config.listener.v3.Listener", LISTENER),
+        ),
+        (
+            "route configurations",
+            outcomes::<rds::RouteConfiguration, RouteConfig>(
+                "envoy.config.route.v3.RouteConfiguration",
+                ROUTES,
+            ),
+        ),
+        (
+            "clusters",
+            outcomes::<cds::Cluster, Cluster>("envoy.config.cluster.v3.Cluster", CLUSTER),
+        ),
+    ] {
+        assert!(
+            accepted > 0 && refused > 0,
+            "{what}: {accepted} accepted, {refused} refused"
+        );
+    }
+}
