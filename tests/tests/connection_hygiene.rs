@@ -31,6 +31,16 @@ const PATIENCE: Duration = Duration::from_secs(15);
 /// `settings` and routes everything to the `hello` component; `bootstrap` is merged into
 /// the bootstrap's top level.
 fn start(port: u16, settings: Value, bootstrap: Value) -> (tempfile::TempDir, MeshHost) {
+    start_serving("hello", port, settings, bootstrap)
+}
+
+/// `start` with every request routed to `workload`.
+fn start_serving(
+    workload: &str,
+    port: u16,
+    settings: Value,
+    bootstrap: Value,
+) -> (tempfile::TempDir, MeshHost) {
     let mut manager = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "main",
@@ -38,7 +48,7 @@ fn start(port: u16, settings: Value, bootstrap: Value) -> (tempfile::TempDir, Me
             "virtual_hosts": [{
                 "name": "all",
                 "domains": ["*"],
-                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "hello" } }]
+                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": workload } }]
             }]
         },
         "http_filters": [{
@@ -71,7 +81,7 @@ fn start(port: u16, settings: Value, bootstrap: Value) -> (tempfile::TempDir, Me
         "--bootstrap".to_owned(),
         path.display().to_string(),
         "--workload".to_owned(),
-        format!("hello={}", component("hello").display()),
+        format!("{workload}={}", component(workload).display()),
     ]);
     (dir, host)
 }
@@ -85,20 +95,6 @@ fn hello(addr: SocketAddr) -> Request<TestBody> {
         .header("host", addr.to_string())
         .body(client::empty())
         .expect("request")
-}
-
-/// Reads until the peer closes; `false` when it did not within `wait`.
-async fn closes_within(stream: &mut TcpStream, wait: Duration) -> bool {
-    let mut sink = [0u8; 4096];
-    let closing = async {
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(wait, closing).await.is_ok()
 }
 
 /// A raw h2c connection that has sent its preface and an empty SETTINGS frame.
@@ -210,9 +206,11 @@ async fn a_connection_in_use_outlives_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn max_connection_duration_sends_goaway_on_h2c_and_closes_http1_after_a_response() {
+async fn max_connection_duration_sends_goaway_on_h2c_and_closes_http1_after_the_response_in_flight()
+{
     let port = free_port();
-    let (_dir, _host) = start(
+    let (_dir, _host) = start_serving(
+        "slow",
         port,
         json!({ "common_http_protocol_options": { "max_connection_duration": "2s" } }),
         json!({}),
@@ -226,37 +224,56 @@ async fn max_connection_duration_sends_goaway_on_h2c_and_closes_http1_after_a_re
         "GOAWAY at the maximum duration: {frames:?}"
     );
 
-    // HTTP/1.1 keep-alive requests go on until one answer says `connection: close`;
-    // every request sent is answered.
+    // An idle HTTP/1.1 connection is closed at the maximum duration.
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (mut idle, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");
-    tokio::spawn(connection);
-    let mut told_to_close = false;
-    for _ in 0..100 {
-        if sender.ready().await.is_err() {
-            break;
-        }
-        let response = sender
-            .send_request(hello(addr))
-            .await
-            .expect("every request sent is answered");
-        assert_eq!(response.status(), 200);
-        told_to_close = response
+    let idle_connection = tokio::spawn(connection);
+    let quick = Request::get("/?chunks=1&delay_ms=0")
+        .header("host", addr.to_string())
+        .body(client::empty())
+        .expect("request");
+    let response = idle.send_request(quick).await.expect("answered");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("body");
+
+    // One whose request is still being answered at that time is answered in full, with
+    // `connection: close`.
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut busy, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    let busy_connection = tokio::spawn(connection);
+    let slow = Request::get("/?sleep_ms=3000&chunks=1&delay_ms=0")
+        .header("host", addr.to_string())
+        .body(client::empty())
+        .expect("request");
+    let response = busy.send_request(slow).await.expect("answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
             .headers()
             .get(http::header::CONNECTION)
-            .is_some_and(|value| value == "close");
-        response.into_body().collect().await.expect("body");
-        if told_to_close {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        told_to_close,
-        "an answer said connection: close within 10 s"
+            .map(|value| value.as_bytes()),
+        Some(&b"close"[..]),
+        "{:?}",
+        response.headers()
     );
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(&body[..], b"chunk\n");
+    for (what, connection) in [("idle", idle_connection), ("busy", busy_connection)] {
+        tokio::time::timeout(PATIENCE, connection)
+            .await
+            .unwrap_or_else(|_| panic!("the {what} HTTP/1.1 connection is closed"))
+            .expect("client task")
+            .expect("closed cleanly, not reset");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
