@@ -31,13 +31,15 @@ const PATIENCE: Duration = Duration::from_secs(15);
 /// `settings` and routes everything to the `hello` component; `bootstrap` is merged into
 /// the bootstrap's top level.
 fn start(port: u16, settings: Value, bootstrap: Value) -> (tempfile::TempDir, MeshHost) {
-    start_serving("hello", port, settings, bootstrap)
+    start_serving("hello", port, json!({}), settings, bootstrap)
 }
 
-/// `start` with every request routed to `workload`.
+/// `start` with every request routed to `workload` and `listener_settings` merged into
+/// the listener.
 fn start_serving(
     workload: &str,
     port: u16,
+    listener_settings: Value,
     settings: Value,
     bootstrap: Value,
 ) -> (tempfile::TempDir, MeshHost) {
@@ -70,6 +72,12 @@ fn start_serving(
             }] }]
         }] }
     });
+    if let (Some(listener), Value::Object(extra)) = (
+        config["static_resources"]["listeners"][0].as_object_mut(),
+        listener_settings,
+    ) {
+        listener.extend(extra);
+    }
     if let (Some(config), Value::Object(extra)) = (config.as_object_mut(), bootstrap) {
         config.extend(extra);
     }
@@ -212,6 +220,7 @@ async fn max_connection_duration_sends_goaway_on_h2c_and_closes_http1_after_the_
     let (_dir, _host) = start_serving(
         "slow",
         port,
+        json!({}),
         json!({ "common_http_protocol_options": { "max_connection_duration": "2s" } }),
         json!({}),
     );
@@ -316,6 +325,52 @@ async fn http2_keepalive_pings_and_closes_a_client_that_does_not_answer() {
         .await
         .expect("the answering client's connection is still open");
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listener_filters_timeout_closes_a_silent_connection_unless_told_to_continue_as_http1() {
+    let closing_port = free_port();
+    let (_closing_dir, _closing) = start_serving(
+        "hello",
+        closing_port,
+        json!({ "listener_filters_timeout": "1s" }),
+        json!({}),
+        json!({}),
+    );
+    let mut silent = TcpStream::connect(local(closing_port))
+        .await
+        .expect("connect");
+    let mut sink = [0u8; 64];
+    let read = tokio::time::timeout(PATIENCE, silent.read(&mut sink))
+        .await
+        .expect("closed at the detection timeout");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed without an answer: {read:?}"
+    );
+
+    let continuing_port = free_port();
+    let (_continuing_dir, _continuing) = start_serving(
+        "hello",
+        continuing_port,
+        json!({
+            "listener_filters_timeout": "1s",
+            "continue_on_listener_filters_timeout": true
+        }),
+        json!({}),
+        json!({}),
+    );
+    let addr = local(continuing_port);
+    let mut late = TcpStream::connect(addr).await.expect("connect");
+    // Silent for twice the detection timeout, then an HTTP/1.1 request.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    late.write_all(request.as_bytes())
+        .await
+        .expect("still open");
+    let mut head = [0u8; 12];
+    late.read_exact(&mut head).await.expect("answered");
+    assert_eq!(&head, b"HTTP/1.1 200");
 }
 
 /// Opens a keep-alive HTTP/1.1 connection and is answered once on it.

@@ -29,7 +29,7 @@ pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
 /// The embedded front end's connection idle timeout (Envoy's default, one hour, suits a
 /// proxy behind a load balancer more than a server facing clients).
-pub const EMBEDDED_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const EMBEDDED_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// HTTP/2 keepalive pings (Envoy's `connection_keepalive`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,8 +48,7 @@ pub use connection_limits::GlobalConnections;
 pub use drain::DrainPlan;
 pub use forwarded::Forwarding;
 pub use http_settings::{
-    Codec, DEFAULT_REQUEST_HEADERS_TIMEOUT, EMBEDDED_IDLE_TIMEOUT, Http2Keepalive, HttpSettings,
-    ServerHeader,
+    Codec, DEFAULT_REQUEST_HEADERS_TIMEOUT, Http2Keepalive, HttpSettings, ServerHeader,
 };
 pub use http1_head::Http1Rules;
 pub use http2_frames::Http2Limits;
