@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use prost::Message;
-use prost_types::FileDescriptorSet;
+use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -28,9 +28,57 @@ fn main() -> Result<(), BoxError> {
     for file in &mut set.file {
         file.source_code_info = None;
     }
+    if !set
+        .file
+        .iter()
+        .any(|f| f.package.as_deref() == Some("udpa.type.v1"))
+    {
+        set.file.push(udpa_typed_struct());
+    }
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("envoy_descriptors.bin");
     std::fs::write(out, set.encode_to_vec())?;
     Ok(())
+}
+
+/// `udpa.type.v1.TypedStruct`, the predecessor of `xds.type.v3.TypedStruct` that Envoy still
+/// accepts in `typed_config` (Istio sends it); envoy-types does not ship its proto.
+fn udpa_typed_struct() -> FileDescriptorProto {
+    use prost_types::field_descriptor_proto::{Label, Type};
+    let field = |name: &str, number, ty: Type, type_name: Option<&str>| FieldDescriptorProto {
+        name: Some(name.to_owned()),
+        number: Some(number),
+        label: Some(Label::Optional as i32),
+        r#type: Some(ty as i32),
+        type_name: type_name.map(str::to_owned),
+        json_name: Some(
+            name.split('_')
+                .enumerate()
+                .map(|(i, part)| {
+                    let mut chars = part.chars();
+                    match (i, chars.next()) {
+                        (0, _) | (_, None) => part.to_owned(),
+                        (_, Some(first)) => first.to_uppercase().chain(chars).collect(),
+                    }
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    FileDescriptorProto {
+        name: Some("udpa/type/v1/typed_struct.proto".to_owned()),
+        package: Some("udpa.type.v1".to_owned()),
+        dependency: vec!["google/protobuf/struct.proto".to_owned()],
+        message_type: vec![DescriptorProto {
+            name: Some("TypedStruct".to_owned()),
+            field: vec![
+                field("type_url", 1, Type::String, None),
+                field("value", 2, Type::Message, Some(".google.protobuf.Struct")),
+            ],
+            ..Default::default()
+        }],
+        syntax: Some("proto3".to_owned()),
+        ..Default::default()
+    }
 }
 
 /// The directory of the envoy-types package this build resolved.

@@ -35,6 +35,7 @@ fn route(prefix: String, cluster: String) -> Route {
             max_stream_duration: None,
             grpc_timeout_header_max: None,
             retry_policy: None,
+            hash_policy: Vec::new(),
         })),
         headers: HeaderMutations::default(),
         typed_per_filter_config: Default::default(),
@@ -80,6 +81,7 @@ fn many_vhosts(n: usize) -> RouteTable {
 fn table(virtual_hosts: Vec<VirtualHost>) -> RouteTable {
     RouteTable::new(Arc::new(RouteConfig {
         name: "bench".into(),
+        ignore_port_in_host_matching: false,
         virtual_hosts,
         headers: HeaderMutations::default(),
         typed_per_filter_config: Default::default(),

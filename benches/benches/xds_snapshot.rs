@@ -1,5 +1,7 @@
-//! Decode + validate + publish of a large xDS snapshot: 10,000 routes and 1,000 EDS clusters,
-//! fed to the ADS state machine as the four encoded SotW responses a control plane would send.
+//! Decode + validate + publish of a large xDS snapshot in Envoy Gateway's shape: 10,000 routes
+//! (with their metadata and websocket upgrade) and 1,000 EDS clusters (least request with
+//! locality weighting, circuit breakers, endpoint and locality metadata), fed to the ADS state
+//! machine as the four encoded SotW responses a control plane would send.
 
 #![allow(missing_docs)]
 
@@ -16,9 +18,10 @@ use mesh_xds::envoy_types::pb::envoy::config::endpoint::v3 as eds;
 use mesh_xds::envoy_types::pb::envoy::config::listener::v3 as lds;
 use mesh_xds::envoy_types::pb::envoy::config::route::v3 as rds;
 use mesh_xds::envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use mesh_xds::envoy_types::pb::envoy::extensions::load_balancing_policies as lb;
 use mesh_xds::envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use mesh_xds::envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
-use mesh_xds::envoy_types::pb::google::protobuf::Any;
+use mesh_xds::envoy_types::pb::google::protobuf::{Any, Struct, UInt32Value, Value, value};
 use mesh_xds::prost::{Message, Name};
 use mesh_xds::store::ConfigStore;
 
@@ -38,6 +41,41 @@ fn ads_source() -> core::ConfigSource {
         config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
             Default::default(),
         )),
+        ..Default::default()
+    }
+}
+
+/// Envoy Gateway's `filter_metadata: {envoy-gateway: {resources: [{kind, name}]}}`.
+fn gateway_metadata(kind: &str, name: &str) -> core::Metadata {
+    let string = |s: &str| Value {
+        kind: Some(value::Kind::StringValue(s.to_owned())),
+    };
+    let resource = Struct {
+        fields: [
+            ("kind".to_owned(), string(kind)),
+            ("name".to_owned(), string(name)),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let resources = Value {
+        kind: Some(value::Kind::ListValue(
+            mesh_xds::envoy_types::pb::google::protobuf::ListValue {
+                values: vec![Value {
+                    kind: Some(value::Kind::StructValue(resource)),
+                }],
+            },
+        )),
+    };
+    core::Metadata {
+        filter_metadata: [(
+            "envoy-gateway".to_owned(),
+            Struct {
+                fields: [("resources".to_owned(), resources)].into_iter().collect(),
+            },
+        )]
+        .into_iter()
+        .collect(),
         ..Default::default()
     }
 }
@@ -92,8 +130,11 @@ fn route_config() -> rds::RouteConfiguration {
         .map(|h| rds::VirtualHost {
             name: format!("vh{h}"),
             domains: vec![format!("svc{h}.mesh.local")],
+            metadata: Some(gateway_metadata("Gateway", "eg")),
             routes: (0..per_host)
                 .map(|r| rds::Route {
+                    name: format!("httproute/default/route{h}/rule/{r}/match/0"),
+                    metadata: Some(gateway_metadata("HTTPRoute", &format!("route{h}"))),
                     r#match: Some(rds::RouteMatch {
                         path_specifier: Some(rds::route_match::PathSpecifier::Prefix(format!(
                             "/api/{r}/"
@@ -120,6 +161,10 @@ fn route_config() -> rds::RouteConfiguration {
                         cluster_specifier: Some(rds::route_action::ClusterSpecifier::Cluster(
                             format!("c{}", (h * per_host + r) % CLUSTERS),
                         )),
+                        upgrade_configs: vec![rds::route_action::UpgradeConfig {
+                            upgrade_type: "websocket".to_owned(),
+                            ..Default::default()
+                        }],
                         ..Default::default()
                     })),
                     ..Default::default()
@@ -130,6 +175,7 @@ fn route_config() -> rds::RouteConfiguration {
         .collect();
     rds::RouteConfiguration {
         name: "routes".to_owned(),
+        ignore_port_in_host_matching: true,
         virtual_hosts,
         ..Default::default()
     }
@@ -145,6 +191,37 @@ fn cluster(i: usize) -> cds::Cluster {
             eds_config: Some(ads_source()),
             service_name: String::new(),
         }),
+        connect_timeout: Some(mesh_xds::envoy_types::pb::google::protobuf::Duration {
+            seconds: 10,
+            nanos: 0,
+        }),
+        dns_lookup_family: cds::cluster::DnsLookupFamily::V4Preferred as i32,
+        ignore_health_on_host_removal: true,
+        per_connection_buffer_limit_bytes: Some(UInt32Value { value: 32768 }),
+        circuit_breakers: Some(cds::CircuitBreakers {
+            thresholds: vec![cds::circuit_breakers::Thresholds {
+                max_retries: Some(UInt32Value { value: 1024 }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        load_balancing_policy: Some(cds::LoadBalancingPolicy {
+            policies: vec![cds::load_balancing_policy::Policy {
+                typed_extension_config: Some(core::TypedExtensionConfig {
+                    name: "envoy.load_balancing_policies.least_request".to_owned(),
+                    typed_config: Some(any(&lb::least_request::v3::LeastRequest {
+                        locality_lb_config: Some(lb::common::v3::LocalityLbConfig {
+                            locality_config_specifier: Some(
+                                lb::common::v3::locality_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(
+                                    Default::default(),
+                                ),
+                            ),
+                        }),
+                        ..Default::default()
+                    })),
+                }),
+            }],
+        }),
         ..Default::default()
     }
 }
@@ -153,6 +230,12 @@ fn assignment(i: usize) -> eds::ClusterLoadAssignment {
     eds::ClusterLoadAssignment {
         cluster_name: format!("c{i}"),
         endpoints: vec![eds::LocalityLbEndpoints {
+            locality: Some(core::Locality {
+                region: format!("c{i}/backend/0"),
+                ..Default::default()
+            }),
+            metadata: Some(gateway_metadata("Service", &format!("backend{i}"))),
+            load_balancing_weight: Some(UInt32Value { value: 1 }),
             lb_endpoints: (0..3)
                 .map(|e| eds::LbEndpoint {
                     host_identifier: Some(eds::lb_endpoint::HostIdentifier::Endpoint(
@@ -161,6 +244,7 @@ fn assignment(i: usize) -> eds::ClusterLoadAssignment {
                             ..Default::default()
                         },
                     )),
+                    load_balancing_weight: Some(UInt32Value { value: 1 }),
                     ..Default::default()
                 })
                 .collect(),
@@ -233,7 +317,7 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("xds_snapshot");
     group.sample_size(10);
-    group.bench_function("decode_validate_publish_10k_routes_1k_eds_clusters", |b| {
+    group.bench_function("envoy_gateway_10k_routes_1k_eds_clusters", |b| {
         b.iter(|| apply(std::hint::black_box(&responses)))
     });
     group.finish();

@@ -120,6 +120,8 @@ pub fn send(
         cluster: forward.cluster.clone(),
         timeout,
         retry: forward.retry_policy.clone(),
+        hash_policy: forward.hash_policy.clone(),
+        source_ip: None,
     };
     let sent = snapshot.upstream.send(request, route);
     let workload = workload.clone();

@@ -134,6 +134,8 @@ mod tests {
                     },
                     weight: 1,
                     health: HealthStatus::Healthy,
+                    health_check_port: None,
+                    disable_active_health_check: false,
                 }],
             }],
         })

@@ -141,7 +141,7 @@ fn assert_loaded(b: &Bootstrap) {
 
     let backend = &b.static_config.clusters["backend"];
     assert_eq!(backend.discovery, Discovery::StrictDns);
-    assert_eq!(backend.lb_policy, LbPolicy::LeastRequest);
+    assert_eq!(backend.lb_policy, LbPolicy::LEAST_REQUEST);
     assert_eq!(backend.connect_timeout, Duration::from_secs(2));
     assert_eq!(backend.protocol, UpstreamProtocol::Http2);
     assert_eq!(backend.circuit_breakers.max_connections, 100);
@@ -239,11 +239,11 @@ fn unsupported_bootstrap_part_is_named() {
 
 #[test]
 fn unsupported_lb_policy_names_cluster_index() {
-    let text = ENVOY_YAML.replace("lb_policy: LEAST_REQUEST", "lb_policy: MAGLEV");
-    let err = parse_yaml(&text).expect_err("maglev");
+    let text = ENVOY_YAML.replace("lb_policy: LEAST_REQUEST", "lb_policy: CLUSTER_PROVIDED");
+    let err = parse_yaml(&text).expect_err("cluster provided");
     assert_eq!(
         err.to_string(),
-        "envoy.yaml: static_resources.clusters[0].lb_policy: MAGLEV is not supported"
+        "envoy.yaml: static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not supported"
     );
 }
 
@@ -317,13 +317,8 @@ fn envoy_gateway_cluster_yaml() -> String {
 
 #[test]
 fn extension_types_in_any_parse_wherever_they_appear() {
-    let err = parse_yaml(&envoy_gateway_cluster_yaml()).expect_err("policy not honoured yet");
-    assert!(
-        matches!(err, BootstrapError::Invalid { .. }),
-        "the document parses; translation refuses it: {err}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "envoy.yaml: static_resources.clusters[0].load_balancing_policy is not supported"
-    );
+    let b = parse_yaml(&envoy_gateway_cluster_yaml()).expect("Envoy Gateway's cluster loads");
+    let backend = &b.static_config.clusters["backend"];
+    assert_eq!(backend.lb_policy, LbPolicy::LEAST_REQUEST);
+    assert!(backend.locality_weighted);
 }

@@ -134,18 +134,22 @@ fn cluster_http2_comes_from_typed_protocol_options() {
 }
 
 #[test]
-fn cluster_unsupported_lb_policy_and_health_checks_are_named() {
+fn cluster_provided_lb_policy_and_a_second_health_check_are_named() {
     let mut c = eds_cluster("c1");
-    c.lb_policy = cds::cluster::LbPolicy::RingHash as i32;
+    c.lb_policy = cds::cluster::LbPolicy::ClusterProvided as i32;
     assert_eq!(
-        Cluster::try_from(c).expect_err("ring hash").to_string(),
-        "cluster \"c1\": lb_policy: RING_HASH is not supported"
+        Cluster::try_from(c)
+            .expect_err("cluster provided")
+            .to_string(),
+        "cluster \"c1\": lb_policy: CLUSTER_PROVIDED is not supported"
     );
     let mut c = eds_cluster("c1");
-    c.health_checks = vec![Default::default()];
+    c.health_checks = vec![Default::default(), Default::default()];
     assert_eq!(
-        Cluster::try_from(c).expect_err("health checks").to_string(),
-        "cluster \"c1\": health_checks is not supported"
+        Cluster::try_from(c)
+            .expect_err("two health checks")
+            .to_string(),
+        "cluster \"c1\": health_checks[1]: only one health check per cluster is supported"
     );
 }
 

@@ -303,12 +303,9 @@ fn rewrites_redirects_and_direct_responses_translate() {
 }
 
 #[test]
-fn ignore_port_in_host_matching_true_is_rejected_by_name() {
+fn ignore_port_in_host_matching_is_carried_to_the_route_table() {
     let mut config = route_config("r1", vec![prefix_route("/", "c")]);
     config.ignore_port_in_host_matching = true;
-    let error = mesh_xds::config::RouteConfig::try_from(config).expect_err("must be rejected");
-    assert!(
-        error.to_string().contains("ignore_port_in_host_matching"),
-        "{error}"
-    );
+    let translated = mesh_xds::config::RouteConfig::try_from(config).expect("honoured");
+    assert!(translated.ignore_port_in_host_matching);
 }

@@ -20,9 +20,11 @@ pub(super) struct Limits {
     retries: Arc<AtomicU32>,
 }
 
-/// One open connection, counted until dropped.
+/// One open connection, counted until dropped (by the cluster, and by its
+/// endpoint when `per_host_thresholds` limit it).
 pub(super) struct ConnectionPermit {
     _permit: OwnedSemaphorePermit,
+    _host: Option<OwnedSemaphorePermit>,
 }
 
 /// One active request (or retry), counted until dropped.
@@ -57,25 +59,56 @@ impl Limits {
         }
     }
 
-    /// A connection slot: at once if one is free, else after waiting as a
+    /// A connection slot (of the cluster, and of the endpoint's `host` limit
+    /// when it has one): at once if both are free, else after waiting as a
     /// pending request, unless `max_pending_requests` are already waiting.
-    pub(super) async fn connection(&self) -> Result<ConnectionPermit, ConnectError> {
-        if let Ok(permit) = self.connections.clone().try_acquire_owned() {
-            return Ok(ConnectionPermit { _permit: permit });
+    pub(super) async fn connection(
+        &self,
+        host: Option<&Arc<Semaphore>>,
+    ) -> Result<ConnectionPermit, ConnectError> {
+        let now = || -> Option<ConnectionPermit> {
+            let permit = self.connections.clone().try_acquire_owned().ok()?;
+            let host = match host {
+                Some(host) => Some(host.clone().try_acquire_owned().ok()?),
+                None => None,
+            };
+            Some(ConnectionPermit {
+                _permit: permit,
+                _host: host,
+            })
+        };
+        if let Some(permit) = now() {
+            return Ok(permit);
         }
         let waiting = self.pending.fetch_add(1, Ordering::AcqRel);
         let permit = if waiting >= self.thresholds.max_pending_requests {
             Err(ConnectError::Overflow(Overflow::Pending))
         } else {
-            self.connections
-                .clone()
-                .acquire_owned()
-                .await
-                .map(|permit| ConnectionPermit { _permit: permit })
-                .map_err(|_| ConnectError::Overflow(Overflow::Pending))
+            self.wait_for_connection(host).await
         };
         self.pending.fetch_sub(1, Ordering::AcqRel);
         permit
+    }
+
+    async fn wait_for_connection(
+        &self,
+        host: Option<&Arc<Semaphore>>,
+    ) -> Result<ConnectionPermit, ConnectError> {
+        let overflow = |_| ConnectError::Overflow(Overflow::Pending);
+        let host = match host {
+            Some(host) => Some(host.clone().acquire_owned().await.map_err(overflow)?),
+            None => None,
+        };
+        let permit = self
+            .connections
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(overflow)?;
+        Ok(ConnectionPermit {
+            _permit: permit,
+            _host: host,
+        })
     }
 
     /// An active-request slot, or overflow.
@@ -123,6 +156,7 @@ mod tests {
             max_requests,
             max_retries: 1,
             retry_budget: None,
+            per_host_max_connections: None,
         })
     }
 
@@ -188,20 +222,45 @@ mod tests {
     #[tokio::test]
     async fn connections_wait_as_pending_then_overflow() {
         let limits = Arc::new(limits(1, 1, 10));
-        let held = limits.connection().await.expect("free slot");
+        let held = limits.connection(None).await.expect("free slot");
         let waiter = tokio::spawn({
             let limits = limits.clone();
-            async move { limits.connection().await.is_ok() }
+            async move { limits.connection(None).await.is_ok() }
         });
         // Let the waiter register as pending.
         while limits.pending.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
         assert!(matches!(
-            limits.connection().await,
+            limits.connection(None).await,
             Err(ConnectError::Overflow(Overflow::Pending))
         ));
         drop(held);
         assert!(waiter.await.expect("waiter task"));
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_limit_makes_connections_wait_even_with_cluster_room() {
+        let limits = limits(10, 10, 10);
+        let host = Arc::new(Semaphore::new(1));
+        let held = limits
+            .connection(Some(&host))
+            .await
+            .expect("first connection");
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            limits.connection(Some(&host)),
+        )
+        .await;
+        assert!(
+            waiting.is_err(),
+            "a second connection to the endpoint waits"
+        );
+        assert!(
+            limits.connection(None).await.is_ok(),
+            "other endpoints still connect"
+        );
+        drop(held);
+        assert!(limits.connection(Some(&host)).await.is_ok());
     }
 }

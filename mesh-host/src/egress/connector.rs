@@ -16,6 +16,7 @@ use mesh_xds::config::HostPort;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -46,6 +47,8 @@ pub(super) struct UpstreamTls {
 pub(super) struct EndpointConnector {
     pub(super) address: HostPort,
     pub(super) transport: Transport,
+    /// The endpoint's own connection limit (`per_host_thresholds`).
+    pub(super) per_host: Option<Arc<Semaphore>>,
 }
 
 impl tower::Service<http::Uri> for EndpointConnector {
@@ -64,10 +67,15 @@ impl tower::Service<http::Uri> for EndpointConnector {
 }
 
 impl EndpointConnector {
-    async fn connect(self) -> Result<UpstreamStream, ConnectError> {
+    /// A connection to the endpoint, counted by the breakers.
+    pub(super) async fn connect(self) -> Result<UpstreamStream, ConnectError> {
         // Waiting here is Envoy's "pending request": every connection is in
-        // use and the cluster may open no more.
-        let permit = self.transport.limits.connection().await?;
+        // use and the cluster (or the endpoint) may open no more.
+        let permit = self
+            .transport
+            .limits
+            .connection(self.per_host.as_ref())
+            .await?;
         let timeout = self.transport.connect_timeout;
         let tcp = tokio::time::timeout(timeout, self.tcp())
             .await

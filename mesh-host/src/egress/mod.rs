@@ -2,19 +2,24 @@
 //! endpoints, whether it came from a downstream client (a route to a remote
 //! cluster) or from a component (the egress path). Pooled connections per
 //! endpoint (hyper-util's client), HTTP/1.1 or HTTP/2 per request, upstream
-//! TLS, load balancing, outlier detection, circuit breakers, timeouts and
-//! retries with Envoy's meaning.
+//! TLS, load balancing (round robin, least request, random, ring hash,
+//! maglev, locality weights), active health checks, outlier detection,
+//! circuit breakers, timeouts and retries with Envoy's meaning.
 
 mod balancer;
 mod breakers;
 mod cluster;
 mod connector;
+mod consistent_hash;
 mod error;
+mod health_check;
 mod outlier;
 mod replay;
+mod request_hash;
 mod retry;
 mod upstream_tls;
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,7 +33,7 @@ use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use mesh_policies::grpc::is_grpc_content_type;
-use mesh_xds::config::{MeshConfig, RetryPolicy, UpstreamProtocol};
+use mesh_xds::config::{HashPolicy, MeshConfig, RetryPolicy, UpstreamProtocol};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 pub use breakers::Overflow;
@@ -58,6 +63,10 @@ pub struct UpstreamRoute {
     pub timeout: Option<Duration>,
     /// The route's retry policy.
     pub retry: Option<Arc<RetryPolicy>>,
+    /// The route's hash policy, for ring hash and maglev clusters.
+    pub hash_policy: Arc<[HashPolicy]>,
+    /// The downstream client's address (hash policies on the source IP), if any.
+    pub source_ip: Option<IpAddr>,
 }
 
 /// The upstream client of one configuration snapshot: its clusters and endpoints, with the
@@ -84,14 +93,22 @@ impl Egress {
     /// Sends `request` (absolute URI, or a `Host` header) to `route.cluster`.
     pub fn send(
         &self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         route: UpstreamRoute,
     ) -> BoxFuture<'static, Result<http::Response<WasiBody>, EgressError>> {
         let cluster = self.clusters.get(&route.cluster).cloned();
         Box::pin(async move {
             let cluster =
                 cluster.ok_or_else(|| EgressError::UnknownCluster(route.cluster.clone()))?;
-            let work = send_to_cluster(cluster, request, route.retry);
+            let hash = if route.hash_policy.is_empty() {
+                None
+            } else {
+                let (parts, body) = request.into_parts();
+                let hash = request_hash::request_hash(&route.hash_policy, &parts, route.source_ip);
+                request = http::Request::from_parts(parts, body);
+                hash
+            };
+            let work = send_to_cluster(cluster, request, route.retry, hash);
             match route.timeout {
                 Some(limit) => tokio::time::timeout(limit, work)
                     .await
@@ -191,8 +208,10 @@ async fn send_to_cluster(
     cluster: Arc<ClusterState>,
     request: http::Request<WasiBody>,
     retry: Option<Arc<RetryPolicy>>,
+    hash: Option<u64>,
 ) -> Result<http::Response<WasiBody>, EgressError> {
     let name = &cluster.config.name;
+    cluster.note_traffic();
     let active = cluster
         .limits
         .request()
@@ -213,7 +232,7 @@ async fn send_to_cluster(
     let mut retry_slot: Option<Counted> = None;
     for attempt in 0.. {
         let index = cluster
-            .pick(&tried)
+            .pick(&tried, hash)
             .ok_or_else(|| EgressError::NoHealthyEndpoint(name.clone()))?;
         let host = &cluster.hosts[index];
         let body = match (&replay, once.take()) {

@@ -27,6 +27,8 @@ pub(super) async fn forward_upstream(
         cluster: forward.cluster.clone(),
         timeout,
         retry: forward.retry_policy.clone(),
+        hash_policy: forward.hash_policy.clone(),
+        source_ip: Some(meta.remote_ip),
     };
     match upstream
         .send(http::Request::from_parts(head, body), route)

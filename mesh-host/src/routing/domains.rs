@@ -2,9 +2,9 @@
 //!
 //! Precedence: exact domain, then suffix wildcards (`*.example.com`, `*-bar.example.com`)
 //! longest first, then prefix wildcards (`foo.*`) longest first, then the `*` virtual host.
-//! The port is part of the authority: `example.com` does not match `example.com:8080`
-//! (Envoy only strips it with `ignore_port_in_host_matching`, which the xds layer does not
-//! carry). Wildcards are kept in one hash map per distinct length, so a lookup costs one hash
+//! The port is part of the authority: `example.com` does not match `example.com:8080`,
+//! unless the route configuration sets `ignore_port_in_host_matching`, which strips a numeric
+//! port from the authority (not from the domains) before matching. Wildcards are kept in one hash map per distinct length, so a lookup costs one hash
 //! probe per distinct wildcard length, not one comparison per virtual host.
 
 use std::borrow::Cow;
@@ -25,9 +25,19 @@ pub(super) struct DomainIndex {
     /// `foo.*` stored as `foo.`, grouped by that length, longest first.
     prefixes: Vec<WildcardGroup>,
     default: Option<usize>,
+    ignore_port: bool,
 }
 
 impl DomainIndex {
+    /// An empty index; `ignore_port` is the route configuration's
+    /// `ignore_port_in_host_matching`.
+    pub(super) fn new(ignore_port: bool) -> Self {
+        Self {
+            ignore_port,
+            ..Self::default()
+        }
+    }
+
     /// Registers `domain` (lower-cased, as Envoy does) for virtual host `vhost`.
     ///
     /// A domain listed twice, in one virtual host or in two, is an error, as in Envoy.
@@ -71,7 +81,10 @@ impl DomainIndex {
         if self.exact.is_empty() && self.suffixes.is_empty() && self.prefixes.is_empty() {
             return self.default;
         }
-        let authority = authority?;
+        let mut authority = authority?;
+        if self.ignore_port {
+            authority = without_port(authority);
+        }
         let host: Cow<'_, [u8]> = if authority.iter().any(u8::is_ascii_uppercase) {
             Cow::Owned(authority.to_ascii_lowercase())
         } else {
@@ -84,6 +97,20 @@ impl DomainIndex {
             .or_else(|| longest_wildcard(&self.prefixes, &host, |h, len| &h[..len]))
             .or(self.default)
     }
+}
+
+/// The authority without a trailing `:port` (Envoy's `getPortStart`: after an IPv6
+/// literal's `]`, digits only).
+fn without_port(authority: &[u8]) -> &[u8] {
+    let Some(colon) = authority.iter().rposition(|b| *b == b':') else {
+        return authority;
+    };
+    let (host, port) = (&authority[..colon], &authority[colon + 1..]);
+    let ipv6_without_brackets = host.contains(&b':') && !host.ends_with(b"]");
+    if port.is_empty() || !port.iter().all(u8::is_ascii_digit) || ipv6_without_brackets {
+        return authority;
+    }
+    host
 }
 
 fn by_length(groups: &mut Vec<WildcardGroup>, len: usize) -> &mut HashMap<Box<[u8]>, usize> {
@@ -170,6 +197,32 @@ mod tests {
         let i = index(&["example.com", "example.com:8080"]);
         assert_eq!(find(&i, "example.com:8080"), Some(1));
         assert_eq!(find(&i, "example.com:9090"), None);
+    }
+
+    #[test]
+    fn ignore_port_in_host_matching_strips_the_port_of_the_authority_only() {
+        let mut i = DomainIndex::new(true);
+        for (vhost, domain) in ["example.com", "*.example.org", "[::1]", "other.com:8080"]
+            .iter()
+            .enumerate()
+        {
+            i.insert(domain, vhost, "rc").expect("unique domains");
+        }
+        assert_eq!(find(&i, "example.com:8080"), Some(0));
+        assert_eq!(find(&i, "example.com"), Some(0));
+        assert_eq!(find(&i, "a.example.org:443"), Some(1));
+        assert_eq!(find(&i, "[::1]:80"), Some(2));
+        assert_eq!(
+            find(&i, "other.com:8080"),
+            None,
+            "the domain's port is not stripped"
+        );
+        assert_eq!(
+            without_port(b"::1"),
+            b"::1",
+            "a bare IPv6 literal has no port"
+        );
+        assert_eq!(without_port(b"host:http"), b"host:http");
     }
 
     #[test]

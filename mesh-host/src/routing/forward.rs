@@ -9,7 +9,7 @@ use http::header::HOST;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use mesh_xds::config::{ClusterSpecifier, ForwardAction, RetryPolicy};
+use mesh_xds::config::{ClusterSpecifier, ForwardAction, HashPolicy, RetryPolicy};
 
 use super::RouteTableError;
 use super::actions::{PathRewrite, WeightedClusters, WeightedEntry};
@@ -54,6 +54,8 @@ pub struct ForwardDecision {
     pub grpc_timeout_header_max: Option<Duration>,
     /// The route's retry policy, else its virtual host's.
     pub retry_policy: Option<Arc<RetryPolicy>>,
+    /// The route's hash policy (ring hash and maglev clusters).
+    pub hash_policy: Arc<[HashPolicy]>,
 }
 
 impl ForwardDecision {
@@ -132,6 +134,7 @@ pub(super) struct CompiledForward {
     max_stream_duration: Option<Duration>,
     grpc_timeout_header_max: Option<Duration>,
     retry_policy: Option<Arc<RetryPolicy>>,
+    hash_policy: Arc<[HashPolicy]>,
 }
 
 #[derive(Debug)]
@@ -235,6 +238,7 @@ impl CompiledForward {
             max_stream_duration: forward.max_stream_duration,
             grpc_timeout_header_max: forward.grpc_timeout_header_max,
             retry_policy: forward.retry_policy.clone().map(Arc::new),
+            hash_policy: forward.hash_policy.clone().into(),
         })
     }
 
@@ -275,6 +279,7 @@ impl CompiledForward {
             max_stream_duration: self.max_stream_duration,
             grpc_timeout_header_max: self.grpc_timeout_header_max,
             retry_policy: self.retry_policy.clone(),
+            hash_policy: self.hash_policy.clone(),
         })
     }
 }

@@ -27,9 +27,11 @@
 //!     max_stream_duration: None,
 //!     grpc_timeout_header_max: None,
 //!     retry_policy: None,
+//!     hash_policy: vec![],
 //! };
 //! let config = RouteConfig {
 //!     name: "local".into(),
+//!     ignore_port_in_host_matching: false,
 //!     virtual_hosts: vec![VirtualHost {
 //!         name: "all".into(),
 //!         domains: vec!["*".into()],
@@ -212,12 +214,12 @@ enum CompiledAction {
 impl RouteTable {
     /// Compiles `config`: domain maps, route matchers, parsed header names and values.
     ///
-    /// `ignore_port_in_host_matching` and `most_specific_header_mutations_wins` are not carried
-    /// by the xds layer and are taken as `false`, Envoy's default.
+    /// `most_specific_header_mutations_wins` is not carried by the xds layer and is taken as
+    /// `false`, Envoy's default.
     pub fn new(config: Arc<RouteConfig>) -> Result<Self, RouteTableError> {
         let config_headers = Arc::new(HeaderEdits::compile(&config.headers, &config.name)?);
         let filters = per_filter(&config.typed_per_filter_config, &config.name)?;
-        let mut domains = DomainIndex::default();
+        let mut domains = DomainIndex::new(config.ignore_port_in_host_matching);
         let mut vhosts = Vec::with_capacity(config.virtual_hosts.len());
         for (index, vhost) in config.virtual_hosts.iter().enumerate() {
             for domain in &vhost.domains {

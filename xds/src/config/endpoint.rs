@@ -68,6 +68,10 @@ pub struct Endpoint {
     pub weight: u32,
     /// Health as reported by the control plane.
     pub health: HealthStatus,
+    /// Port active health checks use instead of the endpoint's.
+    pub health_check_port: Option<u16>,
+    /// Active health checks skip this endpoint.
+    pub disable_active_health_check: bool,
 }
 
 /// Envoy's `config.core.v3.HealthStatus`.

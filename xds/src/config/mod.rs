@@ -17,7 +17,8 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use cluster::{
-    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, RetryBudget, UpstreamProtocol,
+    CircuitBreakers, Cluster, Discovery, HealthCheck, HealthCheckKind, LbPolicy, OutlierDetection,
+    RetryBudget, UpstreamProtocol,
 };
 pub use endpoint::{Endpoint, HealthStatus, HostPort, LoadAssignment, Locality, LocalityEndpoints};
 pub use filters::{
@@ -36,9 +37,9 @@ pub use matcher::{
 };
 pub use rbac::{Cidr, Permission, Principal, RbacAction, RbacPolicy, RbacRules};
 pub use route::{
-    ClusterSpecifier, ForwardAction, HeaderAppendAction, HeaderMutations, HeaderValueOption,
-    PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy, Route,
-    RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
+    ClusterSpecifier, ForwardAction, HashPolicy, HashSource, HeaderAppendAction, HeaderMutations,
+    HeaderValueOption, PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy,
+    Route, RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
 };
 pub use tls::{CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, UpstreamTls};
 

@@ -10,6 +10,8 @@ use super::matcher::{HeaderMatcher, QueryParameterMatcher, SafeRegex};
 pub struct RouteConfig {
     /// Resource name.
     pub name: String,
+    /// Virtual hosts are matched on the authority without its port.
+    pub ignore_port_in_host_matching: bool,
     /// Virtual hosts, selected by the request authority.
     pub virtual_hosts: Vec<VirtualHost>,
     /// Header mutations applied to every route of this configuration.
@@ -165,6 +167,30 @@ pub struct ForwardAction {
     pub grpc_timeout_header_max: Option<Duration>,
     /// Retry policy (route level, else the virtual host's).
     pub retry_policy: Option<RetryPolicy>,
+    /// How a request hash is computed for ring hash and maglev clusters.
+    pub hash_policy: Vec<HashPolicy>,
+}
+
+/// One entry of a route's `hash_policy`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashPolicy {
+    /// What is hashed.
+    pub source: HashSource,
+    /// When this entry produced a hash, the entries after it are skipped.
+    pub terminal: bool,
+}
+
+/// What a [`HashPolicy`] hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashSource {
+    /// The values of a request header (lower-case name).
+    Header(String),
+    /// The value of a cookie.
+    Cookie(String),
+    /// The value of a query parameter.
+    QueryParameter(String),
+    /// The client's IP address.
+    SourceIp,
 }
 
 /// Which cluster a forwarded request goes to.

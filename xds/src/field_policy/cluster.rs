@@ -15,7 +15,10 @@ pub(super) const CLUSTER: MessagePolicy = MessagePolicy {
             "type",
             "STATIC, STRICT_DNS, LOGICAL_DNS, EDS; ORIGINAL_DST is refused",
         ),
-        unsupported("cluster_type", "custom cluster types"),
+        honoured(
+            "cluster_type",
+            "`envoy.extensions.clusters.dns.v3.DnsCluster`: STRICT_DNS, or LOGICAL_DNS with `all_addresses_in_single_endpoint` (DNS tuning accepted); other cluster types are refused",
+        ),
         honoured(
             "eds_cluster_config",
             "service name; the config source must be ADS",
@@ -28,17 +31,20 @@ pub(super) const CLUSTER: MessagePolicy = MessagePolicy {
         ),
         honoured(
             "lb_policy",
-            "ROUND_ROBIN, LEAST_REQUEST, RANDOM; others are refused",
+            "ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV; CLUSTER_PROVIDED and LOAD_BALANCING_POLICY_CONFIG are refused",
         ),
         honoured(
             "load_assignment",
             "inline endpoints of STATIC and DNS clusters",
         ),
-        unsupported("health_checks", "active health checking"),
+        honoured(
+            "health_checks",
+            "one HTTP, gRPC or TCP check: interval, timeout, thresholds, jitter, no-traffic, unhealthy and edge intervals, expected and retriable statuses; a second check is refused",
+        ),
         no_effect("max_requests_per_connection", "connection reuse tuning"),
         honoured(
             "circuit_breakers",
-            "default-priority thresholds and retry budget",
+            "default-priority thresholds, retry budget, per_host_thresholds.max_connections",
         ),
         unsupported(
             "upstream_http_protocol_options",
@@ -69,22 +75,28 @@ pub(super) const CLUSTER: MessagePolicy = MessagePolicy {
         no_effect("wait_for_warm_on_init", "initialisation ordering"),
         honoured(
             "outlier_detection",
-            "consecutive 5xx and gateway failures, ejection times and cap",
+            "consecutive 5xx, gateway and local-origin failures (split_external_local_origin_errors) with their enforcement, ejection times and cap; success-rate and failure-percentage ejection are refused unless not enforced",
         ),
         no_effect("cleanup_interval", "host cleanup timing"),
         unsupported("upstream_bind_config", "upstream source address"),
         unsupported("lb_subset_config", "subset load balancing"),
-        unsupported("ring_hash_lb_config", "ring hash load balancing"),
-        unsupported("maglev_lb_config", "maglev load balancing"),
-        unsupported("original_dst_lb_config", "original destination clusters"),
-        no_effect(
-            "least_request_lb_config",
-            "choice count and bias tune least request",
+        honoured(
+            "ring_hash_lb_config",
+            "minimum and maximum ring size (xxHash only)",
         ),
-        no_effect("round_robin_lb_config", "slow start tunes round robin"),
+        honoured("maglev_lb_config", "table size"),
+        unsupported("original_dst_lb_config", "original destination clusters"),
+        honoured(
+            "least_request_lb_config",
+            "choice_count, active_request_bias (slow start is accepted without effect)",
+        ),
         no_effect(
+            "round_robin_lb_config",
+            "slow start only tunes the first minutes of an endpoint",
+        ),
+        honoured(
             "common_lb_config",
-            "panic threshold, zone-aware and locality tuning",
+            "healthy_panic_threshold, locality_weighted_lb_config; zone-aware routing (no local cluster) and update tuning have no effect; other settings are refused",
         ),
         honoured(
             "transport_socket",
@@ -101,14 +113,17 @@ pub(super) const CLUSTER: MessagePolicy = MessagePolicy {
         no_effect("upstream_connection_options", "TCP keep-alive tuning"),
         unsupported(
             "close_connections_on_host_health_failure",
-            "only meaningful with health checks",
+            "`false` (the default) is accepted; closing connections on a failed check is not implemented",
         ),
-        unsupported(
+        honoured(
             "ignore_health_on_host_removal",
-            "only meaningful with health checks",
+            "with health checks, an endpoint removed by discovery stays while it passes them unless this is set; no effect without health checks",
         ),
         unsupported("filters", "upstream network filters"),
-        unsupported("load_balancing_policy", "load balancing policy extensions"),
+        honoured(
+            "load_balancing_policy",
+            "the first of round_robin, least_request, random, ring_hash, maglev in the list, with locality weighting; a list with none of them is refused",
+        ),
         unsupported("lrs_server", "load reporting"),
         unsupported("lrs_report_endpoint_metrics", "load reporting"),
         no_effect("track_timeout_budgets", "statistics"),

@@ -21,14 +21,17 @@ pub(super) const LOCALITY_LB_ENDPOINTS: MessagePolicy = MessagePolicy {
     message: "envoy.config.endpoint.v3.LocalityLbEndpoints",
     fields: &[
         honoured("locality", "region, zone, sub-zone"),
-        unsupported("metadata", "locality metadata"),
+        no_effect("metadata", "informational"),
         honoured("lb_endpoints", "the endpoints"),
         unsupported("load_balancer_endpoints", "endpoint lists"),
         unsupported(
             "leds_cluster_locality_config",
             "locality endpoint discovery",
         ),
-        no_effect("load_balancing_weight", "locality weights are not used"),
+        honoured(
+            "load_balancing_weight",
+            "with locality weighting, as Envoy (scaled by the share of usable endpoints); otherwise no effect",
+        ),
         honoured(
             "priority",
             "the highest priority with usable endpoints serves",
@@ -57,9 +60,9 @@ pub(super) const ENDPOINT: MessagePolicy = MessagePolicy {
     message: "envoy.config.endpoint.v3.Endpoint",
     fields: &[
         honoured("address", "TCP socket address"),
-        no_effect(
+        honoured(
             "health_check_config",
-            "active health checking is not configured",
+            "port_value and disable_active_health_check; the rest is refused",
         ),
         no_effect(
             "hostname",

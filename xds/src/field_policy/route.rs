@@ -34,9 +34,9 @@ pub(super) const ROUTE_CONFIGURATION: MessagePolicy = MessagePolicy {
         ),
         unsupported("cluster_specifier_plugins", "cluster specifier plugins"),
         unsupported("request_mirror_policies", "request mirroring"),
-        unsupported(
+        honoured(
             "ignore_port_in_host_matching",
-            "the host is matched with its port",
+            "a numeric port is stripped from the authority before virtual hosts are matched",
         ),
         unsupported("vhost_header", "virtual host chosen by another header"),
         unsupported(
@@ -115,7 +115,10 @@ pub(super) const ROUTE: MessagePolicy = MessagePolicy {
             "redirect",
             "scheme, host, port, path or prefix; regex rewrites are refused",
         ),
-        honoured("direct_response", "status and inline body"),
+        honoured(
+            "direct_response",
+            "status, inline body, body_format text (only %LOCAL_REPLY_BODY% and %RESPONSE_CODE%) with its content type",
+        ),
         unsupported("filter_action", "filter actions"),
         unsupported("non_forwarding_action", "non-forwarding actions"),
         no_effect("metadata", "informational"),
@@ -188,9 +191,9 @@ pub(super) const ROUTE_ACTION: MessagePolicy = MessagePolicy {
         unsupported("priority", "only the default routing priority is modelled"),
         unsupported("rate_limits", "global rate limiting"),
         unsupported("include_vh_rate_limits", "global rate limiting"),
-        no_effect(
+        honoured(
             "hash_policy",
-            "only used by ring hash and maglev clusters, which are refused",
+            "header, cookie (without ttl), query parameter, source IP; terminal; for ring hash and maglev clusters",
         ),
         unsupported("cors", "CORS policy"),
         honoured(

@@ -3,6 +3,7 @@
 //! streams, records every request it receives, and can be stopped and restarted on the same
 //! port. Only for tests: it binds 127.0.0.1 and keeps everything in memory.
 
+mod fixtures;
 pub mod resources;
 mod session;
 
@@ -25,6 +26,8 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::ResourceKind;
+
+pub use fixtures::{FixtureError, load_fixture, resource_from_yaml};
 
 /// One consistent set of resources for a node, under one version.
 #[derive(Clone, Debug, Default)]

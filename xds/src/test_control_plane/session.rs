@@ -94,6 +94,14 @@ async fn sotw_session(
         let Some(snapshot) = shared.snapshot(&node_id) else {
             continue;
         };
+        // ADS order (clusters, endpoints, listeners, routes), as go-control-plane sends it:
+        // Envoy warms a changed cluster with the endpoints that follow it.
+        pending.sort_by_key(|url| {
+            ResourceKind::ALL
+                .iter()
+                .position(|kind| kind.type_url() == url)
+        });
+        pending.dedup();
         for type_url in pending {
             let Some(state) = types.get_mut(&type_url) else {
                 continue;
@@ -212,6 +220,14 @@ async fn delta_session(
         let Some(snapshot) = shared.snapshot(&node_id) else {
             continue;
         };
+        // ADS order (clusters, endpoints, listeners, routes), as go-control-plane sends it:
+        // Envoy warms a changed cluster with the endpoints that follow it.
+        pending.sort_by_key(|url| {
+            ResourceKind::ALL
+                .iter()
+                .position(|kind| kind.type_url() == url)
+        });
+        pending.dedup();
         for type_url in pending {
             let Some(state) = types.get_mut(&type_url) else {
                 continue;

@@ -5,20 +5,26 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3 as cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::extensions::clusters::dns::v3::DnsCluster;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as upstreams_http;
+use prost::Name;
+
+use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::common::{duration, metadata, u32_or};
 use super::endpoint::load_assignment;
 use super::error::{FieldError, FieldResult, TranslateError};
 use super::extensions::{HTTP_PROTOCOL_OPTIONS_KEY, decode_any};
+use super::health_check::health_checks;
+use super::lb_policy::load_balancing;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::tls::upstream_transport_socket;
 use crate::config::{
-    CircuitBreakers, Cluster, Discovery, LbPolicy, OutlierDetection, ResourceKind, RetryBudget,
-    UpstreamProtocol,
+    CircuitBreakers, Cluster, Discovery, HealthCheck, HealthCheckKind, OutlierDetection,
+    ResourceKind, RetryBudget, UpstreamProtocol,
 };
-use crate::field_policy::{ignored, tolerate_fields};
+use crate::field_policy::tolerate_fields;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -68,27 +74,11 @@ pub(crate) fn translate_cluster(
             }
             Err(_) => return Err(FieldError::invalid(&path.field("type"), "unknown value")),
         },
-        Some(ClusterDiscoveryType::ClusterType(_)) => {
-            return Err(FieldError::unsupported(&path.field("cluster_type")));
+        Some(ClusterDiscoveryType::ClusterType(custom)) => {
+            custom_cluster_type(custom, &path.field("cluster_type"))?
         }
     };
-    let lb_policy = match cluster::cluster::LbPolicy::try_from(std::mem::take(&mut c.lb_policy)) {
-        Ok(cluster::cluster::LbPolicy::RoundRobin) => LbPolicy::RoundRobin,
-        Ok(cluster::cluster::LbPolicy::LeastRequest) => LbPolicy::LeastRequest,
-        Ok(cluster::cluster::LbPolicy::Random) => LbPolicy::Random,
-        Ok(other) => {
-            return Err(FieldError::invalid(
-                &path.field("lb_policy"),
-                format!("{} is not supported", other.as_str_name()),
-            ));
-        }
-        Err(_) => {
-            return Err(FieldError::invalid(
-                &path.field("lb_policy"),
-                "unknown value",
-            ));
-        }
-    };
+    let balancing = load_balancing(&mut c, path)?;
     let connect_timeout = match c.connect_timeout.take() {
         Some(d) => duration(&d, &path.field("connect_timeout"))?,
         None => DEFAULT_CONNECT_TIMEOUT,
@@ -107,6 +97,26 @@ pub(crate) fn translate_cluster(
         .take()
         .map(|o| outlier_detection(o, &path.field("outlier_detection")))
         .transpose()?;
+    let health_check = health_checks(
+        std::mem::take(&mut c.health_checks),
+        &path.field("health_checks"),
+    )?;
+    let ignore_health_on_host_removal = std::mem::take(&mut c.ignore_health_on_host_removal);
+    // Envoy refuses gRPC health checks on a cluster that does not speak HTTP/2.
+    if let Some(HealthCheck {
+        kind: HealthCheckKind::Grpc { .. },
+        ..
+    }) = &health_check
+        && protocol != UpstreamProtocol::Http2
+    {
+        return Err(FieldError::invalid(
+            &path
+                .field("health_checks")
+                .index(0)
+                .field("grpc_health_check"),
+            "the cluster must speak HTTP/2 for gRPC health checks",
+        ));
+    }
     let load_assignment = match (c.load_assignment.take(), &discovery) {
         (Some(_), Discovery::Eds { .. }) => {
             return Err(FieldError::invalid(
@@ -127,12 +137,16 @@ pub(crate) fn translate_cluster(
     Ok(Cluster {
         name,
         discovery,
-        lb_policy,
+        lb_policy: balancing.policy,
+        locality_weighted: balancing.locality_weighted,
+        healthy_panic_threshold: balancing.healthy_panic_threshold,
         connect_timeout,
         protocol,
         tls,
         circuit_breakers,
         outlier_detection,
+        health_check,
+        ignore_health_on_host_removal,
         metadata,
         load_assignment,
     })
@@ -141,7 +155,6 @@ pub(crate) fn translate_cluster(
 /// Clears fields that tune resources, DNS refresh or statistics without changing which
 /// upstream a request reaches or how it is spoken to.
 fn tolerate_cluster_tuning(c: &mut cluster::Cluster) {
-    use cluster::cluster::LbConfig;
     tolerate_fields!(c, "Cluster":
         alt_stat_name,
         stats_matcher,
@@ -152,7 +165,6 @@ fn tolerate_cluster_tuning(c: &mut cluster::Cluster) {
         respect_dns_ttl,
         dns_lookup_family,
         use_tcp_for_dns_lookups,
-        common_lb_config,
         upstream_connection_options,
         common_http_protocol_options,
         http_protocol_options,
@@ -162,13 +174,40 @@ fn tolerate_cluster_tuning(c: &mut cluster::Cluster) {
         track_cluster_stats,
         track_timeout_budgets,
     );
-    // Choice count, bias and slow start tune least request and round robin; the ring hash,
-    // maglev and original destination settings stay and are refused by name.
-    match c.lb_config.take() {
-        Some(LbConfig::LeastRequestLbConfig(_)) => ignored("Cluster", "least_request_lb_config"),
-        Some(LbConfig::RoundRobinLbConfig(_)) => ignored("Cluster", "round_robin_lb_config"),
-        other => c.lb_config = other,
+}
+
+/// `cluster_type`: the DNS cluster extension, as STRICT_DNS or LOGICAL_DNS.
+fn custom_cluster_type(
+    custom: cluster::cluster::CustomClusterType,
+    path: &FieldPath<'_>,
+) -> FieldResult<Discovery> {
+    let at = path.field("typed_config");
+    let Some(any) = custom.typed_config else {
+        return Err(FieldError::missing(&at));
+    };
+    if any.type_url != DnsCluster::type_url() {
+        return Err(FieldError::invalid(
+            &at,
+            format!("cluster type {} is not supported", any.type_url),
+        ));
     }
+    let mut dns: DnsCluster =
+        decode_any(&any).map_err(|e| FieldError::invalid(&at, format!("cannot decode: {e}")))?;
+    let discovery = if std::mem::take(&mut dns.all_addresses_in_single_endpoint) {
+        Discovery::LogicalDns
+    } else {
+        Discovery::StrictDns
+    };
+    tolerate_fields!(dns, "DnsCluster":
+        dns_refresh_rate,
+        dns_failure_refresh_rate,
+        respect_dns_ttl,
+        dns_jitter,
+        dns_lookup_family,
+        dns_min_refresh_rate,
+    );
+    reject_unsupported(&dns, &at)?;
+    Ok(discovery)
 }
 
 /// EDS resources must come over the same ADS stream.
@@ -253,6 +292,7 @@ fn circuit_breakers(
             continue;
         }
         result = CircuitBreakers {
+            per_host_max_connections: result.per_host_max_connections,
             max_connections: u32_or(t.max_connections.take(), defaults.max_connections),
             max_pending_requests: u32_or(
                 t.max_pending_requests.take(),
@@ -266,6 +306,20 @@ fn circuit_breakers(
                 .map(|budget| retry_budget(budget, &at.field("retry_budget")))
                 .transpose()?,
         };
+        t.track_remaining = false;
+        reject_unsupported(&t, &at)?;
+    }
+    let per_host_path = path.field("per_host_thresholds");
+    for (i, mut t) in std::mem::take(&mut cb.per_host_thresholds)
+        .into_iter()
+        .enumerate()
+    {
+        let at = per_host_path.index(i);
+        if t.priority != core::RoutingPriority::Default as i32 {
+            continue;
+        }
+        // Envoy reads only max_connections per host.
+        result.per_host_max_connections = t.max_connections.take().map(|v| v.value);
         t.track_remaining = false;
         reject_unsupported(&t, &at)?;
     }
@@ -303,9 +357,38 @@ fn outlier_detection(
     mut o: cluster::OutlierDetection,
     path: &FieldPath<'_>,
 ) -> FieldResult<OutlierDetection> {
+    let percent = |value: Option<UInt32Value>, default: u32, field: &str| -> FieldResult<u32> {
+        let value = u32_or(value, default);
+        if value > 100 {
+            return Err(FieldError::invalid(
+                &path.field(field),
+                format!("{value} is not a percentage"),
+            ));
+        }
+        Ok(value)
+    };
     let result = OutlierDetection {
         consecutive_5xx: u32_or(o.consecutive_5xx.take(), 5),
+        enforcing_consecutive_5xx: percent(
+            o.enforcing_consecutive_5xx.take(),
+            100,
+            "enforcing_consecutive_5xx",
+        )?,
         consecutive_gateway_failure: u32_or(o.consecutive_gateway_failure.take(), 5),
+        enforcing_consecutive_gateway_failure: percent(
+            o.enforcing_consecutive_gateway_failure.take(),
+            0,
+            "enforcing_consecutive_gateway_failure",
+        )?,
+        split_external_local_origin_errors: std::mem::take(
+            &mut o.split_external_local_origin_errors,
+        ),
+        consecutive_local_origin_failure: u32_or(o.consecutive_local_origin_failure.take(), 5),
+        enforcing_consecutive_local_origin_failure: percent(
+            o.enforcing_consecutive_local_origin_failure.take(),
+            100,
+            "enforcing_consecutive_local_origin_failure",
+        )?,
         interval: o.interval.take().map_or(Ok(Duration::from_secs(10)), |d| {
             duration(&d, &path.field("interval"))
         })?,
@@ -315,15 +398,26 @@ fn outlier_detection(
             .map_or(Ok(Duration::from_secs(30)), |d| {
                 duration(&d, &path.field("base_ejection_time"))
             })?,
+        max_ejection_time: o
+            .max_ejection_time
+            .take()
+            .map_or(Ok(Duration::from_secs(300)), |d| {
+                duration(&d, &path.field("max_ejection_time"))
+            })?,
         max_ejection_percent: u32_or(o.max_ejection_percent.take(), 10).min(100),
     };
-    // Enforcement percentages default to 100 for 5xx; gateway failures are enforced when
-    // configured at all, which is how Istio uses them.
-    o.enforcing_consecutive_5xx = None;
-    o.enforcing_consecutive_gateway_failure = None;
-    o.enforcing_success_rate = None;
-    o.split_external_local_origin_errors = false;
-    o.max_ejection_time = None;
+    // Success-rate and failure-percentage ejection are off unless enforced: Istio spells
+    // out `enforcing_success_rate: 0`; a non-zero enforcement stays and is refused.
+    for enforcing in [
+        &mut o.enforcing_success_rate,
+        &mut o.enforcing_local_origin_success_rate,
+        &mut o.enforcing_failure_percentage,
+        &mut o.enforcing_failure_percentage_local_origin,
+    ] {
+        if enforcing.as_ref().is_some_and(|p| p.value == 0) {
+            *enforcing = None;
+        }
+    }
     reject_unsupported(&o, path)?;
     Ok(result)
 }

@@ -57,14 +57,9 @@ pub(crate) fn header_mutations(
     response_remove: Vec<String>,
     path: &FieldPath<'_>,
 ) -> FieldResult<HeaderMutations> {
-    let adds =
-        |list: Vec<core::HeaderValueOption>, field: &str| -> FieldResult<Vec<HeaderValueOption>> {
-            let at = path.field(field);
-            list.into_iter()
-                .enumerate()
-                .map(|(i, o)| header_value_option(o, &at.index(i)))
-                .collect()
-        };
+    let adds = |list: Vec<core::HeaderValueOption>, field: &str| {
+        header_value_options(list, &path.field(field))
+    };
     let lower = |list: Vec<String>| list.into_iter().map(|h| h.to_ascii_lowercase()).collect();
     Ok(HeaderMutations {
         request_headers_to_add: adds(request_add, "request_headers_to_add")?,
@@ -72,6 +67,17 @@ pub(crate) fn header_mutations(
         response_headers_to_add: adds(response_add, "response_headers_to_add")?,
         response_headers_to_remove: lower(response_remove),
     })
+}
+
+/// A list of headers to add, at `path`.
+pub(crate) fn header_value_options(
+    list: Vec<core::HeaderValueOption>,
+    path: &FieldPath<'_>,
+) -> FieldResult<Vec<HeaderValueOption>> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, o)| header_value_option(o, &path.index(i)))
+        .collect()
 }
 
 pub(crate) fn header_value_option(

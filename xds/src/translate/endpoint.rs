@@ -69,6 +69,7 @@ fn locality_endpoints(
         .collect::<FieldResult<Vec<_>>>()?;
     let load_balancing_weight = l.load_balancing_weight.take().map(|w| w.value);
     let priority = std::mem::take(&mut l.priority);
+    tolerate_fields!(l, "LocalityLbEndpoints": metadata);
     reject_unsupported(&l, path)?;
     Ok(LocalityEndpoints {
         locality,
@@ -89,8 +90,11 @@ fn lb_endpoint(mut e: endpoint::LbEndpoint, path: &FieldPath<'_>) -> FieldResult
     };
     let ep_path = path.field("endpoint");
     let address = socket_address(ep.address.take(), &ep_path.field("address"))?;
-    // Active health checking is not implemented; its per-endpoint settings have no effect.
-    tolerate_fields!(ep, "Endpoint": health_check_config, hostname, observability_name);
+    let (health_check_port, disable_active_health_check) = match ep.health_check_config.take() {
+        Some(config) => health_check_config(config, &ep_path.field("health_check_config"))?,
+        None => (None, false),
+    };
+    tolerate_fields!(ep, "Endpoint": hostname, observability_name);
     reject_unsupported(&ep, &ep_path)?;
     let health = match core::HealthStatus::try_from(std::mem::take(&mut e.health_status)) {
         Ok(core::HealthStatus::Unknown) => HealthStatus::Unknown,
@@ -119,5 +123,23 @@ fn lb_endpoint(mut e: endpoint::LbEndpoint, path: &FieldPath<'_>) -> FieldResult
         address,
         weight,
         health,
+        health_check_port,
+        disable_active_health_check,
     })
+}
+
+/// The port active health checks use instead of the endpoint's, and whether they skip it.
+fn health_check_config(
+    mut config: endpoint::endpoint::HealthCheckConfig,
+    path: &FieldPath<'_>,
+) -> FieldResult<(Option<u16>, bool)> {
+    let port = match std::mem::take(&mut config.port_value) {
+        0 => None,
+        p => Some(u16::try_from(p).map_err(|_| {
+            FieldError::invalid(&path.field("port_value"), format!("{p} is not a port"))
+        })?),
+    };
+    let disabled = std::mem::take(&mut config.disable_active_health_check);
+    reject_unsupported(&config, path)?;
+    Ok((port, disabled))
 }

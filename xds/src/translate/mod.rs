@@ -18,6 +18,8 @@ mod filters;
 #[cfg(test)]
 mod fuzz;
 mod hcm;
+mod health_check;
+mod lb_policy;
 mod listener;
 mod matcher;
 mod path;

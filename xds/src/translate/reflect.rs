@@ -68,6 +68,7 @@ mod tests {
             "envoy.config.bootstrap.v3.Bootstrap",
             "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
             "envoy.extensions.clusters.dns.v3.DnsCluster",
+            "udpa.type.v1.TypedStruct",
         ] {
             assert!(pool.get_message_by_name(message).is_some(), "{message}");
         }

@@ -9,7 +9,10 @@ use super::matcher::{header_matcher, query_parameter_matcher, safe_regex};
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::route_action::{retry_policy, route_action};
-use crate::config::{PathMatch, ResourceKind, Route, RouteConfig, RouteMatch, VirtualHost};
+use crate::config::{
+    HeaderAppendAction, HeaderValueOption, PathMatch, ResourceKind, Route, RouteConfig, RouteMatch,
+    VirtualHost,
+};
 use crate::field_policy::tolerate_fields;
 
 impl TryFrom<route::RouteConfiguration> for RouteConfig {
@@ -34,6 +37,7 @@ pub(crate) fn route_config(
         .enumerate()
         .map(|(i, vh)| virtual_host(vh, &vhosts_path.index(i)))
         .collect::<FieldResult<Vec<_>>>()?;
+    unique_domains(&virtual_hosts, &vhosts_path)?;
     let headers = header_mutations(
         std::mem::take(&mut rc.request_headers_to_add),
         std::mem::take(&mut rc.request_headers_to_remove),
@@ -41,6 +45,7 @@ pub(crate) fn route_config(
         std::mem::take(&mut rc.response_headers_to_remove),
         path,
     )?;
+    let ignore_port_in_host_matching = std::mem::take(&mut rc.ignore_port_in_host_matching);
     // Cluster validation only delays acceptance in Envoy; metadata is informational.
     let typed_per_filter_config = per_filter_configs(
         std::mem::take(&mut rc.typed_per_filter_config),
@@ -54,10 +59,30 @@ pub(crate) fn route_config(
     reject_unsupported(&rc, path)?;
     Ok(RouteConfig {
         name,
+        ignore_port_in_host_matching,
         virtual_hosts,
         headers,
         typed_per_filter_config,
     })
+}
+
+/// Envoy refuses a domain listed twice, in one virtual host or in two (case-insensitively).
+fn unique_domains(virtual_hosts: &[VirtualHost], path: &FieldPath<'_>) -> FieldResult<()> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, vh) in virtual_hosts.iter().enumerate() {
+        let at = path.index(i);
+        let domains = at.field("domains");
+        for (j, domain) in vh.domains.iter().enumerate() {
+            let domain = domain.to_ascii_lowercase();
+            if let Some(first) = seen.insert(domain.clone(), i) {
+                return Err(FieldError::invalid(
+                    &domains.index(j),
+                    format!("domain {domain} is also in virtual_hosts[{first}]"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult<VirtualHost> {
@@ -116,14 +141,25 @@ fn route(
             .ok_or_else(|| FieldError::missing(&path.field("match")))?,
         &path.field("match"),
     )?;
-    let action = route_action(r.action.take(), vhost_retry, path)?;
-    let headers = header_mutations(
+    let (action, content_type) = route_action(r.action.take(), vhost_retry, path)?;
+    let mut headers = header_mutations(
         std::mem::take(&mut r.request_headers_to_add),
         std::mem::take(&mut r.request_headers_to_remove),
         std::mem::take(&mut r.response_headers_to_add),
         std::mem::take(&mut r.response_headers_to_remove),
         path,
     )?;
+    // A formatted direct response sets its content type before the route's own headers.
+    if let Some(value) = content_type {
+        headers.response_headers_to_add.insert(
+            0,
+            HeaderValueOption {
+                name: "content-type".to_owned(),
+                value,
+                append: HeaderAppendAction::OverwriteIfExistsOrAdd,
+            },
+        );
+    }
     let name = std::mem::take(&mut r.name);
     // Observability only.
     let typed_per_filter_config = per_filter_configs(

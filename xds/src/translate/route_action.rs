@@ -11,31 +11,32 @@ use super::matcher::safe_regex;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use crate::config::{
-    ClusterSpecifier, DataSource, ForwardAction, PathRedirect, RedirectAction, RegexRewrite,
-    RetryOn, RetryPolicy, RouteAction, WeightedCluster,
+    ClusterSpecifier, DataSource, ForwardAction, HashPolicy, HashSource, PathRedirect,
+    RedirectAction, RegexRewrite, RetryOn, RetryPolicy, RouteAction, WeightedCluster,
 };
 use crate::field_policy::tolerate_fields;
 
 /// Envoy's route timeout when the route sets none.
 const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Translates `route.action` (at `path`, the route).
+/// Translates `route.action` (at `path`, the route), with the content type a formatted
+/// direct response sets.
 pub(crate) fn route_action(
     action: Option<route::route::Action>,
     vhost_retry: Option<&RetryPolicy>,
     path: &FieldPath<'_>,
-) -> FieldResult<RouteAction> {
+) -> FieldResult<(RouteAction, Option<String>)> {
     use route::route::Action;
     match action {
-        Some(Action::Route(a)) => Ok(RouteAction::Forward(Box::new(forward(
-            a,
-            vhost_retry,
-            &path.field("route"),
-        )?))),
+        Some(Action::Route(a)) => Ok((
+            RouteAction::Forward(Box::new(forward(a, vhost_retry, &path.field("route"))?)),
+            None,
+        )),
         Some(Action::DirectResponse(d)) => direct_response(d, &path.field("direct_response")),
-        Some(Action::Redirect(r)) => {
-            redirect(r, &path.field("redirect")).map(RouteAction::Redirect)
-        }
+        Some(Action::Redirect(r)) => Ok((
+            RouteAction::Redirect(redirect(r, &path.field("redirect"))?),
+            None,
+        )),
         Some(Action::FilterAction(_)) => Err(FieldError::unsupported(&path.field("filter_action"))),
         Some(Action::NonForwardingAction(_)) => Err(FieldError::unsupported(
             &path.field("non_forwarding_action"),
@@ -148,11 +149,13 @@ fn forward(
         (None, Some(max)) => Some(duration(&max, &path.field("max_grpc_timeout"))?),
         (set, _) => set,
     };
-    // Istio sets these everywhere; websocket upgrades are served as plain HTTP, and hash
-    // policies only matter to ring hash and maglev clusters, which are refused.
+    let hash_policy = hash_policies(
+        std::mem::take(&mut a.hash_policy),
+        &path.field("hash_policy"),
+    )?;
+    // Istio sets these everywhere; websocket upgrades are served as plain HTTP.
     tolerate_fields!(a, "RouteAction":
         upgrade_configs,
-        hash_policy,
         cluster_not_found_response_code,
         metadata_match,
     );
@@ -168,7 +171,68 @@ fn forward(
         max_stream_duration,
         grpc_timeout_header_max,
         retry_policy,
+        hash_policy,
     })
+}
+
+/// The route's `hash_policy` entries.
+fn hash_policies(
+    policies: Vec<route::route_action::HashPolicy>,
+    path: &FieldPath<'_>,
+) -> FieldResult<Vec<HashPolicy>> {
+    use route::route_action::hash_policy::PolicySpecifier as P;
+    policies
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut p)| {
+            let at = path.index(i);
+            let source = match p.policy_specifier.take() {
+                Some(P::Header(mut h)) => {
+                    let name = std::mem::take(&mut h.header_name).to_ascii_lowercase();
+                    if name.is_empty() {
+                        return Err(FieldError::missing(
+                            &at.field("header").field("header_name"),
+                        ));
+                    }
+                    reject_unsupported(&h, &at.field("header"))?;
+                    HashSource::Header(name)
+                }
+                Some(P::Cookie(mut c)) => {
+                    let name = std::mem::take(&mut c.name);
+                    if name.is_empty() {
+                        return Err(FieldError::missing(&at.field("cookie").field("name")));
+                    }
+                    // The path only matters to a cookie Envoy generates, which needs a ttl.
+                    if c.ttl.is_none() {
+                        c.path.clear();
+                    }
+                    reject_unsupported(&c, &at.field("cookie"))?;
+                    HashSource::Cookie(name)
+                }
+                Some(P::ConnectionProperties(c)) if c.source_ip => HashSource::SourceIp,
+                Some(P::ConnectionProperties(_)) => {
+                    return Err(FieldError::missing(
+                        &at.field("connection_properties").field("source_ip"),
+                    ));
+                }
+                Some(P::QueryParameter(q)) if !q.name.is_empty() => {
+                    HashSource::QueryParameter(q.name)
+                }
+                Some(P::QueryParameter(_)) => {
+                    return Err(FieldError::missing(
+                        &at.field("query_parameter").field("name"),
+                    ));
+                }
+                Some(P::FilterState(_)) => {
+                    return Err(FieldError::unsupported(&at.field("filter_state")));
+                }
+                None => return Err(FieldError::missing(&at.field("policy_specifier"))),
+            };
+            let terminal = std::mem::take(&mut p.terminal);
+            reject_unsupported(&p, &at)?;
+            Ok(HashPolicy { source, terminal })
+        })
+        .collect()
 }
 
 /// Envoy (RE2) writes groups as `\1`; the `regex` crate wants `${1}`.
@@ -319,7 +383,7 @@ pub(crate) fn retry_policy(
 fn direct_response(
     mut d: route::DirectResponseAction,
     path: &FieldPath<'_>,
-) -> FieldResult<RouteAction> {
+) -> FieldResult<(RouteAction, Option<String>)> {
     let status = u16::try_from(d.status)
         .ok()
         .filter(|s| (200..600).contains(s))
@@ -340,9 +404,84 @@ fn direct_response(
             }
         },
     };
+    let (body, content_type) = match d.body_format.take() {
+        None => (body, None),
+        Some(format) => {
+            let (formatted, content_type) =
+                body_format(format, body.as_deref(), &path.field("body_format"))?;
+            (Some(formatted.into()), Some(content_type))
+        }
+    };
     d.status = 0;
     reject_unsupported(&d, path)?;
-    Ok(RouteAction::DirectResponse { status, body })
+    Ok((RouteAction::DirectResponse { status, body }, content_type))
+}
+
+/// A `body_format` whose text has no command operators other than `%LOCAL_REPLY_BODY%` and
+/// `%RESPONSE_CODE%`: the body it renders and its content type (Envoy's `text/plain`
+/// unless set). Envoy renders a direct response's body before the response has a code, so
+/// `%RESPONSE_CODE%` is `0` there; so it is here.
+fn body_format(
+    mut format: envoy_types::pb::envoy::config::core::v3::SubstitutionFormatString,
+    body: Option<&[u8]>,
+    path: &FieldPath<'_>,
+) -> FieldResult<(Vec<u8>, String)> {
+    use envoy_types::pb::envoy::config::core::v3::substitution_format_string::Format;
+    let (template, at) = match format.format.take() {
+        Some(Format::TextFormat(text)) => (text, path.field("text_format")),
+        Some(Format::TextFormatSource(source)) => {
+            let at = path.field("text_format_source");
+            match data_source(source, &at)? {
+                DataSource::Inline(bytes) => (
+                    String::from_utf8(bytes.to_vec())
+                        .map_err(|_| FieldError::invalid(&at, "not UTF-8"))?,
+                    at,
+                ),
+                DataSource::Filename(_) => {
+                    return Err(FieldError::unsupported(&at.field("filename")));
+                }
+            }
+        }
+        Some(Format::JsonFormat(_)) => {
+            return Err(FieldError::unsupported(&path.field("json_format")));
+        }
+        None => return Err(FieldError::missing(&path.field("format"))),
+    };
+    let body = String::from_utf8_lossy(body.unwrap_or_default()).into_owned();
+    let rendered = render(&template, &body).ok_or_else(|| {
+        FieldError::invalid(
+            &at,
+            "only %LOCAL_REPLY_BODY% and %RESPONSE_CODE% are supported",
+        )
+    })?;
+    let content_type = match std::mem::take(&mut format.content_type) {
+        ct if ct.is_empty() => "text/plain".to_owned(),
+        ct => ct,
+    };
+    // Empty values are only omitted by command operators that produce nothing.
+    format.omit_empty_values = false;
+    reject_unsupported(&format, path)?;
+    Ok((rendered.into_bytes(), content_type))
+}
+
+/// Expands the two operators a direct response knows; `None` for any other `%...%`.
+fn render(template: &str, body: &str) -> Option<String> {
+    let mut out = String::with_capacity(template.len() + body.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('%') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after.find('%')?;
+        match &after[..end] {
+            "" => out.push('%'),
+            "LOCAL_REPLY_BODY" => out.push_str(body),
+            "RESPONSE_CODE" => out.push('0'),
+            _ => return None,
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 fn redirect(mut r: route::RedirectAction, path: &FieldPath<'_>) -> FieldResult<RedirectAction> {

@@ -3,5 +3,6 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod ads;
+pub mod envoy;
 
 pub use mesh_xds::test_control_plane::resources::*;

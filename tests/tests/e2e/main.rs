@@ -1,0 +1,22 @@
+//! The end-to-end tests: one test binary, one module per area, so CI links the host and its
+//! dependencies once instead of once per file (each is a binary of about 150 MB).
+
+mod component_failures;
+mod envoy_gateway;
+mod filters_differential;
+mod grpc;
+mod http_frontend;
+mod in_process;
+mod inbound_filters;
+mod lifecycle;
+mod mesh_bootstrap;
+mod mesh_config;
+mod mesh_differential;
+mod mesh_egress;
+mod mesh_egress_eds;
+mod mesh_gateway_routes;
+mod mesh_hcm;
+mod mesh_upstream_policies;
+mod mesh_xds;
+mod normalization_differential;
+mod runtime;
