@@ -1,5 +1,5 @@
 //! One HTTP/1 request head read by the rules of Envoy 1.40's HTTP/1 codec, measured
-//! against a running Envoy (`tests/tests/http1_codec_differential.rs`), and written back in
+//! against a running Envoy (`tests/tests/e2e/http1_codec_differential.rs`), and written back in
 //! the one canonical form hyper is given.
 //!
 //! Envoy is stricter than hyper where a lenient reading lets two parsers disagree on where

@@ -2,9 +2,12 @@
 //! dependencies once instead of once per file (each is a binary of about 150 MB).
 
 mod component_failures;
+mod connection_hygiene;
 mod envoy_gateway;
 mod filters_differential;
 mod grpc;
+mod hostile_clients;
+mod http1_codec_differential;
 mod http_frontend;
 mod in_process;
 mod inbound_filters;
@@ -20,3 +23,4 @@ mod mesh_upstream_policies;
 mod mesh_xds;
 mod normalization_differential;
 mod runtime;
+mod soak;

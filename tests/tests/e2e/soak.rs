@@ -1,8 +1,8 @@
 //! The soak harness for two minutes (`MESH_HOST_SOAK_SECS` sets another length; the full
-//! run is `cargo run --release -p mesh-host-tests --bin soak -- --duration 30m`): mixed
-//! HTTP/1.1, h2c and gRPC load through configuration pushes, a control plane restart, an
-//! upstream killed and restarted and a trapping component fails no request the faults do
-//! not explain, and memory grows by less than 5 % after the warm-up.
+//! run is `cargo run -p mesh-host-tests --bin soak -- --duration 30m`): mixed HTTP/1.1,
+//! h2c and gRPC load through configuration pushes, a control plane restart, an upstream
+//! killed and restarted and a trapping component fails no request the faults do not
+//! explain, and memory grows by less than 5 % after the warm-up.
 
 use std::time::Duration;
 
