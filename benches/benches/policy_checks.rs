@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_main};
 use futures::FutureExt;
+use http_body_util::BodyExt;
+use mesh_host::egress::Egress;
 use mesh_host::filters::{FilterChain, FilterRequest, Halt, Overrides};
 use mesh_host::shared::RequestMeta;
 use mesh_policies::egress::{EgressRequest, EgressRule, EgressRules, HostPattern, Scheme};
@@ -96,10 +98,19 @@ fn rbac_10_policies() -> FilterChain {
 
 /// Whether the chain lets the request through (it never waits: RBAC decides at once).
 fn allowed(chain: &FilterChain, head: &mut http::request::Parts, meta: &RequestMeta) -> bool {
+    let upstream = Egress::new();
+    let mut body = sync_wrapper::SyncWrapper::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
     let mut request = FilterRequest {
         head,
         meta,
         cluster: None,
+        routed: true,
+        body: &mut body,
+        upstream: &upstream,
     };
     let decided = chain
         .decode(&mut request, Overrides::default())
@@ -118,6 +129,7 @@ fn bench_rbac(c: &mut Criterion) {
         tls: true,
         server_name: None,
         peer_principal: Some("spiffe://cluster.local/ns/default/sa/client-9".into()),
+        peer_certificate: None,
         grpc: false,
         filter_chain: 0,
     };

@@ -35,6 +35,8 @@ fn route(prefix: String, cluster: String) -> Route {
             max_stream_duration: None,
             grpc_timeout_header_max: None,
             retry_policy: None,
+            rate_limits: Vec::new(),
+            include_vh_rate_limits: false,
             hash_policy: Vec::new(),
         })),
         headers: HeaderMutations::default(),
@@ -50,6 +52,7 @@ fn vhost(name: String, domains: Vec<String>, routes: Vec<Route>) -> VirtualHost 
         headers: HeaderMutations::default(),
         retry_policy: None,
         typed_per_filter_config: Default::default(),
+        rate_limits: Vec::new(),
     }
 }
 

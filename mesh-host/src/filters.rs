@@ -9,14 +9,24 @@
 //! bootstrap) or from a workload's policy in the mesh config, which compiles
 //! into the same filters, so the two sources behave the same.
 
+mod api_key_auth;
+mod basic_auth;
 mod chain;
 mod cors;
+mod credentials;
+mod descriptors;
+mod ext_authz;
 mod fault;
 mod grpc_serve;
 mod header_mutation;
+mod jwt_authn;
 mod local_ratelimit;
+mod ratelimit;
 mod rbac;
+mod response_edits;
+mod upstream_call;
 
 pub use chain::{
-    Decoded, FilterChain, FilterError, FilterRequest, Halt, Overrides, RouteFilterConfigs,
+    Decoded, FilterChain, FilterError, FilterRequest, Halt, Overrides, RateLimits,
+    RouteFilterConfigs,
 };

@@ -5,10 +5,11 @@
 //! once with [`WorkloadPolicy::from_config`] (which reports every bad entry,
 //! each with its path, before failing), and then asks it per request:
 //!
-//! - inbound: the gRPC `serve` flag ([`grpc`]), authorization ([`rbac`],
-//!   Envoy RBAC rules) and the local rate limit's bucket ([`rate_limit`]),
-//!   which the host compiles into the same HTTP filters (`envoy.filters.http.rbac`,
-//!   `envoy.filters.http.local_ratelimit`) a connection manager runs;
+//! - inbound: the gRPC `serve` flag ([`grpc`]), JWT authentication and external
+//!   authorization ([`external_auth`]), authorization ([`rbac`], Envoy RBAC rules)
+//!   and the local rate limit's bucket ([`rate_limit`]), which the host compiles
+//!   into the same HTTP filters (`envoy.filters.http.jwt_authn`, `ext_authz`,
+//!   `rbac`, `local_ratelimit`) a connection manager runs, in that order;
 //! - outbound: [`WorkloadPolicy::check_outbound`] applies the gRPC flags and
 //!   the egress allow rules ([`egress`]) before mesh routing;
 //! - [`limits`] holds body, header, timeout, concurrency and memory limits,
@@ -58,14 +59,40 @@
 //!   max_concurrent_requests: 1000
 //!   memory: "128MiB"                   # per component instance
 //! rate_limit: { max_tokens: 100, tokens_per_fill: 100, fill_interval: "1s" }
+//! jwt:                                 # Istio's RequestAuthentication
+//!   providers:
+//!     idp:
+//!       issuer: https://idp.example.com
+//!       audiences: [greeter]
+//!       remote_jwks: { uri: "https://idp.example.com/jwks.json", cluster: idp, cache_duration: "5m" }
+//!       forward_payload_header: x-jwt-payload
+//!       claim_to_headers: [{ header_name: x-user, claim_name: sub }]
+//!   allow_missing: false               # true: only a bad token is refused
+//! ext_authz:                           # a CUSTOM AuthorizationPolicy
+//!   grpc: { cluster: authz, authority: authz.default.svc, timeout: "500ms" }
+//!   failure_mode_allow: false          # a failing service refuses (status_on_error, 403)
+//!   with_request_body: { max_request_bytes: 8192, allow_partial_message: true }
 //! "#;
 //! let config: WorkloadPolicyConfig = serde_yaml::from_str(yaml)?;
 //! let policy = WorkloadPolicy::from_config(&config)?;
 //! assert!(policy.grpc.serve);
 //! assert_eq!(policy.egress.rules().len(), 3);
 //! assert_eq!(policy.limits.max_request_body_bytes, 10 * 1024 * 1024);
+//! assert!(policy.jwt.as_ref().is_some_and(|jwt| jwt.providers.contains_key("idp")));
+//! assert!(policy.ext_authz.is_some());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! `ext_authz` names exactly one service: `grpc: { cluster, authority, timeout }`
+//! (`envoy.service.auth.v3.Authorization/Check`) or `http: { cluster, path_prefix,
+//! timeout, allowed_headers, allowed_upstream_headers, allowed_client_headers }`. `jwt`
+//! providers take exactly one of `local_jwks` (the document) and `remote_jwks: { uri,
+//! cluster, timeout, cache_duration }`, plus `issuer`, `audiences`, `from_headers: [{ name,
+//! value_prefix }]`, `from_params`, `forward`, `forward_payload_header` and
+//! `claim_to_headers`; `requires` lists the providers any one of which must verify
+//! (default: all of them), `allow_missing` lets requests without a token through. The
+//! clusters are the host's (its bootstrap or control plane); without them a check fails and
+//! is refused unless `failure_mode_allow`.
 //!
 //! RBAC uses Envoy's field names and meaning: permissions `any`, `header: {
 //! name, string_match }` (pseudo-headers `:method`, `:path`, `:authority`,
@@ -79,6 +106,7 @@
 
 pub mod egress;
 mod error;
+pub mod external_auth;
 pub mod grpc;
 pub mod limits;
 pub mod rate_limit;

@@ -7,7 +7,10 @@ use serde::Deserialize;
 
 use crate::PolicyConfigErrors;
 use crate::PolicyDenied;
+use mesh_xds::config::{ExtAuthz, JwtAuthentication};
+
 use crate::egress::{EgressConfig, EgressRequest, EgressRules};
+use crate::external_auth::{ExtAuthzConfig, JwtConfig};
 use crate::grpc::GrpcFlags;
 use crate::limits::{Limits, LimitsConfig};
 use crate::rate_limit::{RateLimitConfig, TokenBucket};
@@ -28,14 +31,19 @@ pub struct WorkloadPolicyConfig {
     pub limits: LimitsConfig,
     /// `rate_limit: { max_tokens, tokens_per_fill, fill_interval }`; omitted means none.
     pub rate_limit: Option<RateLimitConfig>,
+    /// `ext_authz: { grpc | http, ... }`: an authorization service checks each request.
+    pub ext_authz: Option<ExtAuthzConfig>,
+    /// `jwt: { providers, requires, allow_missing }`: JSON Web Tokens a request carries.
+    pub jwt: Option<JwtConfig>,
 }
 
 /// A workload's validated policy.
 ///
 /// The default serves plain HTTP inbound and nothing else: no gRPC, every
 /// outbound request denied, no authorization, default limits, no rate limit.
-/// The host compiles the inbound part (gRPC flag, RBAC, rate limit) into the
-/// same HTTP filters a connection manager runs.
+/// The host compiles the inbound part (gRPC flag, JWT authentication, external
+/// authorization, RBAC, rate limit) into the same HTTP filters a connection
+/// manager runs.
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadPolicy {
     /// gRPC flags.
@@ -48,6 +56,10 @@ pub struct WorkloadPolicy {
     pub limits: Limits,
     /// The local rate limit's token bucket; `None`: no limit.
     pub rate_limit: Option<TokenBucket>,
+    /// External authorization, as Envoy's ext_authz filter configuration.
+    pub ext_authz: Option<Arc<ExtAuthz>>,
+    /// JWT authentication, as Envoy's jwt_authn filter configuration.
+    pub jwt: Option<Arc<JwtAuthentication>>,
 }
 
 impl WorkloadPolicy {
@@ -67,12 +79,22 @@ impl WorkloadPolicy {
             .rate_limit
             .as_ref()
             .and_then(|r| r.compile("rate_limit", &mut errors));
+        let ext_authz = config
+            .ext_authz
+            .as_ref()
+            .and_then(|e| e.compile("ext_authz", &mut errors));
+        let jwt = config
+            .jwt
+            .as_ref()
+            .and_then(|j| j.compile("jwt", &mut errors));
         errors.into_result(WorkloadPolicy {
             grpc: config.grpc,
             egress,
             rbac,
             limits,
             rate_limit,
+            ext_authz,
+            jwt,
         })
     }
 

@@ -49,23 +49,27 @@ def main():
     parser.add_argument("--timeout", type=float, default=None)
     parser.add_argument("--authority", default=None)
     parser.add_argument("--ca", default=None, help="PEM CA for TLS; plaintext h2c without it")
+    parser.add_argument("--metadata", action="append", default=[],
+                        help="KEY=VALUE sent as call metadata (repeatable)")
     args = parser.parse_args()
     load_stubs()
     import helloworld_pb2, helloworld_pb2_grpc, route_guide_pb2, route_guide_pb2_grpc
 
+    metadata = [tuple(item.split("=", 1)) for item in args.metadata]
     result = {"code": "OK", "message": "", "replies": [], "trailers": {}}
     with channel(args) as ch:
         try:
             if args.method == "SayHello":
                 stub = helloworld_pb2_grpc.GreeterStub(ch)
-                reply, call = stub.SayHello.with_call(helloworld_pb2.HelloRequest(name=args.name), timeout=args.timeout)
+                reply, call = stub.SayHello.with_call(helloworld_pb2.HelloRequest(name=args.name), timeout=args.timeout,
+                                                    metadata=metadata)
                 result["replies"].append(reply.message)
                 result["trailers"] = {k: v for k, v in call.trailing_metadata()}
             else:
                 stub = route_guide_pb2_grpc.RouteGuideStub(ch)
                 rect = route_guide_pb2.Rectangle(lo=route_guide_pb2.Point(latitude=0, longitude=0),
                                                  hi=route_guide_pb2.Point(latitude=args.count, longitude=0))
-                stream = stub.ListFeatures(rect, timeout=args.timeout)
+                stream = stub.ListFeatures(rect, timeout=args.timeout, metadata=metadata)
                 for feature in stream:
                     result["replies"].append(feature.name)
                 result["trailers"] = {k: v for k, v in stream.trailing_metadata()}

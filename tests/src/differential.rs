@@ -39,8 +39,8 @@ pub const IGNORED_REQUEST_HEADERS: &[&str] = &[
 
 /// Response headers a proxy adds by itself: Envoy's upstream timing
 /// (`x-envoy-upstream-service-time`, router) and mesh-host's reason for a local
-/// reply (`x-mesh-host-reason`). Only `x-`, `access-control-` and `grpc-` headers
-/// and `Location` are compared at all: `server`, `date`, `content-type` and
+/// reply (`x-mesh-host-reason`). Only `x-`, `access-control-` and `grpc-` headers,
+/// `www-authenticate` and `Location` are compared at all: `server`, `date`, `content-type` and
 /// `content-length` of local replies are each proxy's own (Envoy's say
 /// `server: envoy`).
 pub const IGNORED_RESPONSE_HEADERS: &[&str] =
@@ -73,11 +73,31 @@ pub struct ListenerTls {
     pub client_ca: PathBuf,
 }
 
+/// A cluster of the bootstrap that is a service a filter calls (an authorization server,
+/// a JWKS endpoint, a rate-limit service) rather than an echo upstream.
+pub struct ServiceCluster<'a> {
+    /// The cluster's name.
+    pub name: &'a str,
+    /// Its one endpoint.
+    pub addr: SocketAddr,
+    /// Spoken to over HTTP/2 (gRPC services).
+    pub http2: bool,
+}
+
 /// The one bootstrap both proxies load, so their configurations cannot drift:
 /// `listeners` with an HTTP connection manager each (their filters, then the
 /// router), and one STATIC cluster per upstream (named after its cluster,
 /// endpoint its address).
 pub fn bootstrap(listeners: &[ListenerSpec<'_>], upstreams: &[EchoUpstream]) -> String {
+    bootstrap_with_services(listeners, upstreams, &[])
+}
+
+/// [`bootstrap`], with the clusters of the services the listeners' filters call.
+pub fn bootstrap_with_services(
+    listeners: &[ListenerSpec<'_>],
+    upstreams: &[EchoUpstream],
+    services: &[ServiceCluster<'_>],
+) -> String {
     let mut out = String::from(
         "node: { id: differential, cluster: differential }\nstatic_resources:\n  listeners:\n",
     );
@@ -142,6 +162,31 @@ pub fn bootstrap(listeners: &[ListenerSpec<'_>], upstreams: &[EchoUpstream]) -> 
             port = upstream.addr.port(),
         ));
     }
+    for service in services {
+        let protocol = if service.http2 {
+            r#"
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }"#
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            r#"  - name: {name}
+    type: STATIC
+    connect_timeout: 1s{protocol}
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }} }}
+"#,
+            name = service.name,
+            ip = service.addr.ip(),
+            port = service.addr.port(),
+        ));
+    }
     out
 }
 
@@ -174,6 +219,8 @@ pub struct Req {
     pub tls: Option<Option<&'static str>>,
     /// How long to wait before sending it (refills, expiries).
     pub pause: Duration,
+    /// The request body (empty: none).
+    pub body: &'static str,
 }
 
 /// `GET target` with `Host: host`, to the listener named `main`.
@@ -187,6 +234,7 @@ pub fn get(host: &'static str, target: &'static str) -> Req {
         headers: Vec::new(),
         tls: None,
         pause: Duration::ZERO,
+        body: "",
     }
 }
 
@@ -226,6 +274,12 @@ impl Req {
     /// Sends it over h2c (prior knowledge).
     pub fn h2c(mut self) -> Self {
         self.http2 = true;
+        self
+    }
+
+    /// Sends `body` with it.
+    pub fn body(mut self, body: &'static str) -> Self {
+        self.body = body;
         self
     }
 
@@ -483,9 +537,12 @@ pub async fn observe_with(
     for (name, value) in &request.headers {
         builder = builder.header(*name, *value);
     }
-    let built = builder
-        .body(client::empty())
-        .map_err(|e| format!("request: {e}"))?;
+    let body = if request.body.is_empty() {
+        client::empty()
+    } else {
+        client::full(request.body)
+    };
+    let built = builder.body(body).map_err(|e| format!("request: {e}"))?;
     let exchange = async {
         let response = match request.tls {
             Some(client) => over_tls(addr, built, request.http2, client, identities).await?,
@@ -499,7 +556,10 @@ pub async fn observe_with(
         .map_err(|_| "no answer within 20 s".to_owned())??;
     let upstream = Echo::parse(&body).map(Received::from);
     let compared = |name: &str| {
-        (name.starts_with("x-") || name.starts_with("access-control-") || name.starts_with("grpc-"))
+        (name.starts_with("x-")
+            || name.starts_with("access-control-")
+            || name.starts_with("grpc-")
+            || name == "www-authenticate")
             && !IGNORED_RESPONSE_HEADERS.contains(&name)
     };
     let response_headers = headers

@@ -2,6 +2,7 @@
 //! the guest components and the real peers (curl, nghttp, Envoy, grpcio), and
 //! running mesh-host as a child process on loopback.
 
+pub mod auth_peers;
 pub mod bootstrap;
 pub mod client;
 pub mod differential;

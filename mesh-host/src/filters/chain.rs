@@ -11,15 +11,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderMap;
-use mesh_xds::config::{HttpFilter, HttpFilterConfig, PerFilterConfigs, PerRouteConfig};
+use mesh_xds::config::{
+    ApiKeyAuth, BasicAuth, ExtAuthzPerRoute, GlobalRateLimitPerRoute, HttpFilter, HttpFilterConfig,
+    JwtPerRoute, PerFilterConfigs, PerRouteConfig, RateLimitPolicy,
+};
+use sync_wrapper::SyncWrapper;
+use wasmtime_wasi_http::WasiBody;
 
+use super::api_key_auth::ApiKeyFilter;
+use super::basic_auth::BasicAuthFilter;
 use super::cors::{CorsMatch, CorsPolicy};
+use super::ext_authz::{ExtAuthzFilter, RouteSettings};
 use super::fault::FaultInjector;
 use super::grpc_serve::GrpcServe;
 use super::header_mutation::{HeaderMutationFilter, Mutations};
+use super::jwt_authn::JwtFilter;
 use super::local_ratelimit::{RateLimitOutcome, RateLimiter};
+use super::ratelimit::{GlobalRateLimiter, RouteLimits};
 use super::rbac::RbacFilter;
+use super::response_edits::{Edit, ResponseEdits};
 use crate::body::ResponseBody;
+use crate::egress::Egress;
 use crate::shared::{Failure, RequestMeta};
 
 /// Why a filter configuration cannot be used.
@@ -40,6 +52,14 @@ pub struct FilterRequest<'a> {
     pub meta: &'a RequestMeta,
     /// The cluster the route sends it to, if it routes to one.
     pub cluster: Option<&'a str>,
+    /// Whether a route matched it (filters that need a route skip requests without one).
+    pub routed: bool,
+    /// Its body; a filter that reads it (ext_authz's `with_request_body`) puts back what it
+    /// read. Only the filter running has it, so it is never shared between threads; the
+    /// wrapper lets filters hold `&FilterRequest` across an await.
+    pub body: &'a mut SyncWrapper<WasiBody>,
+    /// The snapshot's upstream client, for filters that call a service.
+    pub upstream: &'a Egress,
 }
 
 /// A filter answered in place of the upstream.
@@ -68,15 +88,30 @@ enum Filter {
     Fault(Arc<FaultInjector>),
     Cors,
     HeaderMutation(HeaderMutationFilter),
+    ExtAuthz(ExtAuthzFilter),
+    JwtAuthn(JwtFilter),
+    RateLimit(GlobalRateLimiter),
+    BasicAuth(BasicAuthFilter),
+    ApiKeyAuth(ApiKeyFilter),
     GrpcServe(GrpcServe),
     Telemetry,
 }
 
 /// The per-route filter configurations of one level (a route, a virtual host or a route
-/// configuration), compiled once with the route table.
+/// configuration), compiled once with the route table, with the level's `rate_limits`.
 #[derive(Default)]
 pub struct RouteFilterConfigs {
     by_name: HashMap<String, Override>,
+    rate_limits: RateLimits,
+}
+
+/// A level's `rate_limits` for the global rate limit filter.
+#[derive(Clone, Debug, Default)]
+pub struct RateLimits {
+    /// The descriptors' actions.
+    pub policies: Vec<RateLimitPolicy>,
+    /// A route's `include_vh_rate_limits`.
+    pub include_vh: bool,
 }
 
 impl std::fmt::Debug for RouteFilterConfigs {
@@ -96,6 +131,11 @@ enum PerRoute {
     Fault(Arc<FaultInjector>),
     Cors(Arc<CorsPolicy>),
     HeaderMutation(Mutations),
+    ExtAuthz(Arc<ExtAuthzPerRoute>),
+    JwtAuthn(JwtPerRoute),
+    RateLimit(Arc<GlobalRateLimitPerRoute>),
+    BasicAuth(Arc<BasicAuth>),
+    ApiKeyAuth(Arc<ApiKeyAuth>),
 }
 
 /// The per-route configurations that apply to one request, most specific first: route,
@@ -114,6 +154,8 @@ enum State {
     Nothing,
     RateLimit(RateLimitOutcome),
     Cors(Option<CorsMatch>),
+    Respond(ResponseEdits),
+    GlobalRateLimit { edits: ResponseEdits, refused: bool },
 }
 
 impl FilterChain {
@@ -137,6 +179,21 @@ impl FilterChain {
                     HttpFilterConfig::Cors => Filter::Cors,
                     HttpFilterConfig::HeaderMutation(config) => {
                         Filter::HeaderMutation(HeaderMutationFilter::new(config).map_err(error)?)
+                    }
+                    HttpFilterConfig::ExtAuthz(config) => {
+                        Filter::ExtAuthz(ExtAuthzFilter::new(config).map_err(error)?)
+                    }
+                    HttpFilterConfig::JwtAuthn(config) => {
+                        Filter::JwtAuthn(JwtFilter::new(config).map_err(error)?)
+                    }
+                    HttpFilterConfig::RateLimit(config) => {
+                        Filter::RateLimit(GlobalRateLimiter::new(config).map_err(error)?)
+                    }
+                    HttpFilterConfig::BasicAuth(config) => {
+                        Filter::BasicAuth(BasicAuthFilter::new(config))
+                    }
+                    HttpFilterConfig::ApiKeyAuth(config) => {
+                        Filter::ApiKeyAuth(ApiKeyFilter::new(config))
                     }
                     HttpFilterConfig::Telemetry => Filter::Telemetry,
                 };
@@ -242,6 +299,72 @@ impl FilterChain {
                 filter.decode(request.head, route_mutations(overrides, &entry.name));
                 (State::Nothing, None)
             }
+            Filter::ExtAuthz(filter) => {
+                let levels: Vec<&ExtAuthzPerRoute> = overrides
+                    .all(&entry.name)
+                    .filter_map(|config| match config {
+                        PerRoute::ExtAuthz(settings) => Some(settings.as_ref()),
+                        _ => None,
+                    })
+                    .collect();
+                let settings = RouteSettings::merge(levels.into_iter());
+                let (edits, refusal) = filter.decode(request, settings).await;
+                (State::Respond(edits), refusal.map(Halt::Fail))
+            }
+            Filter::JwtAuthn(filter) => {
+                let route = match per_route {
+                    Some(PerRoute::JwtAuthn(route)) => Some(route),
+                    _ => None,
+                };
+                match filter.decode(request, route).await {
+                    Some((failure, challenge)) => {
+                        let mut edits = ResponseEdits::default();
+                        edits.push(Edit::Set, "www-authenticate", &challenge);
+                        (State::Respond(edits), Some(Halt::Fail(failure)))
+                    }
+                    None => (State::Nothing, None),
+                }
+            }
+            Filter::RateLimit(filter) => {
+                let limits = RouteLimits {
+                    route: overrides.rate_limits(0),
+                    virtual_host: overrides.rate_limits(1),
+                    per_route: match per_route {
+                        Some(PerRoute::RateLimit(route)) => Some(route),
+                        _ => None,
+                    },
+                };
+                let (edits, refusal) = filter.decode(request, limits).await;
+                let refused = refusal.is_some();
+                (
+                    State::GlobalRateLimit { edits, refused },
+                    refusal.map(Halt::Fail),
+                )
+            }
+            Filter::BasicAuth(filter) => {
+                let users = match per_route {
+                    Some(PerRoute::BasicAuth(users)) => Some(users.as_ref()),
+                    _ => None,
+                };
+                match filter.decode(request, users) {
+                    Some((failure, challenge)) => {
+                        let mut edits = ResponseEdits::default();
+                        edits.push(Edit::Set, "www-authenticate", &challenge);
+                        (State::Respond(edits), Some(Halt::Fail(failure)))
+                    }
+                    None => (State::Nothing, None),
+                }
+            }
+            Filter::ApiKeyAuth(filter) => {
+                let route = match per_route {
+                    Some(PerRoute::ApiKeyAuth(route)) => Some(route.as_ref()),
+                    _ => None,
+                };
+                (
+                    State::Nothing,
+                    filter.decode(request, route).map(Halt::Fail),
+                )
+            }
             Filter::GrpcServe(filter) => {
                 (State::Nothing, filter.decode(request).err().map(Halt::Fail))
             }
@@ -261,6 +384,13 @@ impl FilterChain {
             match (&entry.filter, state) {
                 (Filter::LocalRateLimit(_), State::RateLimit(outcome)) => outcome.encode(headers),
                 (Filter::Cors, State::Cors(Some(matched))) => matched.encode(headers),
+                (_, State::Respond(edits)) => edits.apply(headers),
+                (Filter::RateLimit(filter), State::GlobalRateLimit { edits, refused }) => {
+                    edits.apply(headers);
+                    if *refused {
+                        filter.refusal_headers().apply(headers);
+                    }
+                }
                 (Filter::HeaderMutation(filter), _) => {
                     filter.encode(headers, route_mutations(&overrides, &entry.name));
                 }
@@ -285,11 +415,12 @@ fn route_mutations<'a>(
 }
 
 impl RouteFilterConfigs {
-    /// Compiles one level's `typed_per_filter_config`.
+    /// Compiles one level's `typed_per_filter_config` and `rate_limits`.
     pub fn compile(
         configs: &PerFilterConfigs,
+        rate_limits: RateLimits,
     ) -> Result<Option<Arc<RouteFilterConfigs>>, FilterError> {
-        if configs.is_empty() {
+        if configs.is_empty() && rate_limits.policies.is_empty() && !rate_limits.include_vh {
             return Ok(None);
         }
         let by_name = configs
@@ -316,6 +447,21 @@ impl RouteFilterConfigs {
                     Some(PerRouteConfig::HeaderMutation(config)) => Some(PerRoute::HeaderMutation(
                         Mutations::new(config).map_err(error)?,
                     )),
+                    Some(PerRouteConfig::ExtAuthz(config)) => {
+                        Some(PerRoute::ExtAuthz(config.clone()))
+                    }
+                    Some(PerRouteConfig::JwtAuthn(config)) => {
+                        Some(PerRoute::JwtAuthn(config.clone()))
+                    }
+                    Some(PerRouteConfig::RateLimit(config)) => {
+                        Some(PerRoute::RateLimit(config.clone()))
+                    }
+                    Some(PerRouteConfig::BasicAuth(config)) => {
+                        Some(PerRoute::BasicAuth(config.clone()))
+                    }
+                    Some(PerRouteConfig::ApiKeyAuth(config)) => {
+                        Some(PerRoute::ApiKeyAuth(config.clone()))
+                    }
                 };
                 Ok((
                     name.clone(),
@@ -326,7 +472,10 @@ impl RouteFilterConfigs {
                 ))
             })
             .collect::<Result<_, FilterError>>()?;
-        Ok(Some(Arc::new(RouteFilterConfigs { by_name })))
+        Ok(Some(Arc::new(RouteFilterConfigs {
+            by_name,
+            rate_limits,
+        })))
     }
 }
 
@@ -358,6 +507,11 @@ impl<'a> Overrides<'a> {
         }
     }
 
+    /// The `rate_limits` of a level (0: route, 1: virtual host, 2: route configuration).
+    fn rate_limits(&self, level: usize) -> Option<&'a RateLimits> {
+        Some(&self.levels.get(level).copied().flatten()?.rate_limits)
+    }
+
     /// The most specific per-route configuration of a filter.
     fn config(&self, name: &str) -> Option<&'a PerRoute> {
         self.all(name).next()
@@ -373,6 +527,17 @@ impl<'a> Overrides<'a> {
             .flatten()
             .filter_map(move |level| level.by_name.get(name)?.config.as_ref())
     }
+}
+
+/// An empty request body, for filter tests.
+#[cfg(test)]
+pub(super) fn test_body() -> SyncWrapper<WasiBody> {
+    use http_body_util::BodyExt;
+    SyncWrapper::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    )
 }
 
 #[cfg(test)]
@@ -434,12 +599,17 @@ mod tests {
             .expect("request")
             .into_parts();
         let meta = RequestMeta::plaintext_from("10.0.0.2:1");
+        let upstream = Egress::new();
+        let mut body = test_body();
         let (decoded, halt) = chain
             .decode(
                 &mut FilterRequest {
                     head: &mut head,
                     meta: &meta,
                     cluster: None,
+                    routed: true,
+                    body: &mut body,
+                    upstream: &upstream,
                 },
                 overrides,
             )
@@ -463,7 +633,7 @@ mod tests {
                 config: None,
             },
         )]);
-        match RouteFilterConfigs::compile(&configs) {
+        match RouteFilterConfigs::compile(&configs, RateLimits::default()) {
             Ok(Some(compiled)) => Arc::into_inner(compiled).unwrap_or_default(),
             _ => RouteFilterConfigs::default(),
         }

@@ -207,10 +207,15 @@ mod tests {
         }
         let (mut head, ()) = builder.body(()).expect("request").into_parts();
         let meta = RequestMeta::plaintext_from("10.0.0.2:1");
+        let upstream = crate::egress::Egress::new();
+        let mut body = crate::filters::chain::test_body();
         let request = FilterRequest {
             head: &mut head,
             meta: &meta,
             cluster: None,
+            routed: true,
+            body: &mut body,
+            upstream: &upstream,
         };
         CorsPolicy::decode(policies.iter().copied(), &request)
     }

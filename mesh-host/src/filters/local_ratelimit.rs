@@ -4,15 +4,15 @@
 //! default bucket. Envoy's defaults are kept: with `filter_enabled` or `filter_enforced` unset
 //! the filter checks, or refuses, nothing.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use mesh_policies::rate_limit::{LocalRateLimit as Bucket, TokenBucket as BucketSize};
-use mesh_xds::config::{Fraction, LocalRateLimit, RateLimitAction, RateLimitPolicy, TokenBucket};
+use mesh_xds::config::{Fraction, LocalRateLimit, RateLimitPolicy, TokenBucket};
 
 use super::chain::FilterRequest;
-use crate::shared::{EditList, Failure, InvalidHeaderEdit, RequestView};
+use super::descriptors::descriptors;
+use crate::shared::{EditList, Failure, InvalidHeaderEdit};
 
 const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
@@ -158,93 +158,7 @@ impl RateLimiter {
         if self.descriptors.is_empty() {
             return Vec::new();
         }
-        let view = RequestView::new(request.head);
-        self.rate_limits
-            .iter()
-            .filter(|policy| policy.stage == 0)
-            .filter_map(|policy| {
-                let mut entries = Vec::with_capacity(policy.actions.len());
-                for action in &policy.actions {
-                    match entry(action, &view, request) {
-                        Entry::Add(key, value) => entries.push((key, value)),
-                        Entry::Skip => {}
-                        Entry::Drop => return None,
-                    }
-                }
-                (!entries.is_empty()).then_some(entries)
-            })
-            .collect()
-    }
-}
-
-enum Entry {
-    Add(String, String),
-    Skip,
-    Drop,
-}
-
-fn entry(action: &RateLimitAction, view: &RequestView<'_>, request: &FilterRequest<'_>) -> Entry {
-    match action {
-        RateLimitAction::GenericKey { key, value } => Entry::Add(key.clone(), value.clone()),
-        RateLimitAction::RequestHeaders {
-            header_name,
-            key,
-            skip_if_absent,
-        } => match view.header_values(header_name).first() {
-            Some(value) => Entry::Add(key.clone(), value.to_string()),
-            None if *skip_if_absent => Entry::Skip,
-            None => Entry::Drop,
-        },
-        RateLimitAction::RemoteAddress => Entry::Add(
-            "remote_address".to_owned(),
-            request.meta.remote_ip.to_canonical().to_string(),
-        ),
-        RateLimitAction::MaskedRemoteAddress {
-            v4_prefix_len,
-            v6_prefix_len,
-        } => Entry::Add(
-            "masked_remote_address".to_owned(),
-            masked(
-                request.meta.remote_ip.to_canonical(),
-                *v4_prefix_len,
-                *v6_prefix_len,
-            ),
-        ),
-        RateLimitAction::HeaderValueMatch {
-            key,
-            value,
-            expect_match,
-            headers,
-        } => {
-            let matched = headers.iter().all(|matcher| {
-                matcher.matches_values(view.header_values(&matcher.name).iter().map(|v| &**v))
-            });
-            if matched == *expect_match {
-                Entry::Add(key.clone(), value.clone())
-            } else {
-                Entry::Drop
-            }
-        }
-    }
-}
-
-/// The address masked to a prefix, written as Envoy does: `address/prefix`.
-fn masked(ip: IpAddr, v4_prefix_len: u8, v6_prefix_len: u8) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4)
-                & u32::MAX
-                    .checked_shl(32 - u32::from(v4_prefix_len))
-                    .unwrap_or(0);
-            format!("{}/{v4_prefix_len}", std::net::Ipv4Addr::from(bits))
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6)
-                & u128::MAX
-                    .checked_shl(128 - u32::from(v6_prefix_len))
-                    .unwrap_or(0);
-            format!("{}/{v6_prefix_len}", std::net::Ipv6Addr::from(bits))
-        }
+        descriptors(self.rate_limits.iter().filter(|p| p.stage == 0), request)
     }
 }
 
@@ -284,7 +198,9 @@ impl RateLimitOutcome {
 mod tests {
     use std::time::Duration;
 
-    use mesh_xds::config::{HeaderAppendAction, HeaderValueOption, RateLimitDescriptor};
+    use mesh_xds::config::{
+        HeaderAppendAction, HeaderValueOption, RateLimitAction, RateLimitDescriptor,
+    };
 
     use super::*;
     use crate::shared::RequestMeta;
@@ -330,10 +246,15 @@ mod tests {
         }
         let (mut head, ()) = builder.body(()).expect("request").into_parts();
         let meta = RequestMeta::plaintext_from("10.0.0.2:1");
+        let upstream = crate::egress::Egress::new();
+        let mut body = crate::filters::chain::test_body();
         let outcome = limiter.decode(&mut FilterRequest {
             head: &mut head,
             meta: &meta,
             cluster: None,
+            routed: true,
+            body: &mut body,
+            upstream: &upstream,
         });
         (outcome, head.headers)
     }
@@ -416,17 +337,5 @@ mod tests {
         assert!(run(&limiter, &[("x-client", "a")]).0.refusal().is_some());
         assert!(run(&limiter, &[("x-client", "b")]).0.refusal().is_none());
         assert!(run(&limiter, &[]).0.refusal().is_none());
-    }
-
-    #[test]
-    fn masked_remote_address_is_written_as_a_cidr() {
-        assert_eq!(
-            masked("192.0.2.77".parse().expect("ip"), 24, 128),
-            "192.0.2.0/24"
-        );
-        assert_eq!(
-            masked("2001:db8::1".parse().expect("ip"), 32, 64),
-            "2001:db8::/64"
-        );
     }
 }

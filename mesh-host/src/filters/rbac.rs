@@ -185,10 +185,15 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
+        let upstream = crate::egress::Egress::new();
+        let mut body = crate::filters::chain::test_body();
         let request = FilterRequest {
             head: &mut head,
             meta,
             cluster: None,
+            routed: true,
+            body: &mut body,
+            upstream: &upstream,
         };
         filter.decode(&request)
     }

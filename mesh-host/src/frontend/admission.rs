@@ -41,6 +41,8 @@ pub(super) struct Connection {
     pub(super) server_name: Option<Arc<str>>,
     /// The verified client certificate's principal.
     pub(super) peer_principal: Option<Arc<str>>,
+    /// The verified client certificate (DER).
+    pub(super) peer_certificate: Option<Arc<[u8]>>,
 }
 
 /// The requests in flight on one connection, from their head to the end of their
@@ -128,6 +130,7 @@ async fn admit(
         tls,
         server_name,
         peer_principal,
+        peer_certificate,
     } = connection;
     let grpc = request
         .headers()
@@ -160,6 +163,7 @@ async fn admit(
         tls,
         server_name,
         peer_principal,
+        peer_certificate,
         grpc,
         filter_chain: context.index,
     };

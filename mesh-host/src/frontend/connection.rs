@@ -115,6 +115,7 @@ pub(super) async fn serve(
                     tls: false,
                     server_name: None,
                     peer_principal: None,
+                    peer_certificate: None,
                 };
                 detect(stream, connection, listening.chains[chain].clone(), &listening, deadline).await
             }
@@ -218,17 +219,17 @@ async fn handshake(
             return None;
         }
     };
+    let certificates = stream.get_ref().1.peer_certificates();
     let connection = Connection {
         peer,
         tls: true,
         server_name: server_name
             .filter(|_| listening.inspects_tls)
             .map(Arc::from),
-        peer_principal: stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(peer_identity::principal),
+        peer_principal: certificates.and_then(peer_identity::principal),
+        peer_certificate: certificates
+            .and_then(|chain| chain.first())
+            .map(|leaf| Arc::from(leaf.as_ref())),
     };
     // ALPN is a client's wish; the preface tells what it speaks.
     let deadline = listening

@@ -10,10 +10,12 @@ use mesh_policies::limits::Limits;
 use mesh_xds::config::{
     Fraction, HttpFilter, HttpFilterConfig, LocalRateLimit, RbacFilter, TokenBucket,
 };
+use sync_wrapper::SyncWrapper;
 use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
 use crate::body::{ResponseBody, limit_body};
+use crate::egress::Egress;
 use crate::filters::{FilterChain, FilterError, FilterRequest, Overrides};
 use crate::metrics::{Metrics, WorkloadCounters};
 use crate::routing::ForwardDecision;
@@ -87,10 +89,26 @@ impl LocalWorkload {
     }
 }
 
-/// A workload's policy as filters: the gRPC flag, then RBAC, then the local rate limit (so a
-/// refused request spends no token), as Envoy's filters would run them.
+/// A workload's policy as filters: the gRPC flag, then JWT authentication and external
+/// authorization (Istio's order: `RequestAuthentication`, then a CUSTOM `AuthorizationPolicy`),
+/// then RBAC, then the local rate limit (so a refused request spends no token), as Envoy's
+/// filters would run them.
 fn policy_filters(policy: &WorkloadPolicy) -> Result<FilterChain, FilterError> {
     let mut filters = Vec::new();
+    if let Some(jwt) = &policy.jwt {
+        filters.push(HttpFilter {
+            name: "envoy.filters.http.jwt_authn".to_owned(),
+            disabled: false,
+            config: HttpFilterConfig::JwtAuthn(jwt.clone()),
+        });
+    }
+    if let Some(ext_authz) = &policy.ext_authz {
+        filters.push(HttpFilter {
+            name: "envoy.filters.http.ext_authz".to_owned(),
+            disabled: false,
+            config: HttpFilterConfig::ExtAuthz(ext_authz.clone()),
+        });
+    }
     if let Some(rules) = &policy.rbac {
         filters.push(HttpFilter {
             name: "envoy.filters.http.rbac".to_owned(),
@@ -133,6 +151,8 @@ fn policy_filters(policy: &WorkloadPolicy) -> Result<FilterChain, FilterError> {
 }
 
 /// Serves a request the handler's router sent to `workload`, or answers why it could not.
+/// Without a mesh configuration there are no clusters: a policy filter that calls a service
+/// finds none and fails as Envoy fails for an unknown cluster.
 pub async fn serve_workload(
     metrics: &Metrics,
     workload: Result<Arc<LocalWorkload>, Failure>,
@@ -142,14 +162,16 @@ pub async fn serve_workload(
     match workload {
         Ok(workload) => {
             let (head, body) = request.into_parts();
-            serve_local(metrics, &workload, head, body, &meta, None).await
+            let no_clusters = Egress::new();
+            serve_local(metrics, &workload, head, body, &meta, None, &no_clusters).await
         }
         Err(failure) => answer::fail(metrics, &failure, "", meta.grpc),
     }
 }
 
 /// Runs the workload's filters, then the component; `forward` carries the route's rewrites,
-/// header mutations and timeouts when a route table chose the workload.
+/// header mutations and timeouts when a route table chose the workload. Filters that call a
+/// service reach it through `upstream`, the client of the snapshot the request runs on.
 pub(super) async fn serve_local(
     metrics: &Metrics,
     workload: &LocalWorkload,
@@ -157,13 +179,14 @@ pub(super) async fn serve_local(
     body: WasiBody,
     meta: &RequestMeta,
     forward: Option<&ForwardDecision>,
+    upstream: &Egress,
 ) -> http::Response<ResponseBody> {
     let label = workload.id.as_str();
     let limits = &workload.policy.limits;
     if let Some(failure) = over_limits(&head, limits) {
         return answer::fail(metrics, &failure, label, meta.grpc);
     }
-    let body = limit_body(body, limits.max_request_body_bytes);
+    let mut body = SyncWrapper::new(limit_body(body, limits.max_request_body_bytes));
     let (decoded, halt) = workload
         .filters
         .decode(
@@ -171,10 +194,14 @@ pub(super) async fn serve_local(
                 head: &mut head,
                 meta,
                 cluster: forward.map(|f| f.cluster.as_str()),
+                routed: true,
+                body: &mut body,
+                upstream,
             },
             Overrides::default(),
         )
         .await;
+    let body = body.into_inner();
     let mut response = match halt {
         Some(halt) => answer::halted(metrics, halt, label, meta.grpc),
         None => {

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use http::header;
 use mesh_policies::grpc::is_grpc_content_type;
+use sync_wrapper::SyncWrapper;
 use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
@@ -104,6 +105,7 @@ impl MeshInbound {
         body: WasiBody,
         meta: RequestMeta,
     ) -> http::Response<ResponseBody> {
+        let mut body = SyncWrapper::new(body);
         let cluster = match &decision {
             Decision::Forward(forward) => Some(forward.cluster.as_str()),
             _ => None,
@@ -114,17 +116,29 @@ impl MeshInbound {
                     head: &mut head,
                     meta: &meta,
                     cluster,
+                    routed: !matches!(decision, Decision::NoRoute),
+                    body: &mut body,
+                    upstream: &snapshot.upstream,
                 },
                 overrides,
             )
             .await;
+        let body = body.into_inner();
         let mut response = match halt {
             Some(halt) => answer::halted(&self.metrics, halt, "", meta.grpc),
             None => match decision {
                 Decision::Forward(forward) => {
                     if let Some(workload) = self.workloads.by_cluster(&forward.cluster) {
-                        serve_local(&self.metrics, &workload, head, body, &meta, Some(&forward))
-                            .await
+                        serve_local(
+                            &self.metrics,
+                            &workload,
+                            head,
+                            body,
+                            &meta,
+                            Some(&forward),
+                            &snapshot.upstream,
+                        )
+                        .await
                     } else if snapshot.config.clusters.contains_key(&forward.cluster) {
                         forward_upstream(
                             &self.metrics,
@@ -179,6 +193,7 @@ impl MeshInbound {
             tls: true,
             server_name: None,
             peer_principal: Some(caller.principal().clone()),
+            peer_certificate: None,
             grpc: head
                 .headers
                 .get(header::CONTENT_TYPE)
@@ -199,7 +214,18 @@ impl MeshInbound {
                 )
                 .await
             }
-            None => serve_local(&self.metrics, &target, head, body, &meta, None).await,
+            None => {
+                serve_local(
+                    &self.metrics,
+                    &target,
+                    head,
+                    body,
+                    &meta,
+                    None,
+                    &snapshot.upstream,
+                )
+                .await
+            }
         }
     }
 }

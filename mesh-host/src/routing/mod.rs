@@ -27,6 +27,8 @@
 //!     max_stream_duration: None,
 //!     grpc_timeout_header_max: None,
 //!     retry_policy: None,
+//!     rate_limits: Vec::new(),
+//!     include_vh_rate_limits: false,
 //!     hash_policy: vec![],
 //! };
 //! let config = RouteConfig {
@@ -51,6 +53,7 @@
 //!         headers: HeaderMutations::default(),
 //!         retry_policy: None,
 //!         typed_per_filter_config: Default::default(),
+//!         rate_limits: Vec::new(),
 //!     }],
 //!     headers: HeaderMutations::default(),
 //!     typed_per_filter_config: Default::default(),
@@ -78,7 +81,7 @@ use self::actions::redirect_location;
 use self::domains::DomainIndex;
 use self::forward::CompiledForward;
 use self::matching::RouteMatcher;
-use crate::filters::{FilterError, Overrides, RouteFilterConfigs};
+use crate::filters::{FilterError, Overrides, RateLimits, RouteFilterConfigs};
 use crate::shared::RequestView;
 
 pub use self::forward::ForwardDecision;
@@ -218,7 +221,11 @@ impl RouteTable {
     /// `false`, Envoy's default.
     pub fn new(config: Arc<RouteConfig>) -> Result<Self, RouteTableError> {
         let config_headers = Arc::new(HeaderEdits::compile(&config.headers, &config.name)?);
-        let filters = per_filter(&config.typed_per_filter_config, &config.name)?;
+        let filters = per_filter(
+            &config.typed_per_filter_config,
+            RateLimits::default(),
+            &config.name,
+        )?;
         let mut domains = DomainIndex::new(config.ignore_port_in_host_matching);
         let mut vhosts = Vec::with_capacity(config.virtual_hosts.len());
         for (index, vhost) in config.virtual_hosts.iter().enumerate() {
@@ -296,11 +303,14 @@ impl RouteTable {
 
 fn per_filter(
     configs: &PerFilterConfigs,
+    rate_limits: RateLimits,
     route_config: &str,
 ) -> Result<Option<Arc<RouteFilterConfigs>>, RouteTableError> {
-    RouteFilterConfigs::compile(configs).map_err(|error| RouteTableError::FilterConfig {
-        route_config: route_config.to_owned(),
-        error,
+    RouteFilterConfigs::compile(configs, rate_limits).map_err(|error| {
+        RouteTableError::FilterConfig {
+            route_config: route_config.to_owned(),
+            error,
+        }
     })
 }
 
@@ -342,14 +352,31 @@ fn compile_vhost(
                 name: name.into(),
                 matcher: RouteMatcher::new(&route.r#match),
                 action,
-                filters: per_filter(&route.typed_per_filter_config, route_config)?,
+                filters: per_filter(
+                    &route.typed_per_filter_config,
+                    match &route.action {
+                        RouteAction::Forward(forward) => RateLimits {
+                            policies: forward.rate_limits.clone(),
+                            include_vh: forward.include_vh_rate_limits,
+                        },
+                        _ => RateLimits::default(),
+                    },
+                    route_config,
+                )?,
             })
         })
         .collect::<Result<_, RouteTableError>>()?;
     Ok(CompiledVhost {
         name: vhost.name.as_str().into(),
         routes,
-        filters: per_filter(&vhost.typed_per_filter_config, route_config)?,
+        filters: per_filter(
+            &vhost.typed_per_filter_config,
+            RateLimits {
+                policies: vhost.rate_limits.clone(),
+                include_vh: false,
+            },
+            route_config,
+        )?,
     })
 }
 

@@ -47,6 +47,50 @@ pub enum Failure {
         /// The gRPC status, when the fault names one; else the status's mapping.
         grpc: Option<u8>,
     },
+    /// An authorization service denied the request (`ext_authz`): its status and body.
+    AuthzDenied {
+        /// The service's status (403 unless it names one).
+        status: StatusCode,
+        /// The service's body.
+        body: String,
+    },
+    /// The authorization service failed and the filter fails closed (`status_on_error`).
+    AuthzError {
+        /// The configured status (403 by default).
+        status: StatusCode,
+    },
+    /// The request's JSON Web Token is missing or not valid (`jwt_authn`): 401, or 403 for
+    /// an audience that is not allowed, with the verification status as the body.
+    JwtRejected {
+        /// 401 or 403.
+        status: StatusCode,
+        /// jwt_verify_lib's wording of why (`Jwt is expired`, ...).
+        reason: &'static str,
+    },
+    /// The global rate-limit service answered OVER_LIMIT (`envoy.filters.http.ratelimit`).
+    RateLimitedByService {
+        /// The filter's `rate_limited_status` (429 unless configured).
+        status: StatusCode,
+        /// gRPC requests get `RESOURCE_EXHAUSTED` instead of the status's mapping.
+        resource_exhausted: bool,
+        /// The service's `raw_body`.
+        body: String,
+    },
+    /// The rate-limit service failed and `failure_mode_deny` refuses the request.
+    RateLimitServiceError {
+        /// The filter's `status_on_error` (500 unless configured).
+        status: StatusCode,
+    },
+    /// Basic or API key credentials are missing or not accepted.
+    CredentialsRejected {
+        /// 401, or 403 for a known client that is not allowed here.
+        status: StatusCode,
+        /// Envoy's wording of why.
+        reason: &'static str,
+    },
+    /// The request body is larger than a filter may buffer (ext_authz's `with_request_body`
+    /// without `allow_partial_message`): Envoy's 413 `Payload Too Large`.
+    BufferLimitExceeded,
     /// The request is malformed.
     BadRequest(String),
     /// The request body is larger than allowed.
@@ -124,9 +168,18 @@ impl Failure {
             Failure::Trapped => StatusCode::INTERNAL_SERVER_ERROR,
             Failure::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Failure::Denied | Failure::Unauthorized => StatusCode::FORBIDDEN,
-            Failure::RateLimited { status, .. } | Failure::FaultAbort { status, .. } => *status,
+            Failure::RateLimited { status, .. }
+            | Failure::FaultAbort { status, .. }
+            | Failure::AuthzDenied { status, .. }
+            | Failure::AuthzError { status }
+            | Failure::JwtRejected { status, .. }
+            | Failure::RateLimitedByService { status, .. }
+            | Failure::RateLimitServiceError { status }
+            | Failure::CredentialsRejected { status, .. } => *status,
             Failure::BadRequest(_) | Failure::GrpcNeedsHttp2 => StatusCode::BAD_REQUEST,
-            Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::PayloadTooLarge | Failure::BufferLimitExceeded => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Failure::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Failure::StreamIdleTimeout {
                 request_complete: true,
@@ -158,6 +211,17 @@ impl Failure {
                 ..
             } => grpc_code::RESOURCE_EXHAUSTED,
             Failure::RateLimited { status, .. } => grpc_code_of(*status),
+            Failure::RateLimitedByService {
+                resource_exhausted: true,
+                ..
+            } => grpc_code::RESOURCE_EXHAUSTED,
+            Failure::AuthzDenied { status, .. }
+            | Failure::AuthzError { status }
+            | Failure::JwtRejected { status, .. }
+            | Failure::RateLimitedByService { status, .. }
+            | Failure::RateLimitServiceError { status }
+            | Failure::CredentialsRejected { status, .. } => grpc_code_of(*status),
+            Failure::BufferLimitExceeded => grpc_code_of(StatusCode::PAYLOAD_TOO_LARGE),
             Failure::FaultAbort {
                 grpc: Some(code), ..
             } => *code,
@@ -192,6 +256,13 @@ impl Failure {
             Failure::Unauthorized => "rbac_access_denied",
             Failure::RateLimited { .. } => "local_rate_limited",
             Failure::FaultAbort { .. } => "fault_abort",
+            Failure::AuthzDenied { .. } => "ext_authz_denied",
+            Failure::AuthzError { .. } => "ext_authz_error",
+            Failure::JwtRejected { .. } => "jwt_authn_access_denied",
+            Failure::RateLimitedByService { .. } => "request_rate_limited",
+            Failure::RateLimitServiceError { .. } => "rate_limit_error",
+            Failure::CredentialsRejected { .. } => "credentials_rejected",
+            Failure::BufferLimitExceeded => "request_payload_too_large",
             Failure::BadRequest(_) => "bad_request",
             Failure::PayloadTooLarge => "payload_too_large",
             Failure::HeadersTooLarge => "headers_too_large",
@@ -222,6 +293,15 @@ impl Failure {
             Failure::Unauthorized => "RBAC: access denied".into(),
             Failure::RateLimited { .. } => "local_rate_limited".into(),
             Failure::FaultAbort { .. } => "fault filter abort".into(),
+            // The service's own body, or none, as Envoy sends them.
+            Failure::AuthzDenied { body, .. } | Failure::RateLimitedByService { body, .. } => {
+                body.clone()
+            }
+            Failure::AuthzError { .. } | Failure::RateLimitServiceError { .. } => String::new(),
+            Failure::JwtRejected { reason, .. } | Failure::CredentialsRejected { reason, .. } => {
+                (*reason).into()
+            }
+            Failure::BufferLimitExceeded => "Payload Too Large".into(),
             Failure::BadRequest(why) => format!("bad request: {why}"),
             Failure::PayloadTooLarge => "the request body is larger than allowed".into(),
             Failure::HeadersTooLarge => "the request headers are larger than allowed".into(),
@@ -257,7 +337,10 @@ impl Failure {
                 "grpc-status",
                 HeaderValue::from(u16::from(self.grpc_code())),
             );
-            if let Ok(value) = HeaderValue::from_str(&percent_encode_grpc_message(&message)) {
+            // Envoy leaves `grpc-message` out of a local reply without a body.
+            if let Ok(value) = HeaderValue::from_str(&percent_encode_grpc_message(&message))
+                && !message.is_empty()
+            {
                 headers.insert("grpc-message", value);
             }
             response

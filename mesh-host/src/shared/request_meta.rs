@@ -23,6 +23,9 @@ pub struct RequestMeta {
     /// the filter chain verified: its first URI SAN (a SPIFFE id), else its
     /// first DNS SAN, else its subject, as Envoy's RBAC reads it.
     pub peer_principal: Option<Arc<str>>,
+    /// That verified client certificate (the leaf, DER), for filters that pass it on
+    /// (ext_authz's `include_peer_certificate`).
+    pub peer_certificate: Option<Arc<[u8]>>,
     /// Whether the request is gRPC (by content type); failures for it must
     /// be gRPC-shaped.
     pub grpc: bool,
@@ -44,6 +47,7 @@ impl RequestMeta {
             tls: false,
             server_name: None,
             peer_principal: None,
+            peer_certificate: None,
             grpc: false,
             filter_chain: 0,
         }

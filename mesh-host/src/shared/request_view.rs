@@ -115,6 +115,17 @@ impl<'a> RequestView<'a> {
             })
     }
 
+    /// Envoy's `Http::Utility::buildOriginalUri`: scheme, authority and path without the
+    /// query, the realm of the filters' `www-authenticate` challenges.
+    pub(crate) fn original_uri(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.forwarded_proto(),
+            self.authority.unwrap_or_default(),
+            self.path()
+        )
+    }
+
     /// Envoy's `Grpc::Common::isGrpcRequestHeaders`: `content-type` is exactly
     /// `application/grpc` or starts with `application/grpc+` (so `application/grpc-web` is not).
     pub(crate) fn is_grpc(&self) -> bool {

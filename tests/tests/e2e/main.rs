@@ -5,6 +5,8 @@ mod component_failures;
 mod connection_hygiene;
 mod envoy_gateway;
 mod filters_differential;
+mod gateway_auth_differential;
+mod gateway_auth_grpc;
 mod grpc;
 mod hostile_clients;
 mod http1_codec_differential;

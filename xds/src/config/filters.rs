@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::credentials::{ApiKeyAuth, BasicAuth};
+use super::ext_authz::{ExtAuthz, ExtAuthzPerRoute};
+use super::jwt_authn::{JwtAuthentication, JwtPerRoute};
 use super::matcher::{HeaderMatcher, StringMatcher};
+use super::ratelimit::{GlobalRateLimit, GlobalRateLimitPerRoute};
 use super::rbac::RbacRules;
 use super::route::HeaderValueOption;
 
@@ -36,6 +40,16 @@ pub enum HttpFilterConfig {
     Cors,
     /// `envoy.filters.http.header_mutation`.
     HeaderMutation(Arc<HeaderMutation>),
+    /// `envoy.filters.http.ext_authz`.
+    ExtAuthz(Arc<ExtAuthz>),
+    /// `envoy.filters.http.jwt_authn`.
+    JwtAuthn(Arc<JwtAuthentication>),
+    /// `envoy.filters.http.ratelimit` (a global rate-limit service).
+    RateLimit(Arc<GlobalRateLimit>),
+    /// `envoy.filters.http.basic_auth`.
+    BasicAuth(Arc<BasicAuth>),
+    /// `envoy.filters.http.api_key_auth`.
+    ApiKeyAuth(Arc<ApiKeyAuth>),
     /// A filter that only produces telemetry (`grpc_stats`, Istio's stats and
     /// metadata exchange): accepted, no effect on requests.
     Telemetry,
@@ -70,6 +84,16 @@ pub enum PerRouteConfig {
     Cors(Arc<CorsPolicy>),
     /// `HeaderMutationPerRoute`.
     HeaderMutation(Arc<HeaderMutationRules>),
+    /// `ExtAuthzPerRoute` (its check settings; `disabled` is the override's).
+    ExtAuthz(Arc<ExtAuthzPerRoute>),
+    /// The JWT filter's `PerRouteConfig`.
+    JwtAuthn(JwtPerRoute),
+    /// `RateLimitPerRoute`.
+    RateLimit(Arc<GlobalRateLimitPerRoute>),
+    /// `BasicAuthPerRoute`: the users of this route.
+    BasicAuth(Arc<BasicAuth>),
+    /// `ApiKeyAuthPerRoute`.
+    ApiKeyAuth(Arc<ApiKeyAuth>),
 }
 
 /// `envoy.extensions.filters.http.rbac.v3.RBAC`.
@@ -212,6 +236,8 @@ pub enum RateLimitAction {
     },
     /// `("remote_address", <client address>)`.
     RemoteAddress,
+    /// `("destination_cluster", <the route's cluster>)`.
+    DestinationCluster,
     /// `("masked_remote_address", <client address masked to a CIDR>)`.
     MaskedRemoteAddress {
         /// IPv4 prefix length (default 32).

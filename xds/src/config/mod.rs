@@ -4,10 +4,14 @@
 //! shares the unchanged resources of the previous one.
 
 mod cluster;
+mod credentials;
 mod endpoint;
+mod ext_authz;
 mod filters;
+mod jwt_authn;
 mod listener;
 mod matcher;
+mod ratelimit;
 mod rbac;
 mod route;
 mod tls;
@@ -20,12 +24,20 @@ pub use cluster::{
     CircuitBreakers, Cluster, Discovery, HealthCheck, HealthCheckKind, LbPolicy, OutlierDetection,
     RetryBudget, UpstreamProtocol,
 };
+pub use credentials::{ApiKeyAuth, BasicAuth, KeySource};
 pub use endpoint::{Endpoint, HealthStatus, HostPort, LoadAssignment, Locality, LocalityEndpoints};
+pub use ext_authz::{
+    AuthzService, BufferSettings, ExtAuthz, ExtAuthzPerRoute, GrpcServiceTarget, HttpAuthzService,
+};
 pub use filters::{
     AbortSource, CorsPolicy, DelaySource, Fault, FaultAbort, FaultDelay, FilterOverride, Fraction,
     HeaderEdit, HeaderMutation, HeaderMutationRules, HttpFilter, HttpFilterConfig, LocalRateLimit,
     PerFilterConfigs, PerRouteConfig, RateLimitAction, RateLimitDescriptor, RateLimitPolicy,
     RbacFilter, TokenBucket, VhRateLimits,
+};
+pub use jwt_authn::{
+    ClaimToHeader, JwksSource, JwtAuthentication, JwtHeader, JwtPerRoute, JwtProvider,
+    JwtRequirement, JwtRule, RemoteJwks,
 };
 pub use listener::{
     CodecType, ConnectionOptions, EscapedSlashes, FilterChain, Http2FloodLimits, Http2Keepalive,
@@ -35,6 +47,7 @@ pub use listener::{
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,
 };
+pub use ratelimit::{GlobalRateLimit, GlobalRateLimitPerRoute, RequestType};
 pub use rbac::{Cidr, Permission, Principal, RbacAction, RbacPolicy, RbacRules};
 pub use route::{
     ClusterSpecifier, ForwardAction, HashPolicy, HashSource, HeaderAppendAction, HeaderMutations,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::filters::PerFilterConfigs;
+use super::filters::{PerFilterConfigs, RateLimitPolicy};
 use super::matcher::{HeaderMatcher, QueryParameterMatcher, SafeRegex};
 
 /// Envoy's `config.route.v3.RouteConfiguration`.
@@ -82,6 +82,8 @@ pub struct VirtualHost {
     pub retry_policy: Option<RetryPolicy>,
     /// HTTP filter settings for every route of this virtual host.
     pub typed_per_filter_config: PerFilterConfigs,
+    /// Descriptors for the global rate limit filter (`rate_limits`).
+    pub rate_limits: Vec<RateLimitPolicy>,
 }
 
 /// Envoy's `config.route.v3.Route`.
@@ -167,6 +169,10 @@ pub struct ForwardAction {
     pub grpc_timeout_header_max: Option<Duration>,
     /// Retry policy (route level, else the virtual host's).
     pub retry_policy: Option<RetryPolicy>,
+    /// Descriptors for the global rate limit filter (`rate_limits`).
+    pub rate_limits: Vec<RateLimitPolicy>,
+    /// The virtual host's `rate_limits` apply too (`include_vh_rate_limits`).
+    pub include_vh_rate_limits: bool,
     /// How a request hash is computed for ring hash and maglev clusters.
     pub hash_policy: Vec<HashPolicy>,
 }

@@ -16,7 +16,7 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
         unsupported("scoped_routes", "scoped routes"),
         honoured(
             "http_filters",
-            "run in order before the router (last), with `disabled` and per-route overrides: RBAC (rules and shadow rules), local rate limit, fault, CORS, header mutation; gRPC stats and Istio's stats, metadata exchange and ALPN filters have no effect; other filters are refused unless optional",
+            "run in order before the router (last), with `disabled` and per-route overrides: RBAC (rules and shadow rules), local rate limit, fault, CORS, header mutation, ext_authz (gRPC and HTTP services), JWT authentication, global rate limit, basic auth and API key auth; gRPC stats and Istio's stats, metadata exchange and ALPN filters have no effect; other filters are refused unless optional",
         ),
         unsupported("add_user_agent", "x-envoy-downstream-service-* headers"),
         no_effect("tracing", "tracing is not implemented (telemetry)"),

@@ -68,7 +68,10 @@ pub(super) const VIRTUAL_HOST: MessagePolicy = MessagePolicy {
             "virtual_clusters",
             "virtual cluster statistics and their timeouts",
         ),
-        unsupported("rate_limits", "global rate limiting"),
+        honoured(
+            "rate_limits",
+            "descriptors for the global rate limit filter (request headers, remote address, generic key, header value match, destination cluster); `source_cluster` and other actions are refused",
+        ),
         honoured("request_headers_to_add", "applied to every route"),
         honoured("request_headers_to_remove", "applied to every route"),
         honoured("response_headers_to_add", "applied to every route"),
@@ -189,8 +192,14 @@ pub(super) const ROUTE_ACTION: MessagePolicy = MessagePolicy {
         unsupported("retry_policy_typed_config", "retry policy extensions"),
         unsupported("request_mirror_policies", "request mirroring"),
         unsupported("priority", "only the default routing priority is modelled"),
-        unsupported("rate_limits", "global rate limiting"),
-        unsupported("include_vh_rate_limits", "global rate limiting"),
+        honoured(
+            "rate_limits",
+            "descriptors for the global rate limit filter, as on virtual hosts",
+        ),
+        honoured(
+            "include_vh_rate_limits",
+            "the virtual host's `rate_limits` apply too",
+        ),
         honoured(
             "hash_policy",
             "header, cookie (without ttl), query parameter, source IP; terminal; for ring hash and maglev clusters",

@@ -9,27 +9,36 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::route::v3 as route;
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3 as ratelimit;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3 as common_fault;
+use envoy_types::pb::envoy::extensions::filters::http::api_key_auth::v3 as api_key_auth;
+use envoy_types::pb::envoy::extensions::filters::http::basic_auth::v3 as basic_auth;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3 as cors;
+use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3 as ext_authz;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3 as fault;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3 as header_mutation;
+use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3 as jwt_authn;
 use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3 as local_ratelimit;
+use envoy_types::pb::envoy::extensions::filters::http::ratelimit::v3 as global_ratelimit;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3 as rbac;
 use envoy_types::pb::envoy::r#type::v3 as types;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Name;
 
 use super::common::{duration, header_value_option};
+use super::credentials::{api_key_auth, api_key_auth_per_route, basic_auth, basic_auth_per_route};
 use super::error::{FieldError, FieldResult};
+use super::ext_authz::{ext_authz_filter, ext_authz_per_route};
 use super::extensions::decode_any;
+use super::jwt_authn::{jwt_authentication, jwt_per_route};
 use super::matcher::{header_matcher, string_matcher};
 use super::path::FieldPath;
+use super::ratelimit::{global_rate_limit, global_rate_limit_per_route};
 use super::rbac::rbac_filter;
 use super::reflect::{reject_unsupported, unsupported_variant};
 use crate::config::{
-    AbortSource, CorsPolicy, DelaySource, Fault, FaultAbort, FaultDelay, FilterOverride, Fraction,
-    HeaderEdit, HeaderMutation, HeaderMutationRules, HttpFilterConfig, LocalRateLimit,
-    PerFilterConfigs, PerRouteConfig, RateLimitAction, RateLimitDescriptor, RateLimitPolicy,
-    RbacFilter, TokenBucket, VhRateLimits,
+    AbortSource, CorsPolicy, DelaySource, ExtAuthzPerRoute, Fault, FaultAbort, FaultDelay,
+    FilterOverride, Fraction, HeaderEdit, HeaderMutation, HeaderMutationRules, HttpFilterConfig,
+    JwtPerRoute, LocalRateLimit, PerFilterConfigs, PerRouteConfig, RateLimitAction,
+    RateLimitDescriptor, RateLimitPolicy, RbacFilter, TokenBucket, VhRateLimits,
 };
 
 /// Envoy's shortest token bucket fill interval.
@@ -64,6 +73,16 @@ pub(crate) fn http_filter_config(
             mutations: Arc::new(mutations),
             most_specific_header_mutations_wins,
         }))
+    } else if url == ext_authz::ExtAuthz::type_url() {
+        HttpFilterConfig::ExtAuthz(Arc::new(ext_authz_filter(decode(any, path)?, path)?))
+    } else if url == jwt_authn::JwtAuthentication::type_url() {
+        HttpFilterConfig::JwtAuthn(Arc::new(jwt_authentication(decode(any, path)?, path)?))
+    } else if url == global_ratelimit::RateLimit::type_url() {
+        HttpFilterConfig::RateLimit(Arc::new(global_rate_limit(decode(any, path)?, path)?))
+    } else if url == basic_auth::BasicAuth::type_url() {
+        HttpFilterConfig::BasicAuth(Arc::new(basic_auth(decode(any, path)?, path)?))
+    } else if url == api_key_auth::ApiKeyAuth::type_url() {
+        HttpFilterConfig::ApiKeyAuth(Arc::new(api_key_auth(decode(any, path)?, path)?))
     } else {
         return Ok(None);
     }))
@@ -108,6 +127,28 @@ pub(crate) fn per_filter_configs(
                 Some(rbac) => FilterOverride {
                     disabled: false,
                     config: Some(PerRouteConfig::Rbac(rbac_filter(rbac, &at.field("rbac"))?)),
+                },
+            }
+        } else if any.type_url == ext_authz::ExtAuthzPerRoute::type_url() {
+            match ext_authz_per_route(decode(&any, &at)?, &at)? {
+                None => FilterOverride {
+                    disabled: true,
+                    config: None,
+                },
+                Some(settings) => FilterOverride {
+                    disabled: false,
+                    config: Some(PerRouteConfig::ExtAuthz(Arc::new(settings))),
+                },
+            }
+        } else if any.type_url == jwt_authn::PerRouteConfig::type_url() {
+            match jwt_per_route(decode(&any, &at)?, &at)? {
+                JwtPerRoute::Disabled => FilterOverride {
+                    disabled: true,
+                    config: None,
+                },
+                named => FilterOverride {
+                    disabled: false,
+                    config: Some(PerRouteConfig::JwtAuthn(named)),
                 },
             }
         } else {
@@ -163,13 +204,31 @@ fn per_route_config(any: &Any, path: &FieldPath<'_>) -> FieldResult<Option<PerRo
                 });
             reject_unsupported(&per_route, path)?;
             PerRouteConfig::Rbac(config)
+        } else if url == ext_authz::ExtAuthzPerRoute::type_url() {
+            PerRouteConfig::ExtAuthz(Arc::new(
+                ext_authz_per_route(decode(any, path)?, path)?.unwrap_or(ExtAuthzPerRoute {
+                    disabled: true,
+                    ..ExtAuthzPerRoute::default()
+                }),
+            ))
+        } else if url == jwt_authn::PerRouteConfig::type_url() {
+            PerRouteConfig::JwtAuthn(jwt_per_route(decode(any, path)?, path)?)
+        } else if url == global_ratelimit::RateLimitPerRoute::type_url() {
+            PerRouteConfig::RateLimit(Arc::new(global_rate_limit_per_route(
+                decode(any, path)?,
+                path,
+            )?))
+        } else if url == basic_auth::BasicAuthPerRoute::type_url() {
+            PerRouteConfig::BasicAuth(Arc::new(basic_auth_per_route(decode(any, path)?, path)?))
+        } else if url == api_key_auth::ApiKeyAuthPerRoute::type_url() {
+            PerRouteConfig::ApiKeyAuth(Arc::new(api_key_auth_per_route(decode(any, path)?, path)?))
         } else {
             return Ok(None);
         },
     ))
 }
 
-fn decode<M>(any: &Any, path: &FieldPath<'_>) -> FieldResult<M>
+pub(super) fn decode<M>(any: &Any, path: &FieldPath<'_>) -> FieldResult<M>
 where
     M: prost::Message + prost::Name + Default,
 {
@@ -203,7 +262,7 @@ fn fraction(
 }
 
 /// `RuntimeFractionalPercent`: its default value (there is no runtime to override it).
-fn runtime_fraction(
+pub(super) fn runtime_fraction(
     percent: Option<core::RuntimeFractionalPercent>,
     path: &FieldPath<'_>,
 ) -> FieldResult<Option<Fraction>> {
@@ -213,7 +272,10 @@ fn runtime_fraction(
         .map(Option::flatten)
 }
 
-fn bucket_of(mut bucket: types::TokenBucket, path: &FieldPath<'_>) -> FieldResult<TokenBucket> {
+pub(super) fn bucket_of(
+    mut bucket: types::TokenBucket,
+    path: &FieldPath<'_>,
+) -> FieldResult<TokenBucket> {
     let fill_interval = bucket
         .fill_interval
         .take()
@@ -390,6 +452,7 @@ pub(crate) fn rate_limit_policies(
                             skip_if_absent: h.skip_if_absent,
                         },
                         Some(A::RemoteAddress(_)) => RateLimitAction::RemoteAddress,
+                        Some(A::DestinationCluster(_)) => RateLimitAction::DestinationCluster,
                         Some(A::MaskedRemoteAddress(m)) => RateLimitAction::MaskedRemoteAddress {
                             v4_prefix_len: prefix_len(m.v4_prefix_mask_len, 32, &at)?,
                             v6_prefix_len: prefix_len(m.v6_prefix_mask_len, 128, &at)?,

@@ -11,18 +11,22 @@
 mod cluster;
 mod common;
 mod connection_options;
+mod credentials;
 mod endpoint;
 mod error;
+mod ext_authz;
 pub(crate) mod extensions;
 mod filters;
 #[cfg(test)]
 mod fuzz;
 mod hcm;
 mod health_check;
+mod jwt_authn;
 mod lb_policy;
 mod listener;
 mod matcher;
 mod path;
+mod ratelimit;
 mod rbac;
 pub(crate) mod reflect;
 mod route;

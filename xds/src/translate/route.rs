@@ -4,7 +4,7 @@ use envoy_types::pb::envoy::config::route::v3 as route;
 
 use super::common::header_mutations;
 use super::error::{FieldError, FieldResult, TranslateError};
-use super::filters::per_filter_configs;
+use super::filters::{per_filter_configs, rate_limit_policies};
 use super::matcher::{header_matcher, query_parameter_matcher, safe_regex};
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
@@ -114,6 +114,10 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         std::mem::take(&mut vh.typed_per_filter_config),
         &path.field("typed_per_filter_config"),
     )?;
+    let rate_limits = rate_limit_policies(
+        std::mem::take(&mut vh.rate_limits),
+        &path.field("rate_limits"),
+    )?;
     tolerate_fields!(vh, "VirtualHost":
         include_request_attempt_count,
         include_attempt_count_in_response,
@@ -127,6 +131,7 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         headers,
         retry_policy,
         typed_per_filter_config,
+        rate_limits,
     })
 }
 
@@ -177,7 +182,10 @@ fn route(
     })
 }
 
-fn route_match(mut m: route::RouteMatch, path: &FieldPath<'_>) -> FieldResult<RouteMatch> {
+pub(crate) fn route_match(
+    mut m: route::RouteMatch,
+    path: &FieldPath<'_>,
+) -> FieldResult<RouteMatch> {
     use route::route_match::PathSpecifier as P;
     let path_match = match m.path_specifier.take() {
         Some(P::Prefix(p)) => PathMatch::Prefix(p),

@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::route::v3 as route;
 
 use super::common::{data_source, duration, header_mutations, optional_duration, timeout};
 use super::error::{FieldError, FieldResult};
+use super::filters::rate_limit_policies;
 use super::matcher::safe_regex;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
@@ -149,6 +150,11 @@ fn forward(
         (None, Some(max)) => Some(duration(&max, &path.field("max_grpc_timeout"))?),
         (set, _) => set,
     };
+    let rate_limits = rate_limit_policies(
+        std::mem::take(&mut a.rate_limits),
+        &path.field("rate_limits"),
+    )?;
+    let include_vh_rate_limits = a.include_vh_rate_limits.take().is_some_and(|v| v.value);
     let hash_policy = hash_policies(
         std::mem::take(&mut a.hash_policy),
         &path.field("hash_policy"),
@@ -171,6 +177,8 @@ fn forward(
         max_stream_duration,
         grpc_timeout_header_max,
         retry_policy,
+        rate_limits,
+        include_vh_rate_limits,
         hash_policy,
     })
 }
