@@ -45,14 +45,12 @@ pub fn init_logging() {
 /// least: listeners, upstream connections, the compilation cache, logs.
 const MIN_RESERVED_FILES: u64 = 32;
 
-/// Raises the soft open-file limit to the hard one and logs the figure; the limit in
-/// force afterwards.
+/// Raises the soft open-file limit to the hard one; the limit in force afterwards
+/// ([`log_connection_limits`] reports it once the host serves, so that bad input is
+/// still answered with one line).
 fn raise_open_file_limit() -> Option<u64> {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => {
-            tracing::info!(limit, "open file limit");
-            Some(limit)
-        }
+        Ok(limit) => Some(limit),
         Err(error) => {
             tracing::warn!("cannot read or raise the open file limit: {error}");
             None
@@ -87,10 +85,19 @@ fn global_connections(
             "the connection limit is above the open file limit; accepting may fail first"
         );
     }
-    tracing::info!(max, "downstream connection limit");
     Some(GlobalConnections::new(
         usize::try_from(max).unwrap_or(usize::MAX),
     ))
+}
+
+/// Logs the open-file limit and the process-wide connection cap in force.
+fn log_connection_limits(open_files: Option<u64>, global: Option<&GlobalConnections>) {
+    if let Some(limit) = open_files {
+        tracing::info!(limit, "open file limit");
+    }
+    if let Some(global) = global {
+        tracing::info!(max = global.max(), "downstream connection limit");
+    }
 }
 
 /// `mesh-host run`: the embedded default, a config file, or the mesh handler
@@ -371,6 +378,7 @@ async fn run_router<R: Router>(
 ) -> anyhow::Result<()> {
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
+    let global = global_connections(args, listener.open_files, None);
     let handler = Arc::new(RouterHandler::new(
         router,
         runtime.clone(),
@@ -381,7 +389,7 @@ async fn run_router<R: Router>(
                 tls: listener.tls.map(|(cert, key)| TlsFiles { cert, key }),
                 limits: frontend_limits(args)?,
                 connections: ConnectionSettings {
-                    global: global_connections(args, listener.open_files, None),
+                    global: global.clone(),
                     ..ConnectionSettings::default()
                 },
                 drain_time: args.drain_time,
@@ -392,6 +400,7 @@ async fn run_router<R: Router>(
     handler.bind()?;
     bind_workloads(args, &runtime, handler.clone(), workloads).await?;
     handler.clone().start().await?;
+    log_connection_limits(listener.open_files, global.as_deref());
     serve_until_signal(args, handler.as_ref(), metrics, listener.admin).await
 }
 
@@ -416,6 +425,7 @@ async fn run_mesh(args: &RunArgs, bootstrap_path: &Path, mesh: MeshRun) -> anyho
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(ConfigStore::new(bootstrap.static_config.clone()));
     let limits = &bootstrap.connection_limits;
+    let global = global_connections(args, open_files, limits.global);
     let handler = Arc::new(MeshHandler::new(
         store.clone(),
         runtime.clone(),
@@ -424,12 +434,13 @@ async fn run_mesh(args: &RunArgs, bootstrap_path: &Path, mesh: MeshRun) -> anyho
             listener_drain: args.drain_timeout,
             drain_time: args.drain_time,
             egress_listener,
-            global_connections: global_connections(args, open_files, limits.global),
+            global_connections: global.clone(),
             listener_connection_limits: limits.per_listener.clone(),
         },
     ));
     bind_workloads(args, &runtime, handler.clone(), workloads).await?;
     handler.clone().start().await?;
+    log_connection_limits(open_files, global.as_deref());
     let ads = bootstrap.ads.as_ref().map(|source| {
         tracing::info!(cluster = %source.cluster_name, endpoint = %source.endpoint, "connecting to the ADS control plane");
         AdsClient::spawn(AdsClientConfig::from_source(source, bootstrap.node.clone()), store.clone())
