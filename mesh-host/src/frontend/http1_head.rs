@@ -317,8 +317,9 @@ fn check_target(method: &[u8], target: &[u8]) -> Result<bool, Rejection> {
 }
 
 /// Where the body ends, from `Content-Length` and `Transfer-Encoding` by Envoy's rules:
-/// both at once, several `Content-Length` headers (even equal ones), or one that is not
-/// all digits are 400; any transfer coding but a lone `chunked` is 501.
+/// both at once (unless `allow_chunked_length` and the coding is a lone `chunked`),
+/// several `Content-Length` headers (even equal ones), or one that is not all digits are
+/// 400; any other transfer coding but a lone `chunked` is 501.
 fn body_framing(headers: &[(&[u8], Vec<u8>)], rules: Http1Rules) -> Result<BodyFraming, Rejection> {
     let named = |wanted: &'static [u8]| -> Vec<&[u8]> {
         headers
@@ -330,12 +331,15 @@ fn body_framing(headers: &[(&[u8], Vec<u8>)], rules: Http1Rules) -> Result<BodyF
     let lengths = named(b"content-length");
     let codings = named(b"transfer-encoding");
     if !codings.is_empty() {
-        if !lengths.is_empty() && !rules.allow_chunked_length {
+        let chunked =
+            matches!(codings.as_slice(), [coding] if coding.eq_ignore_ascii_case(b"chunked"));
+        // Envoy 1.40 answers a length beside any other coding 400, even with the option.
+        if !lengths.is_empty() && !(rules.allow_chunked_length && chunked) {
             return Err(Rejection::bad("both Content-Length and Transfer-Encoding"));
         }
-        return match codings.as_slice() {
-            [coding] if coding.eq_ignore_ascii_case(b"chunked") => Ok(BodyFraming::Chunked),
-            _ => Err(Rejection {
+        return match chunked {
+            true => Ok(BodyFraming::Chunked),
+            false => Err(Rejection {
                 status: StatusCode::NOT_IMPLEMENTED,
                 details: "unsupported transfer encoding",
             }),
@@ -595,6 +599,15 @@ mod tests {
         );
         let refused = parse_head(b"F(O / HTTP/1.1\r\nHost: a\r\n\r\n", rules);
         assert_eq!(refused.map(|_| ()), Err(Rejection::bad("unknown method")));
+        let refused = parse_head(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            rules,
+        );
+        assert_eq!(
+            refused.map(|_| ()),
+            Err(Rejection::bad("both Content-Length and Transfer-Encoding")),
+            "a length beside another coding stays a 400"
+        );
     }
 
     #[test]

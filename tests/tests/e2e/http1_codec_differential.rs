@@ -405,6 +405,49 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// The connection manager settings that relax the codec's rules
+/// (`http_protocol_options`).
+const LENIENT: &str = "http_protocol_options: { accept_http_10: true, allow_chunked_length: true, allow_custom_methods: true }";
+
+/// Requests the default rules refuse, on a listener whose connection manager allows them.
+fn lenient_cases() -> Vec<Case> {
+    vec![
+        answered(
+            "HTTP/1.0 with accept_http_10",
+            "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+            &[200],
+            true,
+        ),
+        served(
+            "HTTP/1.0 keep-alive with accept_http_10",
+            "GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+        ),
+        served(
+            "content-length then chunked with allow_chunked_length",
+            &post(
+                "Content-Length: 5\r\nTransfer-Encoding: chunked",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+        ),
+        served(
+            "unknown method with allow_custom_methods",
+            "FOO / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        served(
+            "lowercase method with allow_custom_methods",
+            "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+        refused(
+            "content-length with gzip, chunked despite allow_chunked_length",
+            &post(
+                "Content-Length: 5\r\nTransfer-Encoding: gzip, chunked",
+                "5\r\nhello\r\n0\r\n\r\n",
+            ),
+            400,
+        ),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_and_mesh_host_answer_malformed_http1_alike() {
     let cases = cases();
@@ -412,27 +455,37 @@ async fn envoy_and_mesh_host_answer_malformed_http1_alike() {
     assert!(malformed >= 40, "{malformed} malformed cases");
 
     let upstream = EchoUpstream::start("echo").await.expect("echo upstream");
-    let bootstrap = |port| {
+    let bootstrap = |port, lenient_port| {
         differential::bootstrap(
-            &[ListenerSpec {
-                name: "main",
-                port,
-                routes: ROUTES,
-                filters: "",
-                tls: None,
-                manager: "",
-            }],
+            &[
+                ListenerSpec {
+                    name: "main",
+                    port,
+                    routes: ROUTES,
+                    filters: "",
+                    tls: None,
+                    manager: "",
+                },
+                ListenerSpec {
+                    name: "lenient",
+                    port: lenient_port,
+                    routes: ROUTES,
+                    filters: "",
+                    tls: None,
+                    manager: LENIENT,
+                },
+            ],
             std::slice::from_ref(&upstream),
         )
     };
-    let envoy_port = free_port();
-    let Some(envoy) = Envoy::start(&bootstrap(envoy_port)).await else {
+    let (envoy_port, envoy_lenient_port) = (free_port(), free_port());
+    let Some(envoy) = Envoy::start(&bootstrap(envoy_port, envoy_lenient_port)).await else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bootstrap.yaml");
-    let mesh_port = free_port();
-    std::fs::write(&path, bootstrap(mesh_port)).expect("write bootstrap");
+    let (mesh_port, mesh_lenient_port) = (free_port(), free_port());
+    std::fs::write(&path, bootstrap(mesh_port, mesh_lenient_port)).expect("write bootstrap");
     let _mesh = MeshHost::spawn(&[
         "run".into(),
         "--bootstrap".into(),
@@ -440,12 +493,22 @@ async fn envoy_and_mesh_host_answer_malformed_http1_alike() {
         "--workload".into(),
         format!("unused={}", component("hello").display()),
     ]);
-    let envoy_addr = SocketAddr::from(([127, 0, 0, 1], envoy_port));
-    let mesh_addr = SocketAddr::from(([127, 0, 0, 1], mesh_port));
+    let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let runs = [
+        (cases, local(envoy_port), local(mesh_port)),
+        (
+            lenient_cases(),
+            local(envoy_lenient_port),
+            local(mesh_lenient_port),
+        ),
+    ];
 
     let mut envoy_unexpected = Vec::new();
     let mut disagreements = Vec::new();
-    for case in &cases {
+    for (case, envoy_addr, mesh_addr) in runs
+        .iter()
+        .flat_map(|(cases, envoy, mesh)| cases.iter().map(move |case| (case, *envoy, *mesh)))
+    {
         let expected = Exchange {
             statuses: case.statuses.to_vec(),
             closed: case.closed,
