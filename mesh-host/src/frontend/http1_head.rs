@@ -334,7 +334,8 @@ fn body_framing(headers: &[(&[u8], Vec<u8>)], rules: Http1Rules) -> Result<BodyF
         let chunked =
             matches!(codings.as_slice(), [coding] if coding.eq_ignore_ascii_case(b"chunked"));
         // Envoy 1.40 answers a length beside any other coding 400, even with the option.
-        if !lengths.is_empty() && !(rules.allow_chunked_length && chunked) {
+        let length_allowed = lengths.is_empty() || (rules.allow_chunked_length && chunked);
+        if !length_allowed {
             return Err(Rejection::bad("both Content-Length and Transfer-Encoding"));
         }
         return match chunked {
