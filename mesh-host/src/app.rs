@@ -18,7 +18,9 @@ use tracing_subscriber::{EnvFilter, reload};
 use crate::admin::{Admin, LogLevels, MeshView};
 
 use crate::cli::{RunArgs, ValidateArgs};
-use crate::frontend::{FrontEndConfig, RequestLimits, TlsFiles};
+use crate::frontend::{
+    ConnectionSettings, FrontEndConfig, GlobalConnections, RequestLimits, TlsFiles,
+};
 use crate::handler::{
     DevRouter, HostHandler, HostHeaderRouter, ResolvedWorkload, Router, RouterHandler,
     RouterHandlerConfig, WorkloadId,
@@ -31,8 +33,10 @@ use crate::metrics::{ClusterLive, LiveStats, Metrics, XdsUpdates};
 use crate::runtime::{ComponentImage, Runtime, RuntimeConfig, WorkloadSettings, default_cache_dir};
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); the admin's `/logging` changes
-/// the filter through the returned levels.
+/// the filter through the returned levels. Colours only on a terminal, so that a log file or a
+/// supervisor's capture reads `limit=1024` as written.
 pub fn init_logging() -> LogLevels {
+    use std::io::IsTerminal;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let initial = std::env::var(EnvFilter::DEFAULT_ENV)
@@ -42,14 +46,78 @@ pub fn init_logging() -> LogLevels {
     let (filter, handle) = reload::Layer::new(EnvFilter::new(&initial));
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
         .init();
     LogLevels::new(initial, move |filter| handle.reload(filter))
+}
+
+/// File descriptors kept out of the connection cap derived from the open-file limit, at
+/// least: listeners, upstream connections, the compilation cache, logs.
+const MIN_RESERVED_FILES: u64 = 32;
+
+/// Raises the soft open-file limit to the hard one; the limit in force afterwards
+/// ([`log_connection_limits`] reports it once the host serves, so that bad input is
+/// still answered with one line).
+fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(error) => {
+            tracing::warn!("cannot read or raise the open file limit: {error}");
+            None
+        }
+    }
+}
+
+/// The connection cap when none is configured: what the open-file limit leaves after
+/// a reserve of a tenth of it, so that accepting never runs out of descriptors.
+fn default_max_connections(open_files: u64) -> u64 {
+    let reserve = (open_files / 10).max(MIN_RESERVED_FILES);
+    open_files.saturating_sub(reserve).max(1)
+}
+
+/// The process-wide connection cap: `--max-connections`, else the bootstrap's, else
+/// derived from the open-file limit.
+fn global_connections(
+    args: &RunArgs,
+    open_files: Option<u64>,
+    from_bootstrap: Option<u64>,
+) -> Option<Arc<GlobalConnections>> {
+    let max = args
+        .max_connections
+        .or(from_bootstrap)
+        .or(open_files.map(default_max_connections))?;
+    if let Some(open_files) = open_files
+        && max > open_files
+    {
+        tracing::warn!(
+            max,
+            open_files,
+            "the connection limit is above the open file limit; accepting may fail first"
+        );
+    }
+    Some(GlobalConnections::new(
+        usize::try_from(max).unwrap_or(usize::MAX),
+    ))
+}
+
+/// Logs the open-file limit and the process-wide connection cap in force.
+fn log_connection_limits(open_files: Option<u64>, global: Option<&GlobalConnections>) {
+    if let Some(limit) = open_files {
+        tracing::info!(limit, "open file limit");
+    }
+    if let Some(global) = global {
+        tracing::info!(max = global.max(), "downstream connection limit");
+    }
 }
 
 /// `mesh-host run`: the embedded default, a config file, or the mesh handler
 /// on a bootstrap.
 pub fn run(args: RunArgs, logging: LogLevels) -> anyhow::Result<()> {
+    let open_files = raise_open_file_limit();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,6 +126,7 @@ pub fn run(args: RunArgs, logging: LogLevels) -> anyhow::Result<()> {
         args: &args,
         logging,
         started: SystemTime::now(),
+        open_files,
     };
     tokio.block_on(async {
         if let Some(config) = &args.config {
@@ -82,6 +151,8 @@ struct Host<'a> {
     args: &'a RunArgs,
     logging: LogLevels,
     started: SystemTime,
+    /// The open-file limit after raising it, if it could be read.
+    open_files: Option<u64>,
 }
 
 /// `mesh-host validate`: parse and translate a bootstrap, or a mesh config
@@ -304,15 +375,12 @@ async fn run_embedded(host: &Host<'_>, component: &Path) -> anyhow::Result<()> {
         policy: cli_policy(args)?,
         config: args.config_vars.iter().cloned().collect(),
     };
-    run_router(
-        host,
-        DevRouter::new(),
-        args.listen,
+    let listener = RouterListener {
+        listen: args.listen,
         tls,
-        vec![workload],
-        args.admin,
-    )
-    .await
+        admin: args.admin,
+    };
+    run_router(host, DevRouter::new(), listener, vec![workload]).await
 }
 
 async fn run_config_file(host: &Host<'_>, path: &Path) -> anyhow::Result<()> {
@@ -324,41 +392,48 @@ async fn run_config_file(host: &Host<'_>, path: &Path) -> anyhow::Result<()> {
             run_mesh(host, bootstrap, file.workloads, admin, egress_listener).await
         }
         None => {
-            let listen = file.listen.context("the config file sets no `listen`")?;
-            run_router(
-                host,
-                HostHeaderRouter::new(),
-                listen,
-                file.tls.clone(),
-                file.workloads,
+            let listener = RouterListener {
+                listen: file.listen.context("the config file sets no `listen`")?,
+                tls: file.tls.clone(),
                 admin,
-            )
-            .await
+            };
+            run_router(host, HostHeaderRouter::new(), listener, file.workloads).await
         }
     }
+}
+
+/// Where a router handler listens.
+struct RouterListener {
+    listen: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
+    admin: Option<SocketAddr>,
 }
 
 /// A [`RouterHandler`] on one listener.
 async fn run_router<R: Router>(
     host: &Host<'_>,
     router: R,
-    listen: SocketAddr,
-    tls: Option<(PathBuf, PathBuf)>,
+    listener: RouterListener,
     workloads: Vec<WorkloadEntry>,
-    admin: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     let args = host.args;
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
+    let global = global_connections(args, host.open_files, None);
     let handler = Arc::new(RouterHandler::new(
         router,
         runtime.clone(),
         metrics.clone(),
         RouterHandlerConfig {
             frontend: FrontEndConfig {
-                listen,
-                tls: tls.map(|(cert, key)| TlsFiles { cert, key }),
+                listen: listener.listen,
+                tls: listener.tls.map(|(cert, key)| TlsFiles { cert, key }),
                 limits: frontend_limits(args)?,
+                connections: ConnectionSettings {
+                    global: global.clone(),
+                    ..ConnectionSettings::default()
+                },
+                drain_time: args.drain_time,
             },
         },
     ));
@@ -366,7 +441,7 @@ async fn run_router<R: Router>(
     handler.bind()?;
     let workloads = bind_workloads(args, &runtime, handler.clone(), workloads).await?;
     handler.clone().start().await?;
-    let admin = admin.map(|addr| {
+    let admin = listener.admin.map(|addr| {
         let state = Admin {
             metrics,
             mesh: None,
@@ -377,6 +452,7 @@ async fn run_router<R: Router>(
         };
         (addr, Arc::new(state))
     });
+    log_connection_limits(host.open_files, global.as_deref());
     serve_until_signal(args, handler.as_ref(), admin).await
 }
 
@@ -393,13 +469,18 @@ async fn run_mesh(
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(ConfigStore::from_bootstrap(&bootstrap));
+    let limits = &bootstrap.connection_limits;
+    let global = global_connections(args, host.open_files, limits.global);
     let handler = Arc::new(MeshHandler::new(
         store.clone(),
         runtime.clone(),
         metrics.clone(),
         MeshHandlerConfig {
             listener_drain: args.drain_timeout,
+            drain_time: args.drain_time,
             egress_listener,
+            global_connections: global.clone(),
+            listener_connection_limits: limits.per_listener.clone(),
         },
     ));
     let workloads = bind_workloads(args, &runtime, handler.clone(), workloads).await?;
@@ -423,6 +504,7 @@ async fn run_mesh(
         };
         (addr, Arc::new(state))
     });
+    log_connection_limits(host.open_files, global.as_deref());
     let ads = bootstrap.ads.as_ref().map(|source| {
         tracing::info!(cluster = %source.cluster_name, endpoint = %source.endpoint, "connecting to the ADS control plane");
         AdsClient::spawn(AdsClientConfig::from_source(source, bootstrap.node.clone()), store.clone())
@@ -456,7 +538,7 @@ async fn serve_until_signal(
         eprintln!("Admin on http://{addr}/");
     }
     shutdown_signal().await?;
-    tracing::info!(drain = ?args.drain_timeout, "shutting down");
+    tracing::info!(drain_time = ?args.drain_time, drain_timeout = ?args.drain_timeout, "shutting down");
     handler.stop(args.drain_timeout).await;
     Ok(())
 }
@@ -526,5 +608,18 @@ impl LiveStats for LiveMesh {
                 rejected: counts.rejected,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_derived_connection_cap_leaves_a_tenth_of_the_files_or_at_least_32() {
+        assert_eq!(default_max_connections(1024), 922);
+        assert_eq!(default_max_connections(100), 68);
+        assert_eq!(default_max_connections(1_048_576), 943_719);
+        assert_eq!(default_max_connections(10), 1);
     }
 }

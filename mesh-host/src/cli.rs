@@ -158,9 +158,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "64KiB")]
     pub max_request_headers: bytesize::ByteSize,
 
-    /// How long in-flight requests may take to finish after SIGTERM or ctrl-c.
+    /// After SIGTERM or ctrl-c, how long requests are discouraged before the listeners
+    /// close (Envoy's --drain-time-s): HTTP/1.1 responses say `connection: close`, HTTP/2
+    /// connections get GOAWAY, new connections are still taken, so a request already on
+    /// its way is answered.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_time: Duration,
+
+    /// Then, how long requests in flight may take to finish before their connections are
+    /// dropped.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Downstream connections held at once across all listeners; more are closed as soon
+    /// as they are accepted. Default: the bootstrap's overload manager limit
+    /// (global_downstream_max_connections), else 90 % of the open-file limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
 
     /// Where compiled components are cached (default: ~/.cache/mesh-host).
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]

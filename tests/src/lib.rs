@@ -14,6 +14,8 @@ pub mod peers;
 pub mod process;
 pub mod prometheus;
 pub mod proto;
+pub mod raw_http1;
+pub mod soak;
 pub mod tls;
 pub mod upstream;
 

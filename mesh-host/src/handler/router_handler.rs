@@ -14,7 +14,7 @@ use super::{
     HostError, HostHandler, OutgoingFuture, ResolvedWorkload, RouteError, Router, WorkloadId,
 };
 use crate::body::ResponseBody;
-use crate::frontend::{BoundFrontEnd, Dispatch, FrontEndConfig, RunningFrontEnd};
+use crate::frontend::{BoundFrontEnd, Dispatch, DrainPlan, FrontEndConfig, RunningFrontEnd};
 use crate::inbound::{LocalWorkload, LocalWorkloads, serve_workload};
 use crate::metrics::Metrics;
 use crate::runtime::{OutboundSender, Runtime};
@@ -141,7 +141,13 @@ impl<R: Router> HostHandler for RouterHandler<R> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
             if let Some(running) = running {
-                running.shutdown(drain).await;
+                running
+                    .shutdown(DrainPlan {
+                        keep_accepting: true,
+                        discourage_for: self.config.frontend.drain_time,
+                        finish_within: drain,
+                    })
+                    .await;
             }
         })
     }

@@ -5,6 +5,7 @@
 
 mod listeners;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
 use crate::egress::ClusterStatus;
+use crate::frontend::GlobalConnections;
 use crate::handler::{HostError, HostHandler, OutgoingFuture, ResolvedWorkload, WorkloadId};
 use crate::inbound::{LocalWorkload, LocalWorkloads, MeshInbound};
 use crate::metrics::Metrics;
@@ -26,8 +28,16 @@ use listeners::ListenerManager;
 /// Settings of a [`MeshHandler`] that do not come from xDS.
 #[derive(Debug, Clone)]
 pub struct MeshHandlerConfig {
-    /// How long a listener that is removed or replaced may drain.
+    /// How long the connections of a listener that is removed or replaced may take to
+    /// finish their requests.
     pub listener_drain: Duration,
+    /// How long requests are discouraged (GOAWAY, `connection: close`) when a listener
+    /// drains, before its connections are closed (Envoy's `--drain-time-s`).
+    pub drain_time: Duration,
+    /// The process-wide connection cap listeners count against unless they ignore it.
+    pub global_connections: Option<Arc<GlobalConnections>>,
+    /// Connection caps by listener name (the bootstrap's runtime keys).
+    pub listener_connection_limits: BTreeMap<String, u64>,
     /// The listener whose routes carry the components' outbound requests;
     /// `None`: the listener with `traffic_direction: OUTBOUND`, if any.
     pub egress_listener: Option<String>,

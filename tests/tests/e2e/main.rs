@@ -3,12 +3,15 @@
 
 mod admin;
 mod component_failures;
+mod connection_hygiene;
 mod deploy;
 mod envoy_gateway;
 mod filters_differential;
 mod gateway_auth_differential;
 mod gateway_auth_grpc;
 mod grpc;
+mod hostile_clients;
+mod http1_codec_differential;
 mod http_frontend;
 mod in_process;
 mod inbound_filters;
@@ -24,3 +27,4 @@ mod mesh_upstream_policies;
 mod mesh_xds;
 mod normalization_differential;
 mod runtime;
+mod soak;

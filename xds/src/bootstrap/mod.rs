@@ -3,6 +3,7 @@
 // Deprecated process settings (`watchdog`, `tracing`) still appear in bootstraps and are cleared.
 #![allow(deprecated)]
 
+mod connection_limits;
 mod parse;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::translate::{
     FieldError, FieldPath, struct_to_json, translate_cluster, translate_listener,
 };
 
+pub use connection_limits::ConnectionLimits;
 pub use parse::Format;
 
 /// Why a bootstrap file could not be loaded. Every variant names the file.
@@ -112,6 +114,8 @@ pub struct Bootstrap {
     pub admin: Option<SocketAddr>,
     /// The file as parsed, for `/config_dump`.
     pub source: BootstrapSource,
+    /// Downstream connection caps from the overload manager and the runtime.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Bootstrap {
@@ -145,6 +149,7 @@ fn from_proto(mut b: bootstrap::Bootstrap) -> Result<Bootstrap, FieldError> {
         Some(d) => dynamic_resources(d, &static_config, &root.field("dynamic_resources"))?,
         None => None,
     };
+    let connection_limits = connection_limits::connection_limits(&b, &root)?;
     tolerate_process_settings(&mut b);
     reject_unsupported(&b, &root)?;
     Ok(Bootstrap {
@@ -153,6 +158,7 @@ fn from_proto(mut b: bootstrap::Bootstrap) -> Result<Bootstrap, FieldError> {
         ads,
         admin,
         source,
+        connection_limits,
     })
 }
 

@@ -40,8 +40,9 @@ pub use jwt_authn::{
     JwtRequirement, JwtRule, RemoteJwks,
 };
 pub use listener::{
-    CodecType, EscapedSlashes, FilterChain, HttpConnectionManager, Listener, RequestNormalization,
-    RouteSource, ServerHeaderTransformation, TrafficDirection, UnderscoresAction,
+    CodecType, ConnectionOptions, EscapedSlashes, FilterChain, Http2FloodLimits, Http2Keepalive,
+    HttpConnectionManager, Listener, RequestNormalization, RouteSource, ServerHeaderTransformation,
+    TrafficDirection, UnderscoresAction,
 };
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,
