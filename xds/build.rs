@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use prost::Message;
+use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
 use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -24,20 +25,82 @@ fn main() -> Result<(), BoxError> {
             source.display()
         )
     })?;
-    let mut set = FileDescriptorSet::decode(bytes.as_slice())?;
-    for file in &mut set.file {
-        file.source_code_info = None;
-    }
+    // Read only to look for a package: prost's types drop the custom options (Envoy's
+    // `udpa.annotations.sensitive` among them), so the set written is stripped on the wire.
+    let set = FileDescriptorSet::decode(bytes.as_slice())?;
+    let mut stripped = strip_source_info(&bytes)?;
     if !set
         .file
         .iter()
         .any(|f| f.package.as_deref() == Some("udpa.type.v1"))
     {
-        set.file.push(udpa_typed_struct());
+        let file = udpa_typed_struct().encode_to_vec();
+        encode_key(FILE, WireType::LengthDelimited, &mut stripped);
+        encode_varint(file.len() as u64, &mut stripped);
+        stripped.extend_from_slice(&file);
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("envoy_descriptors.bin");
-    std::fs::write(out, set.encode_to_vec())?;
+    std::fs::write(out, stripped)?;
     Ok(())
+}
+
+/// `FileDescriptorSet.file`.
+const FILE: u32 = 1;
+/// `FileDescriptorProto.source_code_info`.
+const SOURCE_CODE_INFO: u32 = 9;
+
+/// The set with each file's `source_code_info` removed and every other byte (options with
+/// their extensions included) kept as it was.
+fn strip_source_info(set: &[u8]) -> Result<Vec<u8>, BoxError> {
+    let mut out = Vec::with_capacity(set.len() / 3);
+    for (tag, field) in fields(set)? {
+        if tag != FILE {
+            out.extend_from_slice(field);
+            continue;
+        }
+        let mut rest = field;
+        if decode_key(&mut rest)?.1 != WireType::LengthDelimited {
+            return Err("FileDescriptorSet.file is not length-delimited".into());
+        }
+        let len = usize::try_from(decode_varint(&mut rest)?)?;
+        let file = rest.get(..len).ok_or("truncated file descriptor")?;
+        let mut kept = Vec::with_capacity(file.len());
+        for (tag, part) in fields(file)? {
+            if tag != SOURCE_CODE_INFO {
+                kept.extend_from_slice(part);
+            }
+        }
+        encode_key(FILE, WireType::LengthDelimited, &mut out);
+        encode_varint(kept.len() as u64, &mut out);
+        out.extend_from_slice(&kept);
+    }
+    Ok(out)
+}
+
+/// Each field of an encoded message: its number and its bytes (key and value).
+fn fields(message: &[u8]) -> Result<Vec<(u32, &[u8])>, BoxError> {
+    let mut out = Vec::new();
+    let mut rest = message;
+    while !rest.is_empty() {
+        let start = message.len() - rest.len();
+        let (tag, wire) = decode_key(&mut rest)?;
+        let skip = match wire {
+            WireType::Varint => {
+                decode_varint(&mut rest)?;
+                0
+            }
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::LengthDelimited => usize::try_from(decode_varint(&mut rest)?)?,
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err("groups do not occur in descriptors".into());
+            }
+        };
+        rest = rest.get(skip..).ok_or("truncated field")?;
+        let end = message.len() - rest.len();
+        out.push((tag, &message[start..end]));
+    }
+    Ok(out)
 }
 
 /// `udpa.type.v1.TypedStruct`, the predecessor of `xds.type.v3.TypedStruct` that Envoy still

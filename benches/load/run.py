@@ -1111,7 +1111,7 @@ def scenario_table(scenario: Scenario, results: list[PeerResult], affinity: Affi
             f"| {spread([r.cpu_us_per_req for r in runs], '.1f')} | {result.rss_kib / 1024:.1f} "
             f"| {ratio(ref, result, 'rps')} | {ratio(ref, result, 'p99_ms')} "
             f"| {ratio(ref, result, 'cpu_us_per_req')} | {ratio(ref, result, 'rss')} |")
-    lines += ["", f"Load: `{shlex.join(h2load_argv(scenario, Peer('load', 'load', [ProcSpec('load', [], 0)]), 0, affinity, None)).replace(':0/', ':PORT/').replace('-D 0', '-D SECONDS')}`"
+    lines += ["", f"Load: `{portable(shlex.join(h2load_argv(scenario, Peer('load', 'load', [ProcSpec('load', [], 0)]), 0, affinity, None)).replace(':0/', ':PORT/').replace('-D 0', '-D SECONDS'))}`"
               " (plus `--log-file` for the latency percentiles).", "", "Commands:", ""]
     for result in results:
         for command in result.commands:

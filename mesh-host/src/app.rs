@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use mesh_policies::WorkloadPolicy;
@@ -10,12 +11,16 @@ use mesh_policies::egress::{EgressConfig, EgressRuleConfig, EgressRules};
 use mesh_policies::grpc::GrpcFlags;
 use mesh_policies::limits::Limits;
 use mesh_xds::ads::{AdsClient, AdsClientConfig};
-use mesh_xds::bootstrap::Bootstrap;
+use mesh_xds::bootstrap::{Bootstrap, NodeIdentity};
 use mesh_xds::store::ConfigStore;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, reload};
+
+use crate::admin::{Admin, LogLevels, MeshView};
 
 use crate::cli::{RunArgs, ValidateArgs};
-use crate::frontend::{FrontEndConfig, RequestLimits, TlsFiles};
+use crate::frontend::{
+    ConnectionSettings, FrontEndConfig, GlobalConnections, RequestLimits, TlsFiles,
+};
 use crate::handler::{
     DevRouter, HostHandler, HostHeaderRouter, ResolvedWorkload, Router, RouterHandler,
     RouterHandlerConfig, WorkloadId,
@@ -24,41 +29,130 @@ use crate::mesh::{MeshHandler, MeshHandlerConfig};
 use crate::mesh_config::{
     DEFAULT_NAMESPACE, DEFAULT_TRUST_DOMAIN, MeshConfigFile, WorkloadEntry, spiffe_id,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{ClusterLive, LiveStats, Metrics, XdsUpdates};
 use crate::runtime::{ComponentImage, Runtime, RuntimeConfig, WorkloadSettings, default_cache_dir};
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); the admin's `/logging` changes
+/// the filter through the returned levels. Colours only on a terminal, so that a log file or a
+/// supervisor's capture reads `limit=1024` as written.
+pub fn init_logging() -> LogLevels {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let initial = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|directive| EnvFilter::builder().parse(directive).is_ok())
+        .unwrap_or_else(|| "info".to_owned());
+    let (filter, handle) = reload::Layer::new(EnvFilter::new(&initial));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
         .init();
+    LogLevels::new(initial, move |filter| handle.reload(filter))
+}
+
+/// File descriptors kept out of the connection cap derived from the open-file limit, at
+/// least: listeners, upstream connections, the compilation cache, logs.
+const MIN_RESERVED_FILES: u64 = 32;
+
+/// Raises the soft open-file limit to the hard one; the limit in force afterwards
+/// ([`log_connection_limits`] reports it once the host serves, so that bad input is
+/// still answered with one line).
+fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(error) => {
+            tracing::warn!("cannot read or raise the open file limit: {error}");
+            None
+        }
+    }
+}
+
+/// The connection cap when none is configured: what the open-file limit leaves after
+/// a reserve of a tenth of it, so that accepting never runs out of descriptors.
+fn default_max_connections(open_files: u64) -> u64 {
+    let reserve = (open_files / 10).max(MIN_RESERVED_FILES);
+    open_files.saturating_sub(reserve).max(1)
+}
+
+/// The process-wide connection cap: `--max-connections`, else the bootstrap's, else
+/// derived from the open-file limit.
+fn global_connections(
+    args: &RunArgs,
+    open_files: Option<u64>,
+    from_bootstrap: Option<u64>,
+) -> Option<Arc<GlobalConnections>> {
+    let max = args
+        .max_connections
+        .or(from_bootstrap)
+        .or(open_files.map(default_max_connections))?;
+    if let Some(open_files) = open_files
+        && max > open_files
+    {
+        tracing::warn!(
+            max,
+            open_files,
+            "the connection limit is above the open file limit; accepting may fail first"
+        );
+    }
+    Some(GlobalConnections::new(
+        usize::try_from(max).unwrap_or(usize::MAX),
+    ))
+}
+
+/// Logs the open-file limit and the process-wide connection cap in force.
+fn log_connection_limits(open_files: Option<u64>, global: Option<&GlobalConnections>) {
+    if let Some(limit) = open_files {
+        tracing::info!(limit, "open file limit");
+    }
+    if let Some(global) = global {
+        tracing::info!(max = global.max(), "downstream connection limit");
+    }
 }
 
 /// `mesh-host run`: the embedded default, a config file, or the mesh handler
 /// on a bootstrap.
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub fn run(args: RunArgs, logging: LogLevels) -> anyhow::Result<()> {
+    let open_files = raise_open_file_limit();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let host = Host {
+        args: &args,
+        logging,
+        started: SystemTime::now(),
+        open_files,
+    };
     tokio.block_on(async {
         if let Some(config) = &args.config {
-            return run_config_file(&args, config).await;
+            return run_config_file(&host, config).await;
         }
         match (&args.component, &args.bootstrap) {
             (_, Some(bootstrap)) => {
                 let workloads = flag_workloads(&args)?;
                 let egress_listener = args.egress_listener.clone();
-                run_mesh(&args, bootstrap, workloads, args.admin, egress_listener).await
+                run_mesh(&host, bootstrap, workloads, args.admin, egress_listener).await
             }
-            (Some(component), None) => run_embedded(&args, component).await,
+            (Some(component), None) => run_embedded(&host, component).await,
             (None, None) => {
                 anyhow::bail!("give a COMPONENT.wasm, --bootstrap with --workload, or --config")
             }
         }
     })
+}
+
+/// What every way of running the host shares besides its flags.
+struct Host<'a> {
+    args: &'a RunArgs,
+    logging: LogLevels,
+    started: SystemTime,
+    /// The open-file limit after raising it, if it could be read.
+    open_files: Option<u64>,
 }
 
 /// `mesh-host validate`: parse and translate a bootstrap, or a mesh config
@@ -208,15 +302,18 @@ async fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Arc<ComponentIma
     Ok(Arc::new(image))
 }
 
-/// Compiles each workload's component and binds it to `handler`.
+/// Compiles each workload's component and binds it to `handler`; returns each workload as
+/// `/config_dump` shows it.
 async fn bind_workloads(
     args: &RunArgs,
     runtime: &Runtime,
     handler: Arc<dyn HostHandler>,
     workloads: Vec<WorkloadEntry>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut described = Vec::new();
     for workload in workloads {
         let image = load(runtime, &workload.component).await?;
+        described.push(describe_workload(&workload, &image));
         handler.clone().on_workload_resolved(ResolvedWorkload {
             id: WorkloadId::new(&workload.name)?,
             image,
@@ -232,11 +329,41 @@ async fn bind_workloads(
             principal: workload.principal.into(),
         })?;
     }
-    Ok(())
+    Ok(described)
+}
+
+/// A workload in the `/config_dump` workloads section: its component (path, digest, kind),
+/// the clusters it serves and its policy.
+fn describe_workload(workload: &WorkloadEntry, image: &ComponentImage) -> serde_json::Value {
+    let policy = &workload.policy;
+    let limits = &policy.limits;
+    serde_json::json!({
+        "name": workload.name,
+        "component": image.path().display().to_string(),
+        "digest": image.digest(),
+        "kind": format!("{:?}", image.kind()),
+        "clusters": workload.clusters,
+        "hosts": workload.hosts,
+        "principal": workload.principal,
+        "policy": {
+            "grpc": { "serve": policy.grpc.serve, "outbound": policy.grpc.outbound },
+            "egress_rules": policy.egress.len(),
+            "rbac": policy.rbac.is_some(),
+            "rate_limit": policy.rate_limit.is_some(),
+            "limits": {
+                "max_request_body_bytes": limits.max_request_body_bytes,
+                "max_request_header_bytes": limits.max_request_header_bytes,
+                "request_timeout": humantime::format_duration(limits.request_timeout).to_string(),
+                "max_concurrent_requests": limits.max_concurrent_requests,
+                "memory_bytes": limits.memory_bytes,
+            },
+        },
+    })
 }
 
 /// The embedded default: one listener, every request to one component.
-async fn run_embedded(args: &RunArgs, component: &Path) -> anyhow::Result<()> {
+async fn run_embedded(host: &Host<'_>, component: &Path) -> anyhow::Result<()> {
+    let args = host.args;
     let tls = args.tls_cert.clone().zip(args.tls_key.clone());
     let name = workload_name(component);
     let workload = WorkloadEntry {
@@ -248,98 +375,141 @@ async fn run_embedded(args: &RunArgs, component: &Path) -> anyhow::Result<()> {
         policy: cli_policy(args)?,
         config: args.config_vars.iter().cloned().collect(),
     };
-    run_router(
-        args,
-        DevRouter::new(),
-        args.listen,
+    let listener = RouterListener {
+        listen: args.listen,
         tls,
-        vec![workload],
-        args.admin,
-    )
-    .await
+        admin: args.admin,
+    };
+    run_router(host, DevRouter::new(), listener, vec![workload]).await
 }
 
-async fn run_config_file(args: &RunArgs, path: &Path) -> anyhow::Result<()> {
+async fn run_config_file(host: &Host<'_>, path: &Path) -> anyhow::Result<()> {
     let file = MeshConfigFile::load(path)?;
-    let admin = file.admin.or(args.admin);
+    let admin = file.admin.or(host.args.admin);
     match &file.bootstrap {
         Some(bootstrap) => {
             let egress_listener = file.egress_listener.clone();
-            run_mesh(args, bootstrap, file.workloads, admin, egress_listener).await
+            run_mesh(host, bootstrap, file.workloads, admin, egress_listener).await
         }
         None => {
-            let listen = file.listen.context("the config file sets no `listen`")?;
-            run_router(
-                args,
-                HostHeaderRouter::new(),
-                listen,
-                file.tls.clone(),
-                file.workloads,
+            let listener = RouterListener {
+                listen: file.listen.context("the config file sets no `listen`")?,
+                tls: file.tls.clone(),
                 admin,
-            )
-            .await
+            };
+            run_router(host, HostHeaderRouter::new(), listener, file.workloads).await
         }
     }
 }
 
-/// A [`RouterHandler`] on one listener.
-async fn run_router<R: Router>(
-    args: &RunArgs,
-    router: R,
+/// Where a router handler listens.
+struct RouterListener {
     listen: SocketAddr,
     tls: Option<(PathBuf, PathBuf)>,
-    workloads: Vec<WorkloadEntry>,
     admin: Option<SocketAddr>,
+}
+
+/// A [`RouterHandler`] on one listener.
+async fn run_router<R: Router>(
+    host: &Host<'_>,
+    router: R,
+    listener: RouterListener,
+    workloads: Vec<WorkloadEntry>,
 ) -> anyhow::Result<()> {
+    let args = host.args;
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
+    let global = global_connections(args, host.open_files, None);
     let handler = Arc::new(RouterHandler::new(
         router,
         runtime.clone(),
         metrics.clone(),
         RouterHandlerConfig {
             frontend: FrontEndConfig {
-                listen,
-                tls: tls.map(|(cert, key)| TlsFiles { cert, key }),
+                listen: listener.listen,
+                tls: listener.tls.map(|(cert, key)| TlsFiles { cert, key }),
                 limits: frontend_limits(args)?,
+                connections: ConnectionSettings {
+                    global: global.clone(),
+                    ..ConnectionSettings::default()
+                },
+                drain_time: args.drain_time,
             },
         },
     ));
     // A taken port is reported before the (possibly slow) compilation.
     handler.bind()?;
-    bind_workloads(args, &runtime, handler.clone(), workloads).await?;
+    let workloads = bind_workloads(args, &runtime, handler.clone(), workloads).await?;
     handler.clone().start().await?;
-    serve_until_signal(args, handler.as_ref(), metrics, admin).await
+    let admin = listener.admin.map(|addr| {
+        let state = Admin {
+            metrics,
+            mesh: None,
+            workloads,
+            logging: host.logging.clone(),
+            node: NodeIdentity::default(),
+            started: host.started,
+        };
+        (addr, Arc::new(state))
+    });
+    log_connection_limits(host.open_files, global.as_deref());
+    serve_until_signal(args, handler.as_ref(), admin).await
 }
 
 /// The mesh handler on an Envoy bootstrap (and its control plane).
 async fn run_mesh(
-    args: &RunArgs,
+    host: &Host<'_>,
     bootstrap_path: &Path,
     workloads: Vec<WorkloadEntry>,
     admin: Option<SocketAddr>,
     egress_listener: Option<String>,
 ) -> anyhow::Result<()> {
+    let args = host.args;
     let bootstrap = Bootstrap::load(bootstrap_path)?;
     let runtime = runtime(args)?;
     let metrics = Arc::new(Metrics::new());
-    let store = Arc::new(ConfigStore::new(bootstrap.static_config.clone()));
+    let store = Arc::new(ConfigStore::from_bootstrap(&bootstrap));
+    let limits = &bootstrap.connection_limits;
+    let global = global_connections(args, host.open_files, limits.global);
     let handler = Arc::new(MeshHandler::new(
         store.clone(),
         runtime.clone(),
         metrics.clone(),
         MeshHandlerConfig {
             listener_drain: args.drain_timeout,
+            drain_time: args.drain_time,
             egress_listener,
+            global_connections: global.clone(),
+            listener_connection_limits: limits.per_listener.clone(),
         },
     ));
-    bind_workloads(args, &runtime, handler.clone(), workloads).await?;
+    let workloads = bind_workloads(args, &runtime, handler.clone(), workloads).await?;
     handler.clone().start().await?;
+    metrics.set_live(Arc::new(LiveMesh {
+        handler: handler.clone(),
+        store: store.clone(),
+    }));
+    let admin = admin.or(bootstrap.admin).map(|addr| {
+        let state = Admin {
+            metrics: metrics.clone(),
+            mesh: Some(MeshView {
+                handler: handler.clone(),
+                store: store.clone(),
+                ads: bootstrap.ads.is_some(),
+            }),
+            workloads,
+            logging: host.logging.clone(),
+            node: bootstrap.node.clone(),
+            started: host.started,
+        };
+        (addr, Arc::new(state))
+    });
+    log_connection_limits(host.open_files, global.as_deref());
     let ads = bootstrap.ads.as_ref().map(|source| {
         tracing::info!(cluster = %source.cluster_name, endpoint = %source.endpoint, "connecting to the ADS control plane");
         AdsClient::spawn(AdsClientConfig::from_source(source, bootstrap.node.clone()), store.clone())
     });
-    let served = serve_until_signal(args, handler.as_ref(), metrics, admin).await;
+    let served = serve_until_signal(args, handler.as_ref(), admin).await;
     if let Some(ads) = ads {
         ads.shutdown().await;
     }
@@ -351,8 +521,7 @@ async fn run_mesh(
 async fn serve_until_signal(
     args: &RunArgs,
     handler: &dyn HostHandler,
-    metrics: Arc<Metrics>,
-    admin: Option<SocketAddr>,
+    admin: Option<(SocketAddr, Arc<Admin>)>,
 ) -> anyhow::Result<()> {
     let scheme = if args.tls_cert.is_some() {
         "https"
@@ -362,14 +531,14 @@ async fn serve_until_signal(
     for addr in handler.bound_addrs() {
         eprintln!("Serving HTTP on {scheme}://{addr}/");
     }
-    if let Some(admin) = admin {
-        let addr = crate::admin::serve(admin, metrics)
+    if let Some((admin, state)) = admin {
+        let addr = crate::admin::serve(admin, state)
             .await
             .with_context(|| format!("cannot listen on {admin} for the admin endpoint"))?;
         eprintln!("Admin on http://{addr}/");
     }
     shutdown_signal().await?;
-    tracing::info!(drain = ?args.drain_timeout, "shutting down");
+    tracing::info!(drain_time = ?args.drain_time, drain_timeout = ?args.drain_timeout, "shutting down");
     handler.stop(args.drain_timeout).await;
     Ok(())
 }
@@ -396,4 +565,61 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+/// The mesh handler's clusters and the store's xDS update counts, read at every scrape.
+struct LiveMesh {
+    handler: Arc<MeshHandler>,
+    store: Arc<ConfigStore>,
+}
+
+impl LiveStats for LiveMesh {
+    fn clusters(&self) -> Vec<ClusterLive> {
+        self.handler
+            .clusters()
+            .into_iter()
+            .map(|cluster| {
+                let ejected = cluster.hosts.iter().filter(|h| h.ejected).count() as u64;
+                let healthy = cluster
+                    .hosts
+                    .iter()
+                    .filter(|h| !h.ejected && !h.failed_active_hc && h.health.is_routable())
+                    .count() as u64;
+                ClusterLive {
+                    membership_total: cluster.hosts.len() as u64,
+                    membership_healthy: healthy,
+                    ejections_active: ejected,
+                    cx_active: cluster.cx_active,
+                    rq_active: cluster.rq_active,
+                    name: cluster.name,
+                }
+            })
+            .collect()
+    }
+
+    fn xds_updates(&self) -> Vec<XdsUpdates> {
+        self.store
+            .update_counts()
+            .into_iter()
+            .map(|(kind, counts)| XdsUpdates {
+                scope: kind.stat_scope(),
+                attempt: counts.attempt,
+                success: counts.success,
+                rejected: counts.rejected,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_derived_connection_cap_leaves_a_tenth_of_the_files_or_at_least_32() {
+        assert_eq!(default_max_connections(1024), 922);
+        assert_eq!(default_max_connections(100), 68);
+        assert_eq!(default_max_connections(1_048_576), 943_719);
+        assert_eq!(default_max_connections(10), 1);
+    }
 }

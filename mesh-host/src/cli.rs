@@ -112,8 +112,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", requires = "bootstrap")]
     pub egress_listener: Option<String>,
 
-    /// Address of the admin endpoint (/metrics, /ready); off when not given.
-    #[arg(long, value_name = "ADDR")]
+    /// Address of Envoy's admin endpoint (/config_dump, /clusters, /listeners, /server_info,
+    /// /ready, /logging, /stats, /stats/prometheus); a bare port binds 127.0.0.1. Off when
+    /// neither this, the config file nor the bootstrap's admin.address sets one.
+    #[arg(long, value_name = "ADDR|PORT", value_parser = parse_admin)]
     pub admin: Option<SocketAddr>,
 
     /// Deadline of a request that does not carry `grpc-timeout`.
@@ -156,9 +158,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = "64KiB")]
     pub max_request_headers: bytesize::ByteSize,
 
-    /// How long in-flight requests may take to finish after SIGTERM or ctrl-c.
+    /// After SIGTERM or ctrl-c, how long requests are discouraged before the listeners
+    /// close (Envoy's --drain-time-s): HTTP/1.1 responses say `connection: close`, HTTP/2
+    /// connections get GOAWAY, new connections are still taken, so a request already on
+    /// its way is answered.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_time: Duration,
+
+    /// Then, how long requests in flight may take to finish before their connections are
+    /// dropped.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+
+    /// Downstream connections held at once across all listeners; more are closed as soon
+    /// as they are accepted. Default: the bootstrap's overload manager limit
+    /// (global_downstream_max_connections), else 90 % of the open-file limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
 
     /// Where compiled components are cached (default: ~/.cache/mesh-host).
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -176,6 +192,16 @@ fn parse_config_var(value: &str) -> Result<(String, String), String> {
             "expected KEY=VALUE with a non-empty KEY, got {value:?}"
         )),
     }
+}
+
+/// An address, or a port on the loopback interface: the admin is never exposed by accident.
+fn parse_admin(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    }
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is neither an address (127.0.0.1:9901) nor a port"))
 }
 
 fn parse_workload(value: &str) -> Result<(String, PathBuf), String> {

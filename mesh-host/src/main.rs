@@ -15,9 +15,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    mesh_host::app::init_logging();
+    let logging = mesh_host::app::init_logging();
     let result = match cli.command {
-        Command::Run(args) => mesh_host::app::run(*args),
+        Command::Run(args) => mesh_host::app::run(*args, logging),
         Command::Validate(args) => mesh_host::app::validate(&args),
     };
     match result {

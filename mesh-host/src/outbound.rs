@@ -28,16 +28,18 @@ use crate::routing::Decision;
 use crate::runtime::OutgoingFuture;
 use crate::shared::WorkloadId;
 
-/// Refuses an outbound request: logged with the reason, counted, and failed
-/// with `HTTP-request-denied` before any connection is made.
+/// Refuses an outbound request: logged with the reason, counted by `reason` (a short label:
+/// `policy`, `no_route`, ...), and failed with `HTTP-request-denied` before any connection
+/// is made.
 pub fn deny(
     metrics: &Metrics,
     workload: &WorkloadId,
     uri: &http::Uri,
+    reason: &str,
     why: &str,
 ) -> OutgoingFuture {
-    tracing::info!(%workload, %uri, "outbound request denied: {why}");
-    metrics.egress_denied(workload);
+    tracing::info!(%workload, %uri, reason, "outbound request denied: {why}");
+    metrics.egress_denied(workload, reason);
     Box::pin(async { Err(HttpError::HttpRequestDenied) })
 }
 
@@ -49,20 +51,20 @@ pub fn send(
     options: Option<RequestOptions>,
 ) -> OutgoingFuture {
     let (mut parts, body) = request.into_parts();
-    let deny = |why: &str| deny(&mesh.metrics, workload, &parts.uri, why);
+    let deny = |reason: &str, why: &str| deny(&mesh.metrics, workload, &parts.uri, reason, why);
     let Some(caller) = mesh.workloads.by_id(workload) else {
-        return deny("the workload is not bound to this host");
+        return deny("not_bound", "the workload is not bound to this host");
     };
     let uri = &parts.uri;
     let Some(scheme) = uri.scheme_str().and_then(Scheme::parse) else {
-        return deny("only http and https requests may leave");
+        return deny("scheme", "only http and https requests may leave");
     };
     let Some(authority) = uri.authority() else {
-        return deny("the request names no authority");
+        return deny("authority", "the request names no authority");
     };
     let (host, port) = match parse_authority(authority.as_str(), scheme) {
         Ok(parsed) => parsed,
-        Err(error) => return deny(&error.to_string()),
+        Err(error) => return deny("authority", &error.to_string()),
     };
     let grpc = parts
         .headers
@@ -75,18 +77,22 @@ pub fn send(
         method: &parts.method,
     };
     if let Err(denied) = caller.policy().check_outbound(&checked, grpc) {
-        return deny(&denied.to_string());
+        return deny("policy", &denied.to_string());
     }
     let snapshot = mesh.snapshot.load_full();
     let Some((listener, table)) = snapshot.egress_routes() else {
-        return deny("no egress listener is configured, so nothing may leave");
+        return deny(
+            "no_egress_listener",
+            "no egress listener is configured, so nothing may leave",
+        );
     };
     let forward = match table.select(&parts, rand::random()) {
         Decision::Forward(forward) => forward,
         Decision::NoRoute | Decision::NoCluster { .. } => {
-            return deny(&format!(
-                "no route of egress listener {listener:?} matches {authority}"
-            ));
+            return deny(
+                "no_route",
+                &format!("no route of egress listener {listener:?} matches {authority}"),
+            );
         }
         // The egress route answers itself, as the inbound router does.
         answered @ (Decision::DirectResponse { .. } | Decision::Redirect { .. }) => {
@@ -125,9 +131,11 @@ pub fn send(
     };
     let sent = snapshot.upstream.send(request, route);
     let workload = workload.clone();
+    let metrics = mesh.metrics.clone();
     Box::pin(async move {
         match sent.await {
             Ok(mut response) => {
+                metrics.upstream_response(&forward.cluster, response.status().as_u16());
                 forward.apply_to_response(response.headers_mut());
                 Ok(with_between_bytes(response, between_bytes))
             }

@@ -48,6 +48,8 @@ pub struct ListenerChain {
     pub normalization: RequestNormalization,
     /// The connection manager's access logs.
     pub access_logs: Arc<AccessLogs>,
+    /// The connection manager's `stat_prefix`, the scope of its downstream stats.
+    pub stat_prefix: String,
 }
 
 /// Whether `listener` is the egress listener: the one named in the host's settings, else one
@@ -103,6 +105,7 @@ impl Snapshot {
                         filters,
                         normalization: chain.http.normalization,
                         access_logs: Arc::new(AccessLogs::open(&chain.http.access_logs)),
+                        stat_prefix: chain.http.stat_prefix.clone(),
                     }))
                 })
                 .collect();

@@ -151,6 +151,11 @@ impl EgressRules {
         compiled
     }
 
+    /// How many allow rules there are (none: everything is denied).
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
     /// Validates raw configuration, reporting every bad entry under `egress`.
     pub fn from_config(config: &EgressConfig) -> Result<EgressRules, crate::PolicyConfigErrors> {
         let mut errors = crate::PolicyConfigErrors::default();

@@ -88,3 +88,34 @@ impl Drop for Envoy {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `envoy --mode validate` on `bootstrap` (JSON or YAML): `Ok` when Envoy accepts it,
+/// else its complaint. `None` only when a missing Envoy may be skipped (see `peers`).
+pub fn validate(bootstrap: &str) -> Option<Result<(), String>> {
+    let binary = crate::peers::envoy()?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("envoy.json");
+    std::fs::write(&path, bootstrap).expect("write envoy config");
+    let output = Command::new(binary)
+        .args([
+            "--mode",
+            "validate",
+            "--use-dynamic-base-id",
+            "-l",
+            "error",
+            "-c",
+        ])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run envoy --mode validate");
+    Some(if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    })
+}

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_host::frontend::{FrontEndConfig, RequestLimits};
+use mesh_host::frontend::{ConnectionSettings, FrontEndConfig, RequestLimits};
 use mesh_host::handler::{
     HostHandler, HostHeaderRouter, ResolvedWorkload, RouterHandler, RouterHandlerConfig, WorkloadId,
 };
@@ -46,6 +46,8 @@ pub async fn canonical_host(
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 tls: None,
                 limits: RequestLimits::default(),
+                connections: ConnectionSettings::default(),
+                drain_time: Duration::ZERO,
             },
         },
     ));

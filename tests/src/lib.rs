@@ -12,7 +12,10 @@ pub mod grpcio;
 pub mod inprocess;
 pub mod peers;
 pub mod process;
+pub mod prometheus;
 pub mod proto;
+pub mod raw_http1;
+pub mod soak;
 pub mod tls;
 pub mod upstream;
 

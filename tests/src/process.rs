@@ -35,7 +35,24 @@ impl MeshHost {
 
     /// Starts `mesh-host <args>` and waits for its "Serving HTTP on" line.
     pub fn spawn(args: &[String]) -> Self {
-        let mut child = Command::new(crate::mesh_host_bin())
+        Self::spawn_command(Command::new(crate::mesh_host_bin()), args)
+    }
+
+    /// Starts `mesh-host <args>` under `prlimit` with this open-file limit (soft and
+    /// hard), and waits for it to serve.
+    pub fn spawn_with_open_files(open_files: u64, args: &[String]) -> Self {
+        let prlimit = crate::peers::require("prlimit")
+            .expect("prlimit (util-linux) is needed to limit open files");
+        let mut command = Command::new(prlimit);
+        command
+            .arg(format!("--nofile={open_files}:{open_files}"))
+            .arg("--")
+            .arg(crate::mesh_host_bin());
+        Self::spawn_command(command, args)
+    }
+
+    fn spawn_command(mut command: Command, args: &[String]) -> Self {
+        let mut child = command
             .args(args)
             .env(
                 "RUST_LOG",

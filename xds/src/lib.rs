@@ -15,6 +15,7 @@
 //!   gRPC with reconnects and backoff ([`ads::AdsClient`]).
 //! - [`field_policy`]: how every field of the translated messages is treated (honoured, no
 //!   effect, or refused), the source of `docs/xds-support.md`.
+//! - [`dump`]: Envoy's `/config_dump` of the bootstrap and the accepted resources.
 //! - [`store`]: [`store::ConfigStore`] publishes snapshots (static base layer plus dynamic
 //!   resources) through an `ArcSwap` and a `watch` channel.
 //! - `test_control_plane` (feature `test-control-plane`): a snapshot-based ADS server for tests.
@@ -49,6 +50,7 @@
 pub mod ads;
 pub mod bootstrap;
 pub mod config;
+pub mod dump;
 pub mod field_policy;
 pub mod store;
 #[cfg(feature = "test-control-plane")]

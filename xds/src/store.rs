@@ -1,12 +1,15 @@
 //! Publication of configuration snapshots to the data plane.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use crate::bootstrap::Bootstrap;
 use crate::config::{Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig};
+use crate::dump::{AcceptedResources, BootstrapSource, DumpError, DumpQuery, config_dump};
 
 /// The resources received from the control plane, layered over the static bootstrap config.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -32,6 +35,27 @@ pub struct ConfigStore {
     /// Serialises publishers so versions stay monotonic.
     publish_lock: Mutex<()>,
     notify: watch::Sender<u64>,
+    bootstrap: Option<BootstrapSource>,
+    accepted: ArcSwap<AcceptedResources>,
+    updates: BTreeMap<ResourceKind, UpdateCounters>,
+}
+
+/// How the control plane's responses of one kind fared, as Envoy counts them
+/// (`update_attempt`, `update_success`, `update_rejected`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateCounts {
+    /// Responses received.
+    pub attempt: u64,
+    /// Responses accepted (ACKed).
+    pub success: u64,
+    /// Responses rejected (NACKed).
+    pub rejected: u64,
+}
+
+#[derive(Debug, Default)]
+struct UpdateCounters {
+    success: AtomicU64,
+    rejected: AtomicU64,
 }
 
 impl ConfigStore {
@@ -48,7 +72,75 @@ impl ConfigStore {
             current: ArcSwap::from_pointee(first),
             publish_lock: Mutex::new(()),
             notify,
+            bootstrap: None,
+            accepted: ArcSwap::default(),
+            updates: ResourceKind::ALL
+                .into_iter()
+                .map(|kind| (kind, UpdateCounters::default()))
+                .collect(),
         }
+    }
+
+    /// A store whose base layer is the bootstrap's static resources; its config dump shows
+    /// the bootstrap as it was written.
+    pub fn from_bootstrap(bootstrap: &Bootstrap) -> Self {
+        Self {
+            bootstrap: Some(bootstrap.source.clone()),
+            ..Self::new(bootstrap.static_config.clone())
+        }
+    }
+
+    /// Replaces the accepted xDS resources shown by [`ConfigStore::config_dump`].
+    pub fn set_accepted(&self, accepted: AcceptedResources) {
+        self.accepted.store(Arc::new(accepted));
+    }
+
+    /// Counts a control plane response of `kind`, accepted or rejected.
+    pub fn record_update(&self, kind: ResourceKind, accepted: bool) {
+        if let Some(counters) = self.updates.get(&kind) {
+            let counter = if accepted {
+                &counters.success
+            } else {
+                &counters.rejected
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The update counts of every kind.
+    pub fn update_counts(&self) -> BTreeMap<ResourceKind, UpdateCounts> {
+        self.updates
+            .iter()
+            .map(|(kind, counters)| {
+                let success = counters.success.load(Ordering::Relaxed);
+                let rejected = counters.rejected.load(Ordering::Relaxed);
+                (
+                    *kind,
+                    UpdateCounts {
+                        attempt: success + rejected,
+                        success,
+                        rejected,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Whether a response of `kind` was ever accepted.
+    pub fn has_accepted(&self, kind: ResourceKind) -> bool {
+        self.updates
+            .get(&kind)
+            .is_some_and(|counters| counters.success.load(Ordering::Relaxed) > 0)
+    }
+
+    /// Envoy's `/config_dump` of the bootstrap and the accepted xDS resources; `extra`
+    /// entries are appended to `configs`.
+    pub fn config_dump(
+        &self,
+        query: &DumpQuery,
+        extra: Vec<serde_json::Value>,
+    ) -> Result<serde_json::Value, DumpError> {
+        config_dump(self.bootstrap.as_ref(), &self.accepted.load(), query, extra)
     }
 
     /// The static base layer.

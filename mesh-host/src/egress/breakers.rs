@@ -90,6 +90,22 @@ impl Limits {
         permit
     }
 
+    /// Connections open now.
+    pub(super) fn open_connections(&self) -> u64 {
+        let max = self.thresholds.max_connections as usize;
+        (max.saturating_sub(self.connections.available_permits())) as u64
+    }
+
+    /// Requests in flight now.
+    pub(super) fn active_requests(&self) -> u64 {
+        u64::from(self.requests.load(Ordering::Acquire))
+    }
+
+    /// The thresholds.
+    pub(super) fn thresholds(&self) -> &CircuitBreakers {
+        &self.thresholds
+    }
+
     async fn wait_for_connection(
         &self,
         host: Option<&Arc<Semaphore>>,

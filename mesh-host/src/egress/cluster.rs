@@ -4,7 +4,7 @@
 //! state of endpoints whose cluster settings did not change.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,10 @@ type PooledClient = Client<EndpointConnector, WasiBody>;
 pub(super) struct EndpointState {
     pub(super) label: String,
     active: AtomicU32,
-    outlier: OutlierState,
+    /// Tries sent, and those that failed (5xx, or no response), for `/clusters`.
+    pub(super) rq_total: AtomicU64,
+    pub(super) rq_error: AtomicU64,
+    pub(super) outlier: OutlierState,
     /// Active health, when the cluster checks its endpoints.
     health: Option<Arc<ActiveHealth>>,
     /// HTTP/1.1 keep-alive, or whatever ALPN picks over TLS.
@@ -96,6 +99,8 @@ impl EndpointState {
         Self {
             label: address.to_string(),
             active: AtomicU32::new(0),
+            rq_total: AtomicU64::new(0),
+            rq_error: AtomicU64::new(0),
             outlier: OutlierState::default(),
             health,
             http1: client(&cluster.transports.http1, false),
@@ -108,9 +113,22 @@ impl EndpointState {
         if http2 { &self.http2 } else { &self.http1 }
     }
 
+    /// Whether the cluster's active health check finds this endpoint failing.
+    pub(super) fn failed_active_hc(&self) -> bool {
+        self.health
+            .as_ref()
+            .is_some_and(|health| !health.is_healthy())
+    }
+
+    /// Requests in flight to this endpoint.
+    pub(super) fn active(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// Counts a request in flight until the guard drops.
     pub(super) fn start_request(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.rq_total.fetch_add(1, Ordering::Relaxed);
         ActiveRequest {
             endpoint: self.clone(),
         }
@@ -136,9 +154,9 @@ impl Drop for ActiveRequest {
 /// One endpoint as the current snapshot describes it.
 pub(super) struct Host {
     pub(super) address: HostPort,
-    weight: u32,
-    health: HealthStatus,
-    priority: u32,
+    pub(super) weight: u32,
+    pub(super) health: HealthStatus,
+    pub(super) priority: u32,
     /// Index into the cluster's localities.
     locality: usize,
     pub(super) state: Arc<EndpointState>,
@@ -359,8 +377,13 @@ impl ClusterState {
             .collect()
     }
 
-    /// Feeds the outlier detector (when the cluster has one).
+    /// Counts the try's outcome, and feeds the outlier detector (when the cluster has one).
     pub(super) fn record(&self, index: usize, outcome: Outcome) {
+        if let Some(host) = self.hosts.get(index)
+            && matches!(outcome, Outcome::LocalFailure | Outcome::Status(500..))
+        {
+            host.state.rq_error.fetch_add(1, Ordering::Relaxed);
+        }
         let (Some(detection), Some(host)) = (&self.config.outlier_detection, self.hosts.get(index))
         else {
             return;
@@ -475,5 +498,12 @@ impl ClusterSet {
     /// The cluster by name.
     pub(super) fn get(&self, name: &str) -> Option<&Arc<ClusterState>> {
         self.clusters.get(name)
+    }
+
+    /// Every cluster, in name order.
+    pub(super) fn all(&self) -> Vec<&Arc<ClusterState>> {
+        let mut all: Vec<&Arc<ClusterState>> = self.clusters.values().collect();
+        all.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+        all
     }
 }

@@ -17,6 +17,7 @@ mod outlier;
 mod replay;
 mod request_hash;
 mod retry;
+mod status;
 mod upstream_tls;
 
 use std::net::IpAddr;
@@ -40,6 +41,7 @@ use crate::shared::UpstreamHost;
 
 pub use breakers::Overflow;
 pub use error::{ConnectError, EgressError};
+pub use status::{ClusterStatus, HostStatus};
 pub use upstream_tls::UpstreamTlsError;
 
 use breakers::Counted;

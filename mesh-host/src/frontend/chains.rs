@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::FrontEndConfig;
 use super::http_settings::HttpSettings;
 use super::tls::TlsTermination;
+use super::{ConnectionSettings, FrontEndConfig};
 
 /// One filter chain: which TLS server names it serves, its TLS termination
 /// and its HTTP settings.
@@ -41,6 +41,8 @@ pub struct ListenerConfig {
     /// when the listener runs a TLS inspector, which it adds by itself when a
     /// chain matches on server names).
     pub inspects_tls: bool,
+    /// Protocol detection and connection caps.
+    pub connections: ConnectionSettings,
 }
 
 impl ListenerConfig {
@@ -68,6 +70,7 @@ impl From<&FrontEndConfig> for ListenerConfig {
             }],
             default_filter_chain: None,
             inspects_tls: true,
+            connections: config.connections.clone(),
         }
     }
 }
@@ -219,6 +222,7 @@ mod tests {
             filter_chains: chains,
             default_filter_chain: default,
             inspects_tls: true,
+            connections: ConnectionSettings::default(),
         })
     }
 
@@ -295,6 +299,8 @@ mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: None,
             limits: Default::default(),
+            connections: ConnectionSettings::default(),
+            drain_time: std::time::Duration::ZERO,
         });
         let selection = ChainSelection::new(&config);
         assert_eq!(selection.transport(), Transport::Plaintext);

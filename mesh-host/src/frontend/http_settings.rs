@@ -1,23 +1,44 @@
 //! Per-filter-chain HTTP settings: what Envoy's `HttpConnectionManager`
-//! decides about connections (accepted HTTP versions, header limits) and
-//! about every request and response passing through (timeouts, forwarding
-//! headers, the `server` header).
+//! decides about connections (accepted HTTP versions, header limits, idle and
+//! lifetime timers, HTTP/2 keepalive and flood limits) and about every request
+//! and response passing through (timeouts, forwarding headers, the `server`
+//! header).
 
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, header};
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 
 use super::RequestLimits;
 use super::forwarded::Forwarding;
+use super::http1_head::{Http1Rules, MAX_HEADERS};
+use super::http2_frames::Http2Limits;
 use super::stream_timeouts::StreamTimeouts;
 
 /// hyper's HTTP/1 read buffer cannot be smaller than this.
 const MIN_HTTP1_BUFFER: usize = 8192;
-/// How long a client may take to send a request head (HTTP/1), or the
-/// TLS handshake, before the connection is closed.
+/// The canonical head hyper reads can be a little longer than the client's (one space
+/// after each header name's colon); the limit is enforced before hyper.
+const CANONICAL_HEAD_SLACK: usize = 2 * MAX_HEADERS;
+/// How long the TLS handshake may take once the client hello has arrived.
 pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request head may take to arrive from its first byte when the connection
+/// manager sets no `request_headers_timeout` (Envoy then has none; the host keeps slow
+/// heads from holding connections).
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
+/// The embedded front end's connection idle timeout (Envoy's default, one hour, suits a
+/// proxy behind a load balancer more than a server facing clients).
+const EMBEDDED_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// HTTP/2 keepalive pings (Envoy's `connection_keepalive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Keepalive {
+    /// How often a PING is sent on a connection that received nothing.
+    pub interval: Duration,
+    /// How long the answer may take before the connection is closed.
+    pub timeout: Duration,
+}
 
 /// The HTTP versions a filter chain accepts (Envoy's `codec_type`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,9 +87,9 @@ impl ServerHeader {
 }
 
 /// How one filter chain serves HTTP. The default is the embedded front end's
-/// behaviour: both HTTP versions, no stream timers, request and response
-/// headers left alone.
-#[derive(Debug, Clone, Default)]
+/// behaviour: both HTTP versions, HTTP/1.0 served, no stream timers, a one-minute
+/// connection idle timeout, request and response headers left alone.
+#[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// Accepted HTTP versions.
     pub codec: Codec,
@@ -81,28 +102,91 @@ pub struct HttpSettings {
     pub forwarding: Option<Forwarding>,
     /// The `server` response header.
     pub server_header: ServerHeader,
+    /// How long a connection may have no request in flight before it is closed
+    /// (`common_http_protocol_options.idle_timeout`; HTTP/2 gets a GOAWAY first).
+    pub idle_timeout: Option<Duration>,
+    /// How long a connection may live: then HTTP/2 gets a GOAWAY, an HTTP/1 connection
+    /// closes after the response in flight (`max_connection_duration`).
+    pub max_connection_duration: Option<Duration>,
+    /// How long a request head may take from its first byte to its last: 408 and the
+    /// connection closed past it (`request_headers_timeout`).
+    pub request_headers_timeout: Option<Duration>,
+    /// Which HTTP/1 requests are accepted beyond Envoy's strict defaults.
+    pub http1_rules: Http1Rules,
+    /// HTTP/2 keepalive pings.
+    pub http2_keepalive: Option<Http2Keepalive>,
+    /// Streams a client may have open at once on one HTTP/2 connection (`None`: hyper's
+    /// default, 200).
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// HTTP/2 flood limits.
+    pub http2_limits: Http2Limits,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            codec: Codec::default(),
+            limits: RequestLimits::default(),
+            timeouts: StreamTimeouts::default(),
+            forwarding: None,
+            server_header: ServerHeader::default(),
+            idle_timeout: Some(EMBEDDED_IDLE_TIMEOUT),
+            max_connection_duration: None,
+            request_headers_timeout: Some(DEFAULT_REQUEST_HEADERS_TIMEOUT),
+            http1_rules: Http1Rules {
+                accept_http_10: true,
+                ..Http1Rules::default()
+            },
+            http2_keepalive: None,
+            http2_max_concurrent_streams: None,
+            http2_limits: Http2Limits::default(),
+        }
+    }
 }
 
 impl HttpSettings {
-    /// The hyper-util connection builder for these settings.
-    pub(super) fn connection_builder(&self) -> auto::Builder<TokioExecutor> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+    /// hyper's HTTP/1 connection builder for these settings. Heads reach hyper checked
+    /// and rewritten ([`super::http1_guard`]), which also times them; hyper's own header
+    /// timer would also run between requests, where the idle timeout rules.
+    pub(super) fn http1_builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
         builder
-            .http1()
             .keep_alive(true)
+            // A refused request ends what hyper reads; the answers to the requests
+            // before it must still be written.
+            .half_close(true)
             .timer(TokioTimer::new())
-            .header_read_timeout(HANDSHAKE_TIMEOUT)
-            .max_buf_size(self.limits.max_request_header_bytes.max(MIN_HTTP1_BUFFER));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(
-                u32::try_from(self.limits.max_request_header_bytes).unwrap_or(u32::MAX),
+            .header_read_timeout(None)
+            .max_headers(MAX_HEADERS)
+            .max_buf_size(
+                (self.limits.max_request_header_bytes + CANONICAL_HEAD_SLACK).max(MIN_HTTP1_BUFFER),
             );
+        builder
+    }
+
+    /// hyper's HTTP/2 connection builder for these settings.
+    pub(super) fn http2_builder(&self) -> http2::Builder<TokioExecutor> {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new()).max_header_list_size(
+            u32::try_from(self.limits.max_request_header_bytes).unwrap_or(u32::MAX),
+        );
+        if let Some(streams) = self.http2_max_concurrent_streams {
+            builder.max_concurrent_streams(streams);
+        }
+        if let Some(keepalive) = self.http2_keepalive {
+            builder
+                .keep_alive_interval(keepalive.interval)
+                .keep_alive_timeout(keepalive.timeout);
+        }
+        builder
+    }
+
+    /// Whether connections speaking `http2` (or else HTTP/1) are served.
+    pub(super) fn serves(&self, http2: bool) -> bool {
         match self.codec {
-            Codec::Auto => builder,
-            Codec::Http1 => builder.http1_only(),
-            Codec::Http2 => builder.http2_only(),
+            Codec::Auto => true,
+            Codec::Http1 => !http2,
+            Codec::Http2 => http2,
         }
     }
 }
@@ -140,16 +224,13 @@ mod tests {
     }
 
     #[test]
-    fn the_codec_picks_which_versions_the_builder_serves() {
+    fn the_codec_picks_which_versions_are_served() {
         let settings = |codec| HttpSettings {
             codec,
             ..HttpSettings::default()
         };
-        let auto = settings(Codec::Auto).connection_builder();
-        assert!(auto.is_http1_available() && auto.is_http2_available());
-        let http1 = settings(Codec::Http1).connection_builder();
-        assert!(http1.is_http1_available() && !http1.is_http2_available());
-        let http2 = settings(Codec::Http2).connection_builder();
-        assert!(!http2.is_http1_available() && http2.is_http2_available());
+        assert!(settings(Codec::Auto).serves(true) && settings(Codec::Auto).serves(false));
+        assert!(!settings(Codec::Http1).serves(true) && settings(Codec::Http1).serves(false));
+        assert!(settings(Codec::Http2).serves(true) && !settings(Codec::Http2).serves(false));
     }
 }

@@ -7,9 +7,25 @@
 //! A listener may have several filter chains, chosen per connection by the
 //! TLS server name ([`ListenerConfig`]); each chain carries the settings of
 //! Envoy's HTTP connection manager ([`HttpSettings`]).
+//!
+//! Hostile clients meet Envoy's defences: a connection must tell its protocol
+//! within the detection timeout, connections are capped per listener and for
+//! the process, HTTP/1 requests pass Envoy's codec rules before hyper parses
+//! them, HTTP/2 floods get a GOAWAY, idle and long-lived connections are
+//! closed, and a drain answers every request already sent.
 
+mod admission;
 mod chains;
+mod connection;
+mod connection_limits;
+mod detect;
+mod drain;
 mod forwarded;
+mod http1_framing;
+mod http1_guard;
+mod http1_head;
+mod http2_frames;
+mod http2_guard;
 mod http_settings;
 mod linger;
 mod peer_identity;
@@ -19,6 +35,7 @@ mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use thiserror::Error;
@@ -26,8 +43,15 @@ use wasmtime_wasi_http::WasiBody;
 
 pub use crate::shared::{Failure, REASON_HEADER, RequestMeta};
 pub use chains::{FilterChainConfig, ListenerConfig};
+pub use connection::Detection;
+pub use connection_limits::GlobalConnections;
+pub use drain::DrainPlan;
 pub use forwarded::Forwarding;
-pub use http_settings::{Codec, HttpSettings, ServerHeader};
+pub use http_settings::{
+    Codec, DEFAULT_REQUEST_HEADERS_TIMEOUT, Http2Keepalive, HttpSettings, ServerHeader,
+};
+pub use http1_head::Http1Rules;
+pub use http2_frames::Http2Limits;
 pub use server::{BoundFrontEnd, RunningFrontEnd};
 pub use stream_timeouts::StreamTimeouts;
 pub use tls::{ClientVerification, PemSource, TlsError, TlsFiles, TlsTermination};
@@ -63,6 +87,24 @@ pub struct FrontEndConfig {
     pub tls: Option<TlsFiles>,
     /// Request limits.
     pub limits: RequestLimits,
+    /// Protocol detection and connection caps.
+    pub connections: ConnectionSettings,
+    /// How long requests are discouraged on shutdown before the listener closes
+    /// (Envoy's `--drain-time-s`).
+    pub drain_time: Duration,
+}
+
+/// How a listener takes connections.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionSettings {
+    /// How a new connection must tell its protocol, and how fast.
+    pub detection: Detection,
+    /// This listener's cap on connections (Envoy's runtime key
+    /// `envoy.resource_limits.listener.<name>.connection_limit`).
+    pub max_connections: Option<usize>,
+    /// The process-wide cap the listener counts against; `None` when it has none or the
+    /// listener ignores it (`ignore_global_conn_limit`).
+    pub global: Option<Arc<GlobalConnections>>,
 }
 
 /// Why a front end could not start.

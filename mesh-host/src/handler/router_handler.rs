@@ -14,7 +14,7 @@ use super::{
     HostError, HostHandler, OutgoingFuture, ResolvedWorkload, RouteError, Router, WorkloadId,
 };
 use crate::body::ResponseBody;
-use crate::frontend::{BoundFrontEnd, Dispatch, FrontEndConfig, RunningFrontEnd};
+use crate::frontend::{BoundFrontEnd, Dispatch, DrainPlan, FrontEndConfig, RunningFrontEnd};
 use crate::inbound::{LocalWorkload, LocalWorkloads, serve_workload};
 use crate::metrics::Metrics;
 use crate::runtime::{OutboundSender, Runtime};
@@ -141,7 +141,13 @@ impl<R: Router> HostHandler for RouterHandler<R> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
             if let Some(running) = running {
-                running.shutdown(drain).await;
+                running
+                    .shutdown(DrainPlan {
+                        keep_accepting: true,
+                        discourage_for: self.config.frontend.drain_time,
+                        finish_within: drain,
+                    })
+                    .await;
             }
         })
     }
@@ -194,7 +200,7 @@ impl<R: Router> HostHandler for RouterHandler<R> {
             .by_id(workload)
             .map(|bound| bound.policy().grpc)
             .unwrap_or_default();
-        let why = match flags
+        let (reason, why) = match flags
             .check_outbound(grpc)
             .map_err(|denied| denied.to_string())
             .and_then(|()| {
@@ -202,9 +208,12 @@ impl<R: Router> HostHandler for RouterHandler<R> {
                     .allow_outgoing_request(workload, &parts)
                     .map_err(|error| error.to_string())
             }) {
-            Err(why) => why,
-            Ok(()) => "this handler has no egress path".to_owned(),
+            Err(why) => ("policy", why),
+            Ok(()) => (
+                "no_egress_path",
+                "this handler has no egress path".to_owned(),
+            ),
         };
-        crate::outbound::deny(&self.metrics, workload, &parts.uri, &why)
+        crate::outbound::deny(&self.metrics, workload, &parts.uri, reason, &why)
     }
 }

@@ -23,7 +23,7 @@ use crate::frontend::Dispatch;
 use crate::metrics::Metrics;
 use crate::routing::Decision;
 use crate::shared::{Failure, RequestMeta};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ListenerChain, Snapshot};
 
 /// What the listeners of a mesh handler, and the components' in-process requests, share.
 pub struct MeshInbound {
@@ -61,8 +61,7 @@ impl Dispatch for ListenerInbound {
             let Some(chain) = snapshot.chain(&self.listener, meta.filter_chain) else {
                 return answer::fail(&self.mesh.metrics, &Failure::NoRoute, "", meta.grpc);
             };
-            let (mut head, body) = request.into_parts();
-            let normalized = normalize(&chain.normalization, &mut head);
+            let (head, body) = request.into_parts();
             let mut log = (!chain.access_logs.is_empty()).then(|| {
                 RequestLog::start(
                     chain.access_logs.clone(),
@@ -75,36 +74,55 @@ impl Dispatch for ListenerInbound {
                 Some(log) => log.count_request_body(body),
                 None => body,
             };
-            let response = match normalized {
-                Ok(()) => {
-                    let (decision, overrides) = chain.routes.route(&head, rand::random());
-                    if let (Some(log), Decision::Forward(forward)) = (&mut log, &decision) {
-                        log.routed(&forward.route_name, &forward.cluster);
-                    }
-                    self.mesh
-                        .serve(
-                            &snapshot,
-                            &chain.filters,
-                            overrides,
-                            decision,
-                            head,
-                            body,
-                            meta,
-                        )
-                        .await
-                }
-                Err(Refusal::Fail(failure)) => {
-                    answer::fail(&self.mesh.metrics, &failure, "", meta.grpc)
-                }
-                Err(Refusal::Redirect(location)) => {
-                    answer::redirect(&self.mesh.metrics, REDIRECT_STATUS, &location, meta.grpc)
-                }
-            };
+            let response = self
+                .serve_chain(&snapshot, chain, head, body, meta, log.as_mut())
+                .await;
+            self.mesh
+                .metrics
+                .downstream_response(&chain.stat_prefix, response.status().as_u16());
             match log {
                 Some(log) => log.finish(response),
                 None => response,
             }
         })
+    }
+}
+
+impl ListenerInbound {
+    /// Normalises and routes a request on one filter chain, and serves it.
+    async fn serve_chain(
+        &self,
+        snapshot: &Snapshot,
+        chain: &ListenerChain,
+        mut head: http::request::Parts,
+        body: WasiBody,
+        meta: RequestMeta,
+        log: Option<&mut RequestLog>,
+    ) -> http::Response<ResponseBody> {
+        match normalize(&chain.normalization, &mut head) {
+            Ok(()) => {}
+            Err(Refusal::Fail(failure)) => {
+                return answer::fail(&self.mesh.metrics, &failure, "", meta.grpc);
+            }
+            Err(Refusal::Redirect(location)) => {
+                return answer::redirect(&self.mesh.metrics, REDIRECT_STATUS, &location, meta.grpc);
+            }
+        }
+        let (decision, overrides) = chain.routes.route(&head, rand::random());
+        if let (Some(log), Decision::Forward(forward)) = (log, &decision) {
+            log.routed(&forward.route_name, &forward.cluster);
+        }
+        self.mesh
+            .serve(
+                snapshot,
+                &chain.filters,
+                overrides,
+                decision,
+                head,
+                body,
+                meta,
+            )
+            .await
     }
 }
 

@@ -35,6 +35,7 @@ pub(super) async fn forward_upstream(
         .await
     {
         Ok(mut response) => {
+            metrics.upstream_response(&forward.cluster, response.status().as_u16());
             forward.apply_to_response(response.headers_mut());
             response
                 .extensions_mut()

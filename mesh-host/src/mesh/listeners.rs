@@ -14,9 +14,10 @@ use mesh_xds::config::{
 
 use super::MeshHandlerConfig;
 use crate::frontend::{
-    BoundFrontEnd, ClientVerification, Codec, FilterChainConfig, Forwarding, FrontEndError,
-    HttpSettings, ListenerConfig, PemSource, RequestLimits, RunningFrontEnd, ServerHeader,
-    StreamTimeouts, TlsFiles, TlsTermination,
+    BoundFrontEnd, ClientVerification, Codec, ConnectionSettings, DEFAULT_REQUEST_HEADERS_TIMEOUT,
+    Detection, DrainPlan, FilterChainConfig, Forwarding, FrontEndError, Http1Rules, Http2Keepalive,
+    Http2Limits, HttpSettings, ListenerConfig, PemSource, RequestLimits, RunningFrontEnd,
+    ServerHeader, StreamTimeouts, TlsFiles, TlsTermination,
 };
 use crate::inbound::{ListenerInbound, MeshInbound};
 use crate::snapshot::{Snapshot, is_egress};
@@ -53,9 +54,10 @@ impl Running {
         }
     }
 
-    async fn shutdown(self, drain: Duration) {
+    /// A TCP proxy stops accepting at once; its connections run until they finish.
+    async fn shutdown(self, plan: DrainPlan) {
         match self {
-            Running::Http(running) => running.shutdown(drain).await,
+            Running::Http(running) => running.shutdown(plan).await,
             Running::Tcp(running) => running.shutdown(),
         }
     }
@@ -98,6 +100,24 @@ impl ListenerManager {
         named.into_iter().map(|(_, addr)| *addr).collect()
     }
 
+    /// The listeners of `snapshot` that should have a socket and have none.
+    pub(super) fn unbound(&self, snapshot: &Snapshot) -> Vec<String> {
+        let addrs = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+        snapshot
+            .config
+            .listeners
+            .iter()
+            .filter(|(name, listener)| self.wants_socket(listener) && !addrs.contains_key(*name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The egress listener is virtual unless it asks for a socket.
+    fn wants_socket(&self, listener: &Listener) -> bool {
+        let egress = is_egress(listener, self.config.egress_listener.as_deref());
+        listener.bind_to_port.unwrap_or(!egress)
+    }
+
     /// Makes the bound listeners those of `snapshot`; the first bind error
     /// is returned after every other listener was handled.
     pub(super) async fn reconcile(&self, snapshot: &Snapshot) -> Result<(), FrontEndError> {
@@ -106,11 +126,7 @@ impl ListenerManager {
             .config
             .listeners
             .iter()
-            .filter(|(_, listener)| {
-                // The egress listener is virtual unless it asks for a socket.
-                let egress = is_egress(listener, self.config.egress_listener.as_deref());
-                listener.bind_to_port.unwrap_or(!egress)
-            })
+            .filter(|(_, listener)| self.wants_socket(listener))
             .collect();
 
         let stale: Vec<String> = serving
@@ -129,8 +145,12 @@ impl ListenerManager {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&name);
-                let drain = self.config.listener_drain;
-                tokio::spawn(old.running.shutdown(drain));
+                // The address may be wanted by the listener's replacement at once.
+                tokio::spawn(old.running.shutdown(DrainPlan {
+                    keep_accepting: false,
+                    discourage_for: self.config.drain_time,
+                    finish_within: self.config.listener_drain,
+                }));
             }
         }
 
@@ -168,7 +188,15 @@ impl ListenerManager {
     /// requests run the inbound pipeline.
     async fn start(&self, name: &str, listener: &Listener) -> Result<Running, FrontEndError> {
         let Some(tcp) = &listener.tcp_proxy else {
-            let config = frontend_config(listener)?;
+            let mut config = frontend_config(listener)?;
+            config.connections.max_connections = self
+                .config
+                .listener_connection_limits
+                .get(&listener.name)
+                .map(|limit| usize::try_from(*limit).unwrap_or(usize::MAX));
+            if !listener.ignore_global_conn_limit {
+                config.connections.global = self.config.global_connections.clone();
+            }
             let bound = retry_in_use(|| BoundFrontEnd::bind_listener(&config)).await?;
             let dispatch = Arc::new(ListenerInbound::new(name.to_owned(), self.mesh.clone()));
             return Ok(Running::Http(bound.serve(dispatch)));
@@ -194,6 +222,8 @@ impl ListenerManager {
         .map_err(|cause| FrontEndError::Bind { addr, cause })
     }
 
+    /// Drains every listener: requests discouraged for the drain time while new
+    /// connections are still taken, then `drain` for the requests in flight.
     pub(super) async fn stop_all(&self, drain: Duration) {
         let serving: Vec<Serving> = self
             .serving
@@ -206,11 +236,13 @@ impl ListenerManager {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        futures::future::join_all(
-            serving
-                .into_iter()
-                .map(|serving| serving.running.shutdown(drain)),
-        )
+        futures::future::join_all(serving.into_iter().map(|serving| {
+            serving.running.shutdown(DrainPlan {
+                keep_accepting: true,
+                discourage_for: self.config.drain_time,
+                finish_within: drain,
+            })
+        }))
         .await;
     }
 }
@@ -282,6 +314,15 @@ fn frontend_config(listener: &Listener) -> Result<ListenerConfig, FrontEndError>
             .map(chain)
             .transpose()?,
         inspects_tls: listener.inspects_tls,
+        connections: ConnectionSettings {
+            detection: Detection {
+                timeout: listener.listener_filters_timeout,
+                continue_on_timeout: listener.continue_on_listener_filters_timeout,
+            },
+            // Caps come from outside the listener resource (see `ListenerManager::bind`).
+            max_connections: None,
+            global: None,
+        },
     })
 }
 
@@ -328,6 +369,8 @@ fn http_settings(
     listener: &Listener,
     manager: &HttpConnectionManager,
 ) -> Result<HttpSettings, FrontEndError> {
+    let connection = &manager.connection;
+    let flood = &connection.http2_flood_limits;
     let header_kb = Some(manager.max_request_headers_kb)
         .filter(|kb| *kb > 0)
         .unwrap_or(DEFAULT_MAX_REQUEST_HEADERS_KB);
@@ -366,6 +409,31 @@ fn http_settings(
                 ServerHeader::AppendIfAbsent(server_value)
             }
             ServerHeaderTransformation::PassThrough => ServerHeader::PassThrough,
+        },
+        idle_timeout: connection.idle_timeout,
+        max_connection_duration: connection.max_connection_duration,
+        request_headers_timeout: Some(
+            connection
+                .request_headers_timeout
+                .unwrap_or(DEFAULT_REQUEST_HEADERS_TIMEOUT),
+        ),
+        http1_rules: Http1Rules {
+            accept_http_10: connection.accept_http_10,
+            allow_chunked_length: connection.allow_chunked_length,
+            allow_custom_methods: connection.allow_custom_methods,
+        },
+        http2_keepalive: connection.http2_keepalive.map(|keepalive| Http2Keepalive {
+            interval: keepalive.interval,
+            timeout: keepalive.timeout,
+        }),
+        http2_max_concurrent_streams: connection.http2_max_concurrent_streams,
+        http2_limits: Http2Limits {
+            max_outbound_control_frames: flood.max_outbound_control_frames,
+            max_consecutive_inbound_frames_with_empty_payload: flood
+                .max_consecutive_inbound_frames_with_empty_payload,
+            max_inbound_priority_frames_per_stream: flood.max_inbound_priority_frames_per_stream,
+            max_inbound_window_update_frames_per_data_frame_sent: flood
+                .max_inbound_window_update_frames_per_data_frame_sent,
         },
     })
 }

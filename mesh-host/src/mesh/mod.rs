@@ -5,6 +5,7 @@
 
 mod listeners;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -15,6 +16,8 @@ use mesh_xds::store::ConfigStore;
 use tokio::task::JoinHandle;
 use wasmtime_wasi_http::{RequestOptions, WasiBody};
 
+use crate::egress::ClusterStatus;
+use crate::frontend::GlobalConnections;
 use crate::handler::{HostError, HostHandler, OutgoingFuture, ResolvedWorkload, WorkloadId};
 use crate::inbound::{LocalWorkload, LocalWorkloads, MeshInbound};
 use crate::metrics::Metrics;
@@ -25,8 +28,16 @@ use listeners::ListenerManager;
 /// Settings of a [`MeshHandler`] that do not come from xDS.
 #[derive(Debug, Clone)]
 pub struct MeshHandlerConfig {
-    /// How long a listener that is removed or replaced may drain.
+    /// How long the connections of a listener that is removed or replaced may take to
+    /// finish their requests.
     pub listener_drain: Duration,
+    /// How long requests are discouraged (GOAWAY, `connection: close`) when a listener
+    /// drains, before its connections are closed (Envoy's `--drain-time-s`).
+    pub drain_time: Duration,
+    /// The process-wide connection cap listeners count against unless they ignore it.
+    pub global_connections: Option<Arc<GlobalConnections>>,
+    /// Connection caps by listener name (the bootstrap's runtime keys).
+    pub listener_connection_limits: BTreeMap<String, u64>,
     /// The listener whose routes carry the components' outbound requests;
     /// `None`: the listener with `traffic_direction: OUTBOUND`, if any.
     pub egress_listener: Option<String>,
@@ -80,6 +91,39 @@ impl MeshHandler {
     /// The snapshot version in force.
     pub fn config_version(&self) -> u64 {
         self.mesh.snapshot.load().config.version
+    }
+
+    /// Every listener of the configuration in force, with its bound address (`None`: a
+    /// virtual egress listener, or one that could not bind).
+    pub fn listeners(&self) -> Vec<(String, Option<SocketAddr>)> {
+        let snapshot = self.mesh.snapshot.load();
+        let mut listeners: Vec<(String, Option<SocketAddr>)> = snapshot
+            .config
+            .listeners
+            .keys()
+            .map(|name| (name.clone(), self.listeners.addr(name)))
+            .collect();
+        listeners.sort();
+        listeners
+    }
+
+    /// The upstream clusters of the configuration in force, as they are now.
+    pub fn clusters(&self) -> Vec<ClusterStatus> {
+        self.mesh.snapshot.load().upstream.status()
+    }
+
+    /// Whether the handler serves the store's latest configuration with every listener
+    /// that wants a socket bound.
+    pub fn is_serving(&self) -> bool {
+        let started = self
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        let snapshot = self.mesh.snapshot.load();
+        started
+            && snapshot.config.version == self.store.load().version
+            && self.listeners.unbound(&snapshot).is_empty()
     }
 }
 

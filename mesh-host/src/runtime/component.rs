@@ -101,6 +101,7 @@ pub(crate) enum ComponentPre {
 /// bound to a workload. Cheap to share: instances are created from it on demand.
 pub struct ComponentImage {
     path: PathBuf,
+    digest: String,
     pre: ComponentPre,
 }
 
@@ -163,6 +164,7 @@ impl ComponentImage {
         };
         Ok(Self {
             path: path.to_owned(),
+            digest: digest(bytes),
             pre,
         })
     }
@@ -170,6 +172,12 @@ impl ComponentImage {
     /// Where the component was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The component's bytes' digest, `sha256:<hex>` as OCI registries name contents, so an
+    /// operator can tell which build is running.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// Which `wasi:http` world the component serves.
@@ -183,6 +191,19 @@ impl ComponentImage {
     pub(crate) fn pre(&self) -> &ComponentPre {
         &self.pre
     }
+}
+
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let hash = sha2::Sha256::digest(bytes);
+    let mut text = String::with_capacity(7 + 64);
+    text.push_str("sha256:");
+    for byte in hash {
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
 }
 
 fn check_component_header(path: &Path, bytes: &[u8]) -> Result<(), ComponentError> {

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use prometheus_client::metrics::gauge::Gauge;
 use thiserror::Error;
 use wasmtime::ResourceLimiter;
 
@@ -132,6 +133,7 @@ pub(crate) struct InstanceMemory {
     budgets: Budgets,
     reserved: u64,
     refused: Arc<AtomicBool>,
+    high_water: Option<Gauge<u64, AtomicU64>>,
 }
 
 impl InstanceMemory {
@@ -141,7 +143,14 @@ impl InstanceMemory {
             budgets,
             reserved: 0,
             refused: Arc::default(),
+            high_water: None,
         }
+    }
+
+    /// Raises `gauge` to this instance's memory whenever it grows past it.
+    pub(crate) fn reporting_high_water(mut self, gauge: Gauge<u64, AtomicU64>) -> Self {
+        self.high_water = Some(gauge);
+        self
     }
 
     /// Set once a budget refused this instance memory: whatever fails in it
@@ -168,6 +177,9 @@ impl ResourceLimiter for InstanceMemory {
             return Err(exhausted.into());
         }
         self.reserved += grow_by;
+        if let Some(gauge) = &self.high_water {
+            gauge.inner().fetch_max(self.reserved, Ordering::Relaxed);
+        }
         Ok(true)
     }
 

@@ -21,6 +21,7 @@ use super::engine::Runtime;
 use super::memory::ReclaimIdle;
 use super::store::{StoreSetup, StoreState};
 use super::workload::{Failed, WorkloadSettings};
+use crate::metrics::WorkloadCounters;
 
 type Response = http::Response<WasiBody>;
 
@@ -40,6 +41,7 @@ struct Pool {
     /// Most recently used last; expired ones therefore lead.
     idle: Mutex<Vec<Idle>>,
     instantiations: Counter,
+    reuses: Counter,
 }
 
 struct Instance {
@@ -63,7 +65,7 @@ impl DirectInstances {
         pre: ProxyPre<StoreState>,
         setup: StoreSetup,
         settings: &WorkloadSettings,
-        instantiations: Counter,
+        counters: &WorkloadCounters,
     ) -> Self {
         let pool = Arc::new(Pool {
             _runtime: runtime,
@@ -72,7 +74,8 @@ impl DirectInstances {
             max_reuse: settings.max_instance_reuse.max(1),
             idle_timeout: settings.idle_instance_timeout,
             idle: Mutex::new(Vec::new()),
-            instantiations,
+            instantiations: counters.instantiations.clone(),
+            reuses: counters.reuses.clone(),
         });
         let reclaim: Arc<dyn ReclaimIdle> = pool.clone();
         pool.setup.budgets.register_idle(Arc::downgrade(&reclaim));
@@ -100,7 +103,10 @@ impl DirectInstances {
         deadline: Instant,
     ) -> Result<Response, Failed> {
         let mut instance = match self.pool.take_idle() {
-            Some(instance) => instance,
+            Some(instance) => {
+                self.pool.reuses.inc();
+                instance
+            }
             None => self.pool.instantiate(deadline).await?,
         };
         let (head_tx, mut head) = oneshot::channel();

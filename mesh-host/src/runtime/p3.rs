@@ -4,7 +4,7 @@
 //! requests queue up.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use super::engine::{EPOCH_TICK, Runtime};
 use super::memory::BudgetExhausted;
 use super::store::{StoreSetup, StoreState};
 use super::workload::{Failed, WorkloadSettings};
+use crate::metrics::WorkloadCounters;
 use crate::shared::WorkloadId;
 
 /// How long after a request's deadline its instance's guest is trapped. The
@@ -47,7 +48,7 @@ impl ConcurrentInstances {
         pre: ServicePre<StoreState>,
         setup: StoreSetup,
         settings: WorkloadSettings,
-        instantiations: Counter,
+        counters: &WorkloadCounters,
     ) -> Self {
         Self {
             handler: ProxyHandler::new(Instances {
@@ -56,7 +57,8 @@ impl ConcurrentInstances {
                 pre: ProxyPre::P3(pre),
                 setup,
                 settings,
-                instantiations,
+                instantiations: counters.instantiations.clone(),
+                reuses: counters.reuses.clone(),
             }),
         }
     }
@@ -139,6 +141,7 @@ struct Instances {
     setup: StoreSetup,
     settings: WorkloadSettings,
     instantiations: Counter,
+    reuses: Counter,
 }
 
 impl HandlerState for Instances {
@@ -177,6 +180,8 @@ impl HandlerState for Instances {
             },
             state: InstanceReuse {
                 workload: self.setup.workload.clone(),
+                started: AtomicUsize::new(0),
+                reuses: self.reuses.clone(),
                 max_reuse: self.settings.max_instance_reuse.max(1),
                 max_concurrency: self.settings.max_instance_concurrency.max(1),
             },
@@ -186,6 +191,9 @@ impl HandlerState for Instances {
 
 struct InstanceReuse {
     workload: WorkloadId,
+    /// Requests this instance has taken.
+    started: AtomicUsize,
+    reuses: Counter,
     max_reuse: usize,
     max_concurrency: usize,
 }
@@ -210,6 +218,9 @@ impl WorkerState for InstanceReuse {
         request: RequestData,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        if self.started.fetch_add(1, Ordering::Relaxed) > 0 {
+            self.reuses.inc();
+        }
         let state = store.data_mut();
         // The instance's guest runs for every request it holds: it may be
         // stopped only once the last of their deadlines has passed.

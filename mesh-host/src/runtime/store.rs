@@ -1,7 +1,10 @@
 //! What each wasmtime store holds for one instance: WASI and WASI HTTP contexts, limits, the
 //! request deadline, and the egress hooks through which every outbound request leaves.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock, Weak};
+
+use prometheus_client::metrics::gauge::Gauge;
 use std::time::Instant;
 
 use thiserror::Error;
@@ -32,6 +35,8 @@ pub(crate) struct StoreSetup {
     pub(crate) config: Arc<WasiConfigVariables>,
     /// Largest linear memory of one instance, in bytes.
     pub(crate) memory_bytes: usize,
+    /// Raised to the largest linear memory any instance reaches.
+    pub(crate) memory_high_water: Gauge<u64, AtomicU64>,
     pub(crate) budgets: Budgets,
 }
 
@@ -45,7 +50,8 @@ impl StoreSetup {
             wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             hooks: EgressHooks::new(self.workload.clone(), self.outbound.clone()),
-            memory: InstanceMemory::new(self.memory_bytes, self.budgets.clone()),
+            memory: InstanceMemory::new(self.memory_bytes, self.budgets.clone())
+                .reporting_high_water(self.memory_high_water.clone()),
             deadline: None,
         };
         let mut store = Store::new(engine, state);

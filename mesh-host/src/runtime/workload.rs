@@ -193,6 +193,7 @@ impl Workload {
             outbound,
             config: Arc::new(settings.config.iter().collect::<WasiConfigVariables>()),
             memory_bytes: settings.memory_bytes,
+            memory_high_water: counters.memory_high_water_bytes.clone(),
             budgets: Budgets {
                 host: runtime.memory_budget().clone(),
                 workload: settings
@@ -207,14 +208,14 @@ impl Workload {
                 pre.clone(),
                 setup,
                 &settings,
-                counters.instantiations.clone(),
+                &counters,
             )),
             ComponentPre::P3(pre) => Instances::Concurrent(ConcurrentInstances::new(
                 runtime.clone(),
                 pre.clone(),
                 setup,
                 settings,
-                counters.instantiations.clone(),
+                &counters,
             )),
         };
         Self {
@@ -252,7 +253,14 @@ impl Workload {
         };
         match served {
             Ok(response) => Ok(response.map(|body| HoldPermit::new(body, permit).boxed_unsync())),
-            Err(failed) => Err(failed.into_serve_error(&self.id, timeout)),
+            Err(failed) => {
+                match &failed {
+                    Failed::Deadline => self.counters.deadline_interruptions.inc(),
+                    Failed::Trapped(_) => self.counters.traps.inc(),
+                    Failed::MemoryBudget | Failed::Instantiation(_) => 0,
+                };
+                Err(failed.into_serve_error(&self.id, timeout))
+            }
         }
     }
 }

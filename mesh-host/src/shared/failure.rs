@@ -114,6 +114,19 @@ pub enum Failure {
     /// The request did not arrive whole within the listener's
     /// `request_timeout`.
     RequestTimeout,
+    /// A request head did not arrive whole within the listener's
+    /// `request_headers_timeout` (from its first byte); the connection closes.
+    RequestHeaderTimeout,
+    /// The HTTP/1 codec refused the request, as Envoy's codec does: malformed head or
+    /// framing (400), too many or too large headers (431), a protocol version the listener
+    /// does not serve (426), a transfer coding other than `chunked` (501). The connection
+    /// closes after the answer.
+    Codec {
+        /// The status Envoy answers with.
+        status: StatusCode,
+        /// What was wrong, for the log.
+        details: &'static str,
+    },
 }
 
 /// gRPC status codes used by the host (from `grpc/status.h`).
@@ -174,7 +187,9 @@ impl Failure {
             Failure::StreamIdleTimeout {
                 request_complete: false,
             }
-            | Failure::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            | Failure::RequestTimeout
+            | Failure::RequestHeaderTimeout => StatusCode::REQUEST_TIMEOUT,
+            Failure::Codec { status, .. } => *status,
         }
     }
 
@@ -221,7 +236,9 @@ impl Failure {
             Failure::StreamIdleTimeout {
                 request_complete: false,
             }
-            | Failure::RequestTimeout => grpc_code::UNKNOWN,
+            | Failure::RequestTimeout
+            | Failure::RequestHeaderTimeout => grpc_code::UNKNOWN,
+            Failure::Codec { status, .. } => grpc_code_of(*status),
         }
     }
 
@@ -282,10 +299,13 @@ impl Failure {
             Failure::UpstreamOverflow => "upstream_overflow",
             Failure::StreamIdleTimeout { .. } => "stream_idle_timeout",
             Failure::RequestTimeout => "request_timeout",
+            Failure::RequestHeaderTimeout => "request_header_timeout",
+            Failure::Codec { .. } => "codec_error",
         }
     }
 
-    fn message(&self) -> String {
+    /// The body of the plain-text HTTP answer.
+    pub fn text(&self) -> String {
         match self {
             Failure::NoRoute => "no route matches the request".into(),
             Failure::NoWorkload => "the route's workload is not available".into(),
@@ -323,6 +343,9 @@ impl Failure {
             // Envoy's local-reply bodies, word for word.
             Failure::StreamIdleTimeout { .. } => "stream timeout".into(),
             Failure::RequestTimeout => "request timeout".into(),
+            Failure::RequestHeaderTimeout => "request header timeout".into(),
+            // Envoy answers codec errors with the status's reason phrase.
+            Failure::Codec { status, .. } => status.canonical_reason().unwrap_or("").into(),
         }
     }
 
@@ -330,7 +353,7 @@ impl Failure {
     /// `grpc-status`/`grpc-message` in the headers) when `grpc`, a plain-text
     /// HTTP error otherwise.
     pub fn response(&self, grpc: bool) -> http::Response<ResponseBody> {
-        let message = self.message();
+        let message = self.text();
         let mut response = if grpc {
             let mut response = http::Response::new(empty());
             let headers = response.headers_mut();
@@ -363,6 +386,17 @@ impl Failure {
             .headers_mut()
             .insert(REASON_HEADER, HeaderValue::from_static(self.reason()));
         response
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Codec { details, .. } => {
+                write!(f, "{}: {details}", self.reason())
+            }
+            _ => f.write_str(self.reason()),
+        }
     }
 }
 
@@ -480,7 +514,7 @@ mod tests {
         ] {
             assert_eq!(failure.status().as_u16(), status, "{failure:?}");
             assert_eq!(failure.grpc_code(), grpc, "{failure:?}");
-            assert_eq!(failure.message(), body, "{failure:?}");
+            assert_eq!(failure.text(), body, "{failure:?}");
             let grpc_answer = failure.response(true);
             assert_eq!(grpc_answer.status(), StatusCode::OK);
             assert_eq!(

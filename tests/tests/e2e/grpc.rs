@@ -308,7 +308,10 @@ async fn no_route_maps_to_unimplemented() {
 
 for_each_kind! {
 async fn draining_host_refuses_new_calls_with_unavailable(kind: Kind) {
-    let host = greeter_host(kind, &["--drain-timeout", "10s", "--admin", "127.0.0.1:0"]);
+    let host = greeter_host(
+        kind,
+        &["--drain-time", "1s", "--drain-timeout", "10s", "--admin", "127.0.0.1:0"],
+    );
     let target = host.addr.to_string();
     let in_flight = tokio::spawn({
         let target = target.clone();
@@ -317,7 +320,9 @@ async fn draining_host_refuses_new_calls_with_unavailable(kind: Kind) {
     host.wait_for_metric("mesh_host_requests_total", &format!("workload=\"{}\"", kind.workload("greeter")), 1)
         .await;
     host.terminate();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New connections are still served while requests are discouraged (`--drain-time`,
+    // Envoy's `--drain-time-s`); after it the listener is closed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let refused = grpcio::call(&["--target", &target, "--name", "late", "--timeout", "2"]).await;
     assert_eq!(refused.code, "UNAVAILABLE", "{refused:?}");
     assert_eq!(

@@ -2,12 +2,17 @@
 //! dependencies once instead of once per file (each is a binary of about 150 MB).
 
 mod access_log_differential;
+mod admin;
 mod component_failures;
+mod connection_hygiene;
+mod deploy;
 mod envoy_gateway;
 mod filters_differential;
 mod gateway_auth_differential;
 mod gateway_auth_grpc;
 mod grpc;
+mod hostile_clients;
+mod http1_codec_differential;
 mod http_frontend;
 mod in_process;
 mod inbound_filters;
@@ -23,4 +28,5 @@ mod mesh_upstream_policies;
 mod mesh_xds;
 mod normalization_differential;
 mod runtime;
+mod soak;
 mod tcp_proxy;

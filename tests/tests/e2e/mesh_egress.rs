@@ -314,7 +314,7 @@ async fn outbound_grpc_reaches_a_native_tonic_server_over_http2_and_needs_the_gr
         ],
         &[static_cluster("greeter", &[greeter_port], "")],
     );
-    let (_dir, host) = start(
+    let (_dir, mut host) = start(
         kind,
         &config,
         &["--egress-allow", "greeter.test", "--grpc-outbound"],
@@ -335,7 +335,10 @@ async fn outbound_grpc_reaches_a_native_tonic_server_over_http2_and_needs_the_gr
     );
     let reply = HelloReply::decode(&called.body[5..]).expect("a HelloReply frame");
     assert_eq!(reply.message, "Hello component from tonic");
+    // The next host takes the same port, which a draining host keeps until it exits.
     host.terminate();
+    host.wait(Duration::from_secs(30))
+        .expect("the first host exits after its drain");
 
     let (_dir, host) = start(kind, &config, &["--egress-allow", "greeter.test"]);
     let refused = say_hello(&host).await;

@@ -333,10 +333,15 @@ async fn drive_stream(
                 if step.changed {
                     store.publish(state.resources());
                 }
+                store.set_accepted(state.accepted_resources());
+                if let Some((kind, accepted)) = step.update {
+                    store.record_update(kind, accepted);
+                }
             }
             () = sleep_until(deadline) => {
                 if state.on_timer(std::time::Instant::now()) {
                     store.publish(state.resources());
+                    store.set_accepted(state.accepted_resources());
                 }
             }
         }

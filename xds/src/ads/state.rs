@@ -5,7 +5,8 @@
 //! drive it message by message.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::{
@@ -21,6 +22,7 @@ use prost::Message;
 use super::cache::ResourceCache;
 use crate::bootstrap::{AdsApi, NodeIdentity};
 use crate::config::{Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig};
+use crate::dump::{AcceptedResource, AcceptedResources};
 use crate::store::DynamicResources;
 use crate::translate::{FieldError, Problem, TranslateError, json_to_struct};
 
@@ -52,6 +54,17 @@ pub struct Step {
     pub requests: Vec<Outgoing>,
     /// Whether [`AdsState::resources`] changed.
     pub changed: bool,
+    /// The kind of the response and whether it was accepted (ACK) or rejected (NACK);
+    /// `None` for a type the client does not know.
+    pub update: Option<(ResourceKind, bool)>,
+}
+
+/// An accepted resource as it arrived, for config dumps.
+#[derive(Debug)]
+struct Kept {
+    resource: Arc<Any>,
+    version: String,
+    at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +88,8 @@ pub struct AdsState {
     cache: ResourceCache,
     /// Version info of the last accepted response per kind, for config dumps.
     accepted_versions: BTreeMap<ResourceKind, String>,
+    /// Each held resource as the control plane sent it, for config dumps.
+    kept: BTreeMap<ResourceKind, BTreeMap<String, Kept>>,
     /// Whether the node identity went out on the current stream.
     node_sent: bool,
 }
@@ -102,6 +117,7 @@ impl AdsState {
                 .collect(),
             cache: ResourceCache::new(warming_timeout),
             accepted_versions: BTreeMap::new(),
+            kept: BTreeMap::new(),
             node_sent: false,
         }
     }
@@ -163,13 +179,84 @@ impl AdsState {
         };
         self.cache.promote(now);
         requests.extend(self.sync_subscriptions());
+        self.forget_released();
+        let update = requests.first().and_then(|request| {
+            let (type_url, nacked) = match request {
+                Outgoing::Sotw(r) => (&r.type_url, r.error_detail.is_some()),
+                Outgoing::Delta(r) => (&r.type_url, r.error_detail.is_some()),
+            };
+            ResourceKind::from_type_url(type_url).map(|kind| (kind, !nacked))
+        });
         for request in &mut requests {
             self.stamp_node(request);
         }
         Step {
             requests,
             changed: self.cache.generation() != generation,
+            update,
         }
+    }
+
+    /// Every held resource as the control plane sent it, with its version, when it was
+    /// accepted and whether it is still warming.
+    pub fn accepted_resources(&self) -> AcceptedResources {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let active = self.cache.resources();
+        let is_active = |kind: ResourceKind, name: &str| match kind {
+            ResourceKind::Listener => active.listeners.contains_key(name),
+            ResourceKind::Cluster => active.clusters.contains_key(name),
+            ResourceKind::RouteConfig | ResourceKind::LoadAssignment => true,
+        };
+        let kinds = self
+            .kept
+            .iter()
+            .map(|(kind, held)| {
+                let resources = held
+                    .iter()
+                    .map(|(name, kept)| AcceptedResource {
+                        name: name.clone(),
+                        resource: kept.resource.clone(),
+                        version: kept.version.clone(),
+                        last_updated: wall
+                            .checked_sub(now.saturating_duration_since(kept.at))
+                            .unwrap_or(wall),
+                        warming: !is_active(*kind, name),
+                    })
+                    .collect();
+                (*kind, resources)
+            })
+            .collect();
+        AcceptedResources {
+            kinds,
+            versions: self.accepted_versions.clone(),
+        }
+    }
+
+    /// Drops the kept copies of resources the cache no longer holds (deleted, unsubscribed).
+    fn forget_released(&mut self) {
+        for (kind, held) in &mut self.kept {
+            let names = self.cache.names(*kind);
+            held.retain(|name, _| names.contains(name));
+        }
+    }
+
+    fn keep(
+        &mut self,
+        kind: ResourceKind,
+        name: &str,
+        resource: &Arc<Any>,
+        version: &str,
+        now: Instant,
+    ) {
+        self.kept.entry(kind).or_default().insert(
+            name.to_owned(),
+            Kept {
+                resource: resource.clone(),
+                version: version.to_owned(),
+                at: now,
+            },
+        );
     }
 
     /// Promotes listeners and clusters whose warming timeout passed; returns whether
@@ -315,6 +402,7 @@ impl AdsState {
         if any.type_url != kind.type_url() {
             return Err((None, format!("type {} in a {kind} response", any.type_url)));
         }
+        let any = Arc::new(any);
         let bytes = any.value.as_slice();
         let decode_error = |e: prost::DecodeError| (None, format!("cannot decode: {e}"));
         let rejected = |e: TranslateError| (Some(e.name.clone()), e.to_string());
@@ -324,6 +412,7 @@ impl AdsState {
                 let listener = Listener::try_from(proto).map_err(rejected)?;
                 let name = listener.name.clone();
                 self.cache.upsert_listener(listener, version, now);
+                self.keep(kind, &name, &any, version, now);
                 Ok(name)
             }
             ResourceKind::Cluster => {
@@ -331,6 +420,7 @@ impl AdsState {
                 let cluster = Cluster::try_from(proto).map_err(rejected)?;
                 let name = cluster.name.clone();
                 self.cache.upsert_cluster(cluster, version, now);
+                self.keep(kind, &name, &any, version, now);
                 Ok(name)
             }
             ResourceKind::RouteConfig => {
@@ -341,6 +431,7 @@ impl AdsState {
                 let rc = RouteConfig::try_from(proto).map_err(rejected)?;
                 let name = rc.name.clone();
                 self.cache.upsert_route_config(rc, version, now);
+                self.keep(kind, &name, &any, version, now);
                 Ok(name)
             }
             ResourceKind::LoadAssignment => {
@@ -364,6 +455,7 @@ impl AdsState {
                 }
                 self.cache
                     .upsert_load_assignment(name.clone(), la, version, now);
+                self.keep(kind, &name, &any, version, now);
                 Ok(name)
             }
         }

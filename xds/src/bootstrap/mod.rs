@@ -3,8 +3,10 @@
 // Deprecated process settings (`watchdog`, `tracing`) still appear in bootstraps and are cleared.
 #![allow(deprecated)]
 
+mod connection_limits;
 mod parse;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,11 +14,13 @@ use envoy_types::pb::envoy::config::bootstrap::v3 as bootstrap;
 use envoy_types::pb::envoy::config::core::v3 as core;
 
 use crate::config::{Cluster, HostPort, MeshConfig, UpstreamTls};
+use crate::dump::BootstrapSource;
 use crate::translate::reflect::reject_unsupported;
 use crate::translate::{
     FieldError, FieldPath, struct_to_json, translate_cluster, translate_listener,
 };
 
+pub use connection_limits::ConnectionLimits;
 pub use parse::Format;
 
 /// Why a bootstrap file could not be loaded. Every variant names the file.
@@ -105,6 +109,13 @@ pub struct Bootstrap {
     pub static_config: MeshConfig,
     /// The control plane, when the bootstrap has `dynamic_resources.ads_config`.
     pub ads: Option<AdsSource>,
+    /// `admin.address` when it is a socket address: where the host serves its admin
+    /// endpoint unless told otherwise.
+    pub admin: Option<SocketAddr>,
+    /// The file as parsed, for `/config_dump`.
+    pub source: BootstrapSource,
+    /// Downstream connection caps from the overload manager and the runtime.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Bootstrap {
@@ -130,19 +141,63 @@ impl Bootstrap {
 
 fn from_proto(mut b: bootstrap::Bootstrap) -> Result<Bootstrap, FieldError> {
     let root = FieldPath::root();
+    let source = BootstrapSource::new(&b);
+    let admin = admin_address(b.admin.as_ref(), &root.field("admin"))?;
     let node = node_identity(b.node.take());
     let static_config = static_resources(b.static_resources.take().unwrap_or_default(), &root)?;
     let ads = match b.dynamic_resources.take() {
         Some(d) => dynamic_resources(d, &static_config, &root.field("dynamic_resources"))?,
         None => None,
     };
+    let connection_limits = connection_limits::connection_limits(&b, &root)?;
     tolerate_process_settings(&mut b);
     reject_unsupported(&b, &root)?;
     Ok(Bootstrap {
         node,
         static_config,
         ads,
+        admin,
+        source,
+        connection_limits,
     })
+}
+
+/// `admin.address.socket_address` as an address; a named or pipe address is refused by path.
+fn admin_address(
+    admin: Option<&bootstrap::Admin>,
+    path: &FieldPath<'_>,
+) -> Result<Option<SocketAddr>, FieldError> {
+    use core::address::Address;
+    use core::socket_address::PortSpecifier;
+    let Some(address) = admin.and_then(|admin| admin.address.as_ref()) else {
+        return Ok(None);
+    };
+    let at = path.field("address");
+    match &address.address {
+        Some(Address::SocketAddress(socket)) => {
+            let port = match socket.port_specifier {
+                Some(PortSpecifier::PortValue(port)) => u16::try_from(port).map_err(|_| {
+                    FieldError::invalid(
+                        &at.field("socket_address").field("port_value"),
+                        "not a port",
+                    )
+                })?,
+                _ => 0,
+            };
+            let ip = socket.address.parse().map_err(|_| {
+                FieldError::invalid(
+                    &at.field("socket_address").field("address"),
+                    format!("{:?} is not an IP address", socket.address),
+                )
+            })?;
+            Ok(Some(SocketAddr::new(ip, port)))
+        }
+        Some(_) => Err(FieldError::invalid(
+            &at,
+            "only a socket_address is supported",
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Clears the parts of a bootstrap that configure Envoy's process (admin, stats, runtime,

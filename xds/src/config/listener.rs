@@ -33,6 +33,15 @@ pub struct Listener {
     /// The TCP proxy of a listener that forwards connections instead of serving HTTP (it
     /// then has no HTTP filter chains).
     pub tcp_proxy: Option<TcpProxy>,
+    /// How long a new connection may take to tell its protocol
+    /// (`listener_filters_timeout`, Envoy default 15 s; `None`: no limit).
+    pub listener_filters_timeout: Option<Duration>,
+    /// Serve a connection whose protocol could not be told in time as plaintext
+    /// HTTP/1 instead of closing it (`continue_on_listener_filters_timeout`).
+    pub continue_on_listener_filters_timeout: bool,
+    /// The listener's connections do not count against the global connection limit
+    /// (`ignore_global_conn_limit`).
+    pub ignore_global_conn_limit: bool,
 }
 
 impl Listener {
@@ -105,10 +114,89 @@ pub struct HttpConnectionManager {
     pub server_header_transformation: ServerHeaderTransformation,
     /// The HTTP filters before the router, in order.
     pub http_filters: Vec<HttpFilter>,
+    /// How the connection manager's connections are kept and closed.
+    pub connection: ConnectionOptions,
     /// How request paths and header names are normalised before filters and routing.
     pub normalization: RequestNormalization,
     /// Where each finished request is logged.
     pub access_logs: Vec<AccessLog>,
+}
+
+/// The settings of an `HttpConnectionManager` that concern its connections rather than
+/// its requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionOptions {
+    /// `common_http_protocol_options.idle_timeout`: no request in flight for this long
+    /// closes the connection (Envoy default 1 h; `None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.max_connection_duration` (`None`: unlimited).
+    pub max_connection_duration: Option<Duration>,
+    /// `request_headers_timeout`: from a head's first byte to its last (`None`: unset).
+    pub request_headers_timeout: Option<Duration>,
+    /// `http_protocol_options.accept_http_10`: serve HTTP/1.0 (else 426).
+    pub accept_http_10: bool,
+    /// `http_protocol_options.allow_chunked_length`: a request with both
+    /// `Content-Length` and `Transfer-Encoding: chunked` is read as chunked (else 400).
+    pub allow_chunked_length: bool,
+    /// `http_protocol_options.allow_custom_methods`: any token is a method (else only the
+    /// methods Envoy's parser knows).
+    pub allow_custom_methods: bool,
+    /// `http2_protocol_options.connection_keepalive`, when it sends PINGs.
+    pub http2_keepalive: Option<Http2Keepalive>,
+    /// `http2_protocol_options.max_concurrent_streams` (`None`: the host's default).
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// The flood limits of `http2_protocol_options`.
+    pub http2_flood_limits: Http2FloodLimits,
+}
+
+impl Default for ConnectionOptions {
+    /// Envoy's defaults.
+    fn default() -> Self {
+        Self {
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_connection_duration: None,
+            request_headers_timeout: None,
+            accept_http_10: false,
+            allow_chunked_length: false,
+            allow_custom_methods: false,
+            http2_keepalive: None,
+            http2_max_concurrent_streams: None,
+            http2_flood_limits: Http2FloodLimits::default(),
+        }
+    }
+}
+
+/// HTTP/2 keepalive (`KeepaliveSettings`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Http2Keepalive {
+    /// How often a PING is sent.
+    pub interval: Duration,
+    /// How long its answer may take before the connection is closed.
+    pub timeout: Duration,
+}
+
+/// Envoy's HTTP/2 flood limits (`Http2ProtocolOptions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Http2FloodLimits {
+    /// `max_outbound_control_frames` (default 1000).
+    pub max_outbound_control_frames: u32,
+    /// `max_consecutive_inbound_frames_with_empty_payload` (default 1).
+    pub max_consecutive_inbound_frames_with_empty_payload: u32,
+    /// `max_inbound_priority_frames_per_stream` (default 100).
+    pub max_inbound_priority_frames_per_stream: u32,
+    /// `max_inbound_window_update_frames_per_data_frame_sent` (default 10).
+    pub max_inbound_window_update_frames_per_data_frame_sent: u32,
+}
+
+impl Default for Http2FloodLimits {
+    fn default() -> Self {
+        Self {
+            max_outbound_control_frames: 1000,
+            max_consecutive_inbound_frames_with_empty_payload: 1,
+            max_inbound_priority_frames_per_stream: 100,
+            max_inbound_window_update_frames_per_data_frame_sent: 10,
+        }
+    }
 }
 
 /// The connection manager's request normalisation (`normalize_path`, `merge_slashes`,

@@ -45,8 +45,9 @@ pub use jwt_authn::{
     JwtRequirement, JwtRule, RemoteJwks,
 };
 pub use listener::{
-    CodecType, EscapedSlashes, FilterChain, HttpConnectionManager, Listener, RequestNormalization,
-    RouteSource, ServerHeaderTransformation, TrafficDirection, UnderscoresAction,
+    CodecType, ConnectionOptions, EscapedSlashes, FilterChain, Http2FloodLimits, Http2Keepalive,
+    HttpConnectionManager, Listener, RequestNormalization, RouteSource, ServerHeaderTransformation,
+    TrafficDirection, UnderscoresAction,
 };
 pub use matcher::{
     HeaderMatch, HeaderMatcher, QueryParameterMatcher, SafeRegex, StringMatcher, StringPattern,
@@ -98,6 +99,17 @@ impl ResourceKind {
     /// The kind for a type URL, if it is one of the four.
     pub fn from_type_url(url: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.type_url() == url)
+    }
+
+    /// The scope of the kind's update stats: Envoy's for CDS and LDS; RDS and EDS, which
+    /// Envoy counts per route configuration and per cluster, are counted per type here.
+    pub fn stat_scope(self) -> &'static str {
+        match self {
+            Self::Cluster => "cluster_manager.cds",
+            Self::Listener => "listener_manager.lds",
+            Self::RouteConfig => "rds",
+            Self::LoadAssignment => "eds",
+        }
     }
 
     /// Whether the client subscribes to every resource of this kind (LDS, CDS) rather than to

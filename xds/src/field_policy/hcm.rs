@@ -20,16 +20,22 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
         ),
         unsupported("add_user_agent", "x-envoy-downstream-service-* headers"),
         no_effect("tracing", "tracing is not implemented (telemetry)"),
-        no_effect(
+        honoured(
             "common_http_protocol_options",
-            "idle_timeout, max_connection_duration(_jitter) and max_requests_per_connection tune connections; headers_with_underscores_action is honoured (ALLOW, REJECT_REQUEST: 400, DROP_HEADER); max_headers_count, max_response_headers_kb and max_stream_duration are refused",
+            "`idle_timeout` (default 1 h; HTTP/2 gets a GOAWAY first) and `max_connection_duration` (HTTP/2 GOAWAY, HTTP/1 closed after the response in flight); `headers_with_underscores_action` is honoured (ALLOW, REJECT_REQUEST: 400, DROP_HEADER); `max_connection_duration_jitter` and `max_requests_per_connection` have no effect; `max_headers_count`, `max_response_headers_kb` and `max_stream_duration` are refused",
         ),
         unsupported(
             "http1_safe_max_connection_duration",
             "HTTP/1 connection draining",
         ),
-        no_effect("http_protocol_options", "HTTP/1 codec tuning"),
-        no_effect("http2_protocol_options", "HTTP/2 flow-control tuning"),
+        honoured(
+            "http_protocol_options",
+            "`accept_http_10` (else 426), `allow_chunked_length`, `allow_custom_methods`; header case, trailer, URL-form, parser choice and upgrade settings have no effect; `default_host_for_http_10` is refused",
+        ),
+        honoured(
+            "http2_protocol_options",
+            "`connection_keepalive` (`interval`, `timeout`), `max_concurrent_streams`, and the flood limits `max_outbound_control_frames` (applied to the PING and SETTINGS frames a client sends, refilled by traffic and time), `max_consecutive_inbound_frames_with_empty_payload`, `max_inbound_priority_frames_per_stream`, `max_inbound_window_update_frames_per_data_frame_sent` (GOAWAY `ENHANCE_YOUR_CALM`); window sizes, HPACK, metadata, CONNECT, custom settings and reset-rate tuning have no effect (h2 bounds its own queues and resets)",
+        ),
         unsupported("http3_protocol_options", "HTTP/3"),
         honoured("server_name", "the `server` header (default `mesh-host`)"),
         honoured(
@@ -47,11 +53,14 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
         ),
         unsupported("stream_flush_timeout", "response flush timeout"),
         honoured("request_timeout", "408 `request timeout`"),
-        no_effect(
+        honoured(
             "request_headers_timeout",
-            "the front end's own header read timeout applies",
+            "408 `request header timeout` and the connection closed; unset, mesh-host still limits a head to 30 s from its first byte",
         ),
-        no_effect("drain_timeout", "connection draining timing"),
+        no_effect(
+            "drain_timeout",
+            "HTTP/2 drains with a GOAWAY, a PING and a final GOAWAY once the PING is answered (RFC 9113 §6.8) rather than after a timer",
+        ),
         unsupported("drain_timeout_jitter", "connection draining timing"),
         no_effect(
             "delayed_close_timeout",

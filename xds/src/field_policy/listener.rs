@@ -40,10 +40,13 @@ pub(super) const LISTENER: MessagePolicy = MessagePolicy {
             "listener_filters",
             "`tls_inspector` and `http_inspector` (the front end does both itself); others are refused",
         ),
-        no_effect("listener_filters_timeout", "only inspectors run"),
-        no_effect(
+        honoured(
+            "listener_filters_timeout",
+            "the time a new connection has to show its protocol (TLS client hello, HTTP/2 preface or an HTTP/1 byte), default 15 s, on every listener since the front end always inspects; `0s` disables it",
+        ),
+        honoured(
             "continue_on_listener_filters_timeout",
-            "only inspectors run",
+            "a connection that timed out is served as plaintext HTTP/1 instead of closed",
         ),
         unsupported("transparent", "transparent proxying"),
         unsupported("freebind", "binding non-local addresses"),
@@ -70,13 +73,13 @@ pub(super) const LISTENER: MessagePolicy = MessagePolicy {
         honoured("bind_to_port", "`false` listeners are not bound"),
         unsupported("internal_listener", "internal listeners"),
         unsupported("enable_mptcp", "multipath TCP"),
-        no_effect(
+        honoured(
             "ignore_global_conn_limit",
-            "mesh-host has no global connection limit",
+            "the listener's connections neither count against nor are refused by the global connection limit",
         ),
         no_effect(
             "bypass_overload_manager",
-            "mesh-host has no overload manager",
+            "mesh-host's overload manager has no actions besides the connection limit",
         ),
         no_effect("tcp_keepalive", "socket tuning"),
     ],

@@ -9,6 +9,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::access_log::access_logs;
 use super::common::{timeout, u32_or};
+use super::connection_options::connection_options;
 use super::error::{FieldError, FieldResult};
 use super::extensions::{ROUTER_TYPE_URL, decode_any};
 use super::filters::http_filter_config;
@@ -122,11 +123,14 @@ fn translate(
         None,
         &path.field("request_timeout"),
     )?;
+    // Normalisation reads `headers_with_underscores_action` out of
+    // `common_http_protocol_options` before the connection settings take that message.
+    let normalization = normalization(&mut m, path)?;
+    let connection = connection_options(&mut m, path)?;
     let server_header_transformation = server_header_transformation(
         std::mem::take(&mut m.server_header_transformation),
         &path.field("server_header_transformation"),
     )?;
-    let normalization = normalization(&mut m, path)?;
     let access_logs = access_logs(std::mem::take(&mut m.access_log), &path.field("access_log"))?;
     let result = HttpConnectionManager {
         stat_prefix: std::mem::take(&mut m.stat_prefix),
@@ -141,6 +145,7 @@ fn translate(
         server_name: Some(std::mem::take(&mut m.server_name)).filter(|s| !s.is_empty()),
         server_header_transformation,
         http_filters,
+        connection,
         normalization,
         access_logs,
     };
@@ -226,11 +231,8 @@ fn tolerate_hcm_extras(
         preserve_external_request_id,
         always_set_request_id_in_response,
         request_id_extension,
-        http_protocol_options,
-        http2_protocol_options,
         delayed_close_timeout,
         drain_timeout,
-        request_headers_timeout,
         forward_client_cert_details,
         set_current_client_cert_details,
         upgrade_configs,
@@ -238,15 +240,6 @@ fn tolerate_hcm_extras(
         internal_address_config,
         proxy_100_continue,
     );
-    if let Some(mut options) = m.common_http_protocol_options.take() {
-        tolerate_fields!(options, "HttpConnectionManager.common_http_protocol_options":
-            idle_timeout,
-            max_connection_duration,
-            max_connection_duration_jitter,
-            max_requests_per_connection,
-        );
-        reject_unsupported(&options, &path.field("common_http_protocol_options"))?;
-    }
     if let Some(mut scheme) = m.scheme_header_transformation.take() {
         // mesh-host always sets :scheme from the upstream transport.
         scheme.match_upstream = false;

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::listener::v3 as listener;
 
-use super::common::socket_address;
+use super::common::{socket_address, timeout};
 use super::error::{FieldError, FieldResult, TranslateError};
 use super::hcm::http_connection_manager;
 use super::path::FieldPath;
@@ -15,6 +16,9 @@ use super::tcp_proxy::{connection_limit, is_connection_limit, is_tcp_proxy, tcp_
 use super::tls::downstream_transport_socket;
 use crate::config::{FilterChain, Listener, ResourceKind, TcpProxy, TrafficDirection};
 use crate::field_policy::tolerate_fields;
+
+/// Envoy's `listener_filters_timeout` default.
+const DEFAULT_LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(15);
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -96,6 +100,14 @@ pub(crate) fn translate_listener(
             ));
         }
     }
+    let listener_filters_timeout = timeout(
+        l.listener_filters_timeout.take().as_ref(),
+        Some(DEFAULT_LISTENER_FILTERS_TIMEOUT),
+        &path.field("listener_filters_timeout"),
+    )?;
+    let continue_on_listener_filters_timeout =
+        std::mem::take(&mut l.continue_on_listener_filters_timeout);
+    let ignore_global_conn_limit = std::mem::take(&mut l.ignore_global_conn_limit);
     tolerate_listener_tuning(&mut l);
     reject_unsupported(&l, path)?;
     Ok(Listener {
@@ -107,6 +119,9 @@ pub(crate) fn translate_listener(
         default_filter_chain,
         inspects_tls,
         tcp_proxy,
+        listener_filters_timeout,
+        continue_on_listener_filters_timeout,
+        ignore_global_conn_limit,
     })
 }
 
@@ -203,8 +218,6 @@ fn tolerate_listener_tuning(l: &mut listener::Listener) {
         metadata,
         per_connection_buffer_limit_bytes,
         drain_type,
-        listener_filters_timeout,
-        continue_on_listener_filters_timeout,
         socket_options,
         tcp_fast_open_queue_length,
         connection_balance_config,
@@ -213,7 +226,6 @@ fn tolerate_listener_tuning(l: &mut listener::Listener) {
         access_log,
         tcp_backlog_size,
         max_connections_to_accept_per_socket_event,
-        ignore_global_conn_limit,
         bypass_overload_manager,
         tcp_keepalive,
     );

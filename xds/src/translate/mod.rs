@@ -11,12 +11,15 @@
 mod access_log;
 mod cluster;
 mod common;
+mod connection_options;
 mod credentials;
 mod endpoint;
 mod error;
 mod ext_authz;
 pub(crate) mod extensions;
 mod filters;
+#[cfg(test)]
+mod fuzz;
 mod hcm;
 mod health_check;
 mod jwt_authn;
