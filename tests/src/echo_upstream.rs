@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -52,9 +52,16 @@ impl EchoUpstream {
             while let Ok((stream, _)) = listener.accept().await {
                 let name = name.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| {
+                    let service = service_fn(move |request: Request<Incoming>| {
                         let name = name.clone();
-                        async move { Ok::<_, Infallible>(answer(&name, &request)) }
+                        async move {
+                            // The body is read before the answer, as a real service does:
+                            // answering first lets the connection close while the proxy is
+                            // still writing the body, a race these tests are not about.
+                            let (head, body) = request.into_parts();
+                            let _ = body.collect().await;
+                            Ok::<_, Infallible>(answer(&name, &head))
+                        }
                     });
                     // A peer closing mid-request is not this server's problem.
                     let _ = auto::Builder::new(TokioExecutor::new())
@@ -77,25 +84,25 @@ impl Drop for EchoUpstream {
     }
 }
 
-fn answer(cluster: &str, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(cluster: &str, request: &http::request::Parts) -> Response<Full<Bytes>> {
     let text = |value: &HeaderValue| String::from_utf8_lossy(value.as_bytes()).into_owned();
     let host = request
-        .headers()
+        .headers
         .get(header::HOST)
         .map(text)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+        .or_else(|| request.uri.authority().map(|a| a.as_str().to_owned()));
     let headers: Vec<Value> = request
-        .headers()
+        .headers
         .iter()
         .map(|(name, value)| json!([name.as_str(), text(value)]))
         .collect();
-    let path = request.uri().path_and_query().map_or_else(
-        || request.uri().path().to_owned(),
+    let path = request.uri.path_and_query().map_or_else(
+        || request.uri.path().to_owned(),
         |pq| pq.as_str().to_owned(),
     );
     let body = json!({
         "cluster": cluster,
-        "method": request.method().as_str(),
+        "method": request.method.as_str(),
         "path": path,
         "host": host,
         "headers": headers,
