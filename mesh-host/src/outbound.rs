@@ -21,7 +21,6 @@ use mesh_policies::grpc::is_grpc_content_type;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::body::BetweenBytes;
-use crate::egress::UpstreamRoute;
 use crate::inbound::{MeshInbound, router_reply};
 use crate::metrics::Metrics;
 use crate::routing::Decision;
@@ -122,13 +121,7 @@ pub fn send(
             Ok(with_between_bytes(response, between_bytes))
         });
     }
-    let route = UpstreamRoute {
-        cluster: forward.cluster.clone(),
-        timeout,
-        retry: forward.retry_policy.clone(),
-        hash_policy: forward.hash_policy.clone(),
-        source_ip: None,
-    };
+    let route = forward.upstream_route(timeout, None);
     let sent = snapshot.upstream.send(request, route);
     let workload = workload.clone();
     let metrics = mesh.metrics.clone();

@@ -73,6 +73,20 @@ pub struct UpstreamRoute {
     pub source_ip: Option<IpAddr>,
 }
 
+impl UpstreamRoute {
+    /// A route to `cluster` with neither retries nor hashing: the calls the host makes on its
+    /// own behalf (authorization, rate-limit and key-fetch services).
+    pub fn to_cluster(cluster: impl Into<String>, timeout: Option<Duration>) -> Self {
+        Self {
+            cluster: cluster.into(),
+            timeout,
+            retry: None,
+            hash_policy: Arc::from([]),
+            source_ip: None,
+        }
+    }
+}
+
 /// The upstream client of one configuration snapshot: its clusters and endpoints, with the
 /// connection pools, outlier state and breakers of clusters that did not change carried over
 /// from the previous snapshot. A request sends through the snapshot it started on.

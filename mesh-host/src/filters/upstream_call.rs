@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -92,13 +91,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for ClusterChannel<'_> {
         let body: WasiBody = body
             .map_err(|status| HttpError::InternalError(Some(status.to_string())))
             .boxed_unsync();
-        let route = UpstreamRoute {
-            cluster: self.cluster.to_owned(),
-            timeout: self.timeout,
-            retry: None,
-            hash_policy: Arc::from([]),
-            source_ip: None,
-        };
+        let route = UpstreamRoute::to_cluster(self.cluster, self.timeout);
         self.upstream
             .send(http::Request::from_parts(head, body), route)
     }
@@ -116,13 +109,7 @@ pub(crate) async fn http_call(
     let body: WasiBody = Full::new(body)
         .map_err(|never| match never {})
         .boxed_unsync();
-    let route = UpstreamRoute {
-        cluster: cluster.to_owned(),
-        timeout: Some(timeout),
-        retry: None,
-        hash_policy: Arc::from([]),
-        source_ip: None,
-    };
+    let route = UpstreamRoute::to_cluster(cluster, Some(timeout));
     let exchange = async {
         let response = upstream
             .send(http::Request::from_parts(head, body), route)

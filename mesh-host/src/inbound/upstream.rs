@@ -7,7 +7,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
 use crate::body::ResponseBody;
-use crate::egress::{Egress, UpstreamRoute};
+use crate::egress::Egress;
 use crate::metrics::Metrics;
 use crate::routing::ForwardDecision;
 use crate::shared::{RequestMeta, ResponseDetails};
@@ -23,13 +23,7 @@ pub(super) async fn forward_upstream(
 ) -> http::Response<ResponseBody> {
     let timeout = upstream_timeout(forward, &head, meta.grpc);
     forward.apply_to_request(&mut head);
-    let route = UpstreamRoute {
-        cluster: forward.cluster.clone(),
-        timeout,
-        retry: forward.retry_policy.clone(),
-        hash_policy: forward.hash_policy.clone(),
-        source_ip: Some(meta.remote_ip),
-    };
+    let route = forward.upstream_route(timeout, Some(meta.remote_ip));
     match upstream
         .send(http::Request::from_parts(head, body), route)
         .await

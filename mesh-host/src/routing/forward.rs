@@ -1,6 +1,7 @@
 //! Forwarding routes: cluster resolution, rewrites, timeouts and header mutations, compiled once
 //! per route and resolved per request into a [`ForwardDecision`].
 
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use mesh_xds::config::{ClusterSpecifier, ForwardAction, HashPolicy, RetryPolicy}
 use super::RouteTableError;
 use super::actions::{PathRewrite, WeightedClusters, WeightedEntry};
 use super::headers::{HeaderEdits, HeaderMutationChain};
+use crate::egress::UpstreamRoute;
 use crate::shared::RequestView;
 
 /// Envoy's router records the path before a rewrite in this header (unless its
@@ -59,6 +61,23 @@ pub struct ForwardDecision {
 }
 
 impl ForwardDecision {
+    /// What the upstream client needs of this decision: the cluster, the retry and hash
+    /// policies, with the request's `timeout` and the downstream address (for source-IP
+    /// hashing; `None` for a component's own requests).
+    pub fn upstream_route(
+        &self,
+        timeout: Option<Duration>,
+        source_ip: Option<IpAddr>,
+    ) -> UpstreamRoute {
+        UpstreamRoute {
+            cluster: self.cluster.clone(),
+            timeout,
+            retry: self.retry_policy.clone(),
+            hash_policy: self.hash_policy.clone(),
+            source_ip,
+        }
+    }
+
     /// Applies the decision to the request before it is forwarded, in Envoy's order: header
     /// mutations, then `host_rewrite_literal` (recording the old authority in
     /// `x-envoy-original-host`), then the path rewrite (recording the old path in

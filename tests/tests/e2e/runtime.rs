@@ -37,10 +37,12 @@ async fn concurrent_gets_to(addr: SocketAddr, host: &str, count: usize) -> Vec<(
     futures::future::join_all(calls).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fifty_concurrent_deadline_overruns_are_all_504_and_counted_as_deadlines() {
+for_each_kind! {
+/// On P3 the fifty share instances (up to 16 requests each): each request still gets its own
+/// deadline answer, whatever else ran on its instance.
+async fn fifty_concurrent_deadline_overruns_are_all_504_and_counted_as_deadlines(kind: Kind) {
     let host = MeshHost::run(
-        &component("loop"),
+        &kind.component("loop"),
         &["--request-timeout", "3s", "--admin", "127.0.0.1:0"],
     );
     let answers = concurrent_gets(host.addr, 50).await;
@@ -55,9 +57,10 @@ async fn fifty_concurrent_deadline_overruns_are_all_504_and_counted_as_deadlines
         50
     );
     let others = host
-        .metric("mesh_host_request_failures_total", "workload=\"loop\"")
+        .metric("mesh_host_request_failures_total", &format!("workload=\"{}\"", kind.workload("loop")))
         .await;
     assert_eq!(others, 50, "every failure is counted as a deadline");
+}
 }
 
 async fn say_hello(channel: &Channel, name: &str) -> Result<String, tonic::Status> {
@@ -121,11 +124,11 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} missing in /proc/{pid}/status"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_memory_budget_answers_503_and_bounds_resident_memory() {
+for_each_kind! {
+async fn the_memory_budget_answers_503_and_bounds_resident_memory(kind: Kind) {
     const BUDGET: u64 = 32 * MIB;
     let host = MeshHost::run(
-        &component("memhog"),
+        &kind.component("memhog"),
         &[
             "--memory-limit",
             "64MiB",
@@ -166,6 +169,7 @@ async fn the_memory_budget_answers_503_and_bounds_resident_memory() {
         before / MIB,
         BUDGET / MIB
     );
+}
 }
 
 #[tokio::test(flavor = "multi_thread")]
