@@ -18,6 +18,9 @@ fi
 # When run from a cargo build script or `cargo clippy`, these carry the
 # caller's native flags and wrappers, which do not apply to wasm guests.
 unset CARGO_ENCODED_RUSTFLAGS RUSTC_WORKSPACE_WRAPPER
+# The guests keep their whole build here, so a caller's shared build directory
+# (whose release lock a host build may be holding) does not apply either.
+unset CARGO_BUILD_BUILD_DIR
 
 # An explicit target dir keeps the output where the host's tests look for it,
 # whatever CARGO_TARGET_DIR the caller has set.
