@@ -188,6 +188,8 @@ def main() -> None:
         subprocess.run(["cargo", "build", "--release", "-p", "mesh-host", "--bin", "mesh-host",
                         "-p", "mesh-host-benches", "--bin", "plain-hyper", "--bin", "ext-authz-server"],
                        cwd=REPO, check=True)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_at_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="ext-authz-bench-"))
     try:
         upstream_port, authz_port = free_port(), free_port()
@@ -233,8 +235,16 @@ def main() -> None:
         for name in proxies:
             runs = ", ".join(f"{v:.1f}" for v in added[name])
             table.append(f"| {name} | {statistics.median(base[name]):.1f} | {median[name]:.1f} | {runs} |")
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True).stdout.strip() or "unknown"
+        envoy_version = subprocess.run([envoy, "--version"], capture_output=True, text=True).stdout
+        envoy_version = (re.search(r"version: \S+?/(\d+\.\d+\.\d+)", envoy_version) or [None, "unknown"])[1]
+        load_at_end = " ".join(f"{v:.2f}" for v in os.getloadavg())
         report = "\n".join([
             "# ext_authz: CPU a check adds per request",
+            "",
+            f"Generated on {started} (git HEAD {head}, Envoy {envoy_version}, {os.cpu_count()} CPUs, "
+            f"load average {load_at_start} at start and {load_at_end} at end).",
             "",
             f"`{command}` — {args.requests} h2c requests per listener and run, {args.clients} clients, "
             "proxies pinned to core 0, the upstream, the authorization server and h2load to core 1.",
