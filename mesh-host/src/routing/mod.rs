@@ -49,6 +49,7 @@
 //!             action: RouteAction::Forward(Box::new(forward)),
 //!             headers: HeaderMutations::default(),
 //!             typed_per_filter_config: Default::default(),
+//!             tracing: Default::default(),
 //!         }],
 //!         headers: HeaderMutations::default(),
 //!         retry_policy: None,
