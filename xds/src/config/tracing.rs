@@ -73,7 +73,7 @@ pub enum CustomTagValue {
 }
 
 /// A route's tracing settings: its `decorator` and its `tracing` overrides.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteTracing {
     /// `decorator.operation`: the server span's name for requests on this route.
     pub operation: Option<String>,
