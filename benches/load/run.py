@@ -16,7 +16,9 @@ mesh-host, `wasmtime serve` (reuse 1 and 1024), Envoy -> `wasmtime serve`
 (sidecar), Envoy -> mesh-host (gateway), plain hyper; gRPC: mesh-host with
 `greeter.wasm` against tonic; the `wasi:http@0.3` twins `hello_p3.wasm`
 (against `wasmtime serve` on the same bytes) and `greeter_p3.wasm` (against
-tonic); a 1 MiB echo; cold start.
+tonic); a 1 MiB echo; mesh-host without tracing and with OpenTelemetry
+tracing at 1 % sampling to a real OTLP receiver (`--scenarios tracing`);
+cold start.
 
 Per run: requests/s, p50/p99 latency (from h2load's per-request log), server
 CPU microseconds per request (utime+stime from /proc/<pid>/stat, summed over
