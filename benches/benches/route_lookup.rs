@@ -41,6 +41,7 @@ fn route(prefix: String, cluster: String) -> Route {
         })),
         headers: HeaderMutations::default(),
         typed_per_filter_config: Default::default(),
+        tracing: Default::default(),
     }
 }
 

@@ -16,7 +16,9 @@ mesh-host, `wasmtime serve` (reuse 1 and 1024), Envoy -> `wasmtime serve`
 (sidecar), Envoy -> mesh-host (gateway), plain hyper; gRPC: mesh-host with
 `greeter.wasm` against tonic; the `wasi:http@0.3` twins `hello_p3.wasm`
 (against `wasmtime serve` on the same bytes) and `greeter_p3.wasm` (against
-tonic); a 1 MiB echo; cold start.
+tonic); a 1 MiB echo; mesh-host without tracing and with OpenTelemetry
+tracing at 1 % sampling to a real OTLP receiver (`--scenarios tracing`);
+cold start.
 
 Per run: requests/s, p50/p99 latency (from h2load's per-request log), server
 CPU microseconds per request (utime+stime from /proc/<pid>/stat, summed over
@@ -647,6 +649,73 @@ def in_process_peers(work: Path) -> list[Peer]:
     return peers
 
 
+def tracing_bootstrap(listen: int, otel: int | None) -> dict:
+    """hello behind an inbound listener; with `otel`, its connection manager traces with the
+    OpenTelemetry provider at 1 % random sampling, exporting to the receiver on that port."""
+    manager: dict = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "inbound",
+        "route_config": {"name": "inbound", "virtual_hosts": [{
+            "name": "all", "domains": ["*"],
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "hello", "timeout": REQUEST_TIMEOUT}}],
+        }]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+    }
+    clusters = []
+    if otel is not None:
+        manager["tracing"] = {
+            "random_sampling": {"value": 1},
+            "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "service_name": "mesh-host-bench",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}, "timeout": "2s"},
+            }},
+        }
+        clusters.append({
+            "name": "otel", "type": "STATIC", "connect_timeout": "1s",
+            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }},
+            "load_assignment": {"cluster_name": "otel", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": otel}}}}]}]},
+        })
+    return {"static_resources": {
+        "listeners": [{
+            "name": "inbound",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}],
+        }],
+        "clusters": clusters,
+    }}
+
+
+def tracing_peers(work: Path) -> list[Peer]:
+    """hello.wasm from the same bootstrap without tracing, and with OpenTelemetry tracing at
+    1 % random sampling exporting to a real OTLP/gRPC receiver (tests/otlp/receiver.py)."""
+    peers = []
+    for key, label, traced in (("tracing-off", "mesh-host, no tracing", False),
+                               ("tracing-1pct", "mesh-host, tracing at 1 % sampling -> OTLP receiver", True)):
+        procs = []
+        otel = None
+        if traced:
+            otel = free_port()
+            procs.append(ProcSpec("otlp-receiver", [sys.executable, str(REPO / "tests" / "otlp" / "receiver.py"),
+                                                    "--port", str(otel), "--out", str(work / f"spans-{otel}.jsonl")],
+                                  otel))
+        port = free_port()
+        bootstrap = work / f"tracing-bootstrap-{key}-{port}.json"
+        bootstrap.write_text(json.dumps(tracing_bootstrap(port, otel), indent=2))
+        procs.append(ProcSpec("mesh-host", [str(RELEASE / "mesh-host"), "run", "--bootstrap", str(bootstrap),
+                                            "--workload", f"hello={component('hello')}",
+                                            "--request-timeout", REQUEST_TIMEOUT,
+                                            "--max-instance-reuse", str(HIGH_REUSE)], port))
+        peers.append(Peer(key, label, procs))
+    return peers
+
+
 # --------------------------------------------------------------------------
 # Reply checks (run before timing, and again after)
 # --------------------------------------------------------------------------
@@ -1164,6 +1233,8 @@ TARGETS = [
            "rps", ">=", 0.95, subject="mesh-host-filters"),
     Target("Component to component in-process: req/s >= 2× through the host's own listener", "in-process",
            ["loopback"], "rps", ">=", 2.0, subject="in-process"),
+    Target("HTTP/1.1 with tracing at 1 % sampling: req/s >= 0.95× without", "tracing", ["tracing-off"],
+           "rps", ">=", 0.95, subject="tracing-1pct"),
 ]
 
 
@@ -1206,7 +1277,7 @@ def machine_note() -> str:
 # --------------------------------------------------------------------------
 
 
-SCENARIOS = ["http1", "h2c", "grpc", "p3-http1", "p3-grpc", "echo", "outbound", "in-process", "cold"]
+SCENARIOS = ["http1", "h2c", "grpc", "p3-http1", "p3-grpc", "echo", "outbound", "in-process", "tracing", "cold"]
 
 
 def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scenario]:
@@ -1234,6 +1305,8 @@ def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scena
                              ["--h1", "-c16", "-t1"], "/", outbound_peers(tools, work), [check_outbound]),
         "in-process": lambda: Scenario("in-process", "Component calling a component on the same host",
                                ["--h1", "-c16", "-t1"], "/", in_process_peers(work), [check_outbound]),
+        "tracing": lambda: Scenario("tracing", "HTTP/1.1 keep-alive, hello: tracing off and at 1 % sampling",
+                            ["--h1", "-c64", "-t1"], "/", tracing_peers(work), [check_hello_http1]),
     }
     # Built only when selected: building allocates ports and writes config files.
     return [factories[key]() for key in selected if key in factories]

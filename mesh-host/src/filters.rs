@@ -30,3 +30,4 @@ pub use chain::{
     Decoded, FilterChain, FilterError, FilterRequest, Halt, Overrides, RateLimits,
     RouteFilterConfigs,
 };
+pub(crate) use upstream_call::ClusterChannel;

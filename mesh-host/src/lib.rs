@@ -23,3 +23,4 @@ pub mod runtime;
 pub mod shared;
 pub mod snapshot;
 pub mod tcp_proxy;
+pub mod trace;

@@ -14,6 +14,7 @@
 //!   policy:
 //!     grpc: { serve: true, outbound: false }
 //!     limits: { request_timeout: 10s, memory: 64MiB }
+//!     tracing: { inject_traceparent: false }   # default true: the host writes traceparent
 //!   config: { greeting: Hello }  # what the component reads through wasi:config/store
 //! ```
 

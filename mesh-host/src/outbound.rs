@@ -5,6 +5,11 @@
 //! applies). Anything not allowed and routed is refused with `HTTP-request-denied` before a
 //! connection is made.
 //!
+//! A request that belongs to a traced request (the runtime hands over its [`RequestTrace`])
+//! gets a client span, a child of the component's, and carries it as the parent in
+//! `traceparent` (replacing the component's own copy) unless the connection manager or the
+//! workload's policy (`tracing.inject_traceparent`) turns that off.
+//!
 //! A component's request options apply as far as a shared pool allows: its
 //! `first-byte-timeout` (with the route's timeout, the shorter wins) and
 //! `between-bytes-timeout`. Connection setup is bounded by the cluster's
@@ -20,12 +25,12 @@ use mesh_policies::egress::{EgressRequest, Scheme, parse_authority};
 use mesh_policies::grpc::is_grpc_content_type;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use crate::body::BetweenBytes;
+use crate::body::{BetweenBytes, HoldPermit};
 use crate::inbound::{MeshInbound, router_reply};
 use crate::metrics::Metrics;
 use crate::routing::Decision;
 use crate::runtime::OutgoingFuture;
-use crate::shared::WorkloadId;
+use crate::shared::{OpenSpan, RequestTrace, SpanKind, UpstreamHost, WorkloadId};
 
 /// Refuses an outbound request: logged with the reason, counted by `reason` (a short label:
 /// `policy`, `no_route`, ...), and failed with `HTTP-request-denied` before any connection
@@ -50,6 +55,7 @@ pub fn send(
     options: Option<RequestOptions>,
 ) -> OutgoingFuture {
     let (mut parts, body) = request.into_parts();
+    let trace = parts.extensions.remove::<RequestTrace>();
     let deny = |reason: &str, why: &str| deny(&mesh.metrics, workload, &parts.uri, reason, why);
     let Some(caller) = mesh.workloads.by_id(workload) else {
         return deny("not_bound", "the workload is not bound to this host");
@@ -99,7 +105,31 @@ pub fn send(
             return Box::pin(async move { Ok(response) });
         }
     };
+    // Envoy's name for an egress span: `egress` and the authority the request named.
+    let span_name = trace
+        .as_ref()
+        .filter(|trace| trace.sink.is_some())
+        .map(|_| format!("egress {authority}"));
     forward.apply_to_request(&mut parts);
+    let client_span = trace.and_then(|trace| {
+        let opened = span_name.and_then(|name| trace.open_child(name, SpanKind::Client));
+        let (span, child) = match opened {
+            Some((mut span, child)) => {
+                span.set_text("upstream_cluster", forward.cluster.clone());
+                span.set_text("mesh.workload", workload.to_string());
+                span.set_text("http.method", parts.method.to_string());
+                span.set_text("http.url", parts.uri.to_string());
+                (Some(span), child)
+            }
+            None => (None, trace.unrecorded_child()),
+        };
+        if child.propagate && caller.policy().tracing.inject_traceparent {
+            child.context.inject(&mut parts.headers);
+        }
+        // A local callee's component span joins the trace under this one.
+        parts.extensions.insert(child);
+        span
+    });
     let timeout = shortest(
         forward.timeout,
         options.and_then(|options| options.first_byte_timeout),
@@ -112,12 +142,19 @@ pub fn send(
             let served =
                 mesh.serve_in_process(&snapshot, target, &forward.cluster, &caller, request);
             let mut response = match timeout {
-                Some(limit) => tokio::time::timeout(limit, served)
-                    .await
-                    .map_err(|_| HttpError::HttpResponseTimeout)?,
+                Some(limit) => match tokio::time::timeout(limit, served).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        if let Some(mut span) = client_span {
+                            span.fail();
+                        }
+                        return Err(HttpError::HttpResponseTimeout);
+                    }
+                },
                 None => served.await,
             };
             forward.apply_to_response(response.headers_mut());
+            let response = with_client_span(response, client_span);
             Ok(with_between_bytes(response, between_bytes))
         });
     }
@@ -130,14 +167,33 @@ pub fn send(
             Ok(mut response) => {
                 metrics.upstream_response(&forward.cluster, response.status().as_u16());
                 forward.apply_to_response(response.headers_mut());
+                let response = with_client_span(response, client_span);
                 Ok(with_between_bytes(response, between_bytes))
             }
             Err(error) => {
                 tracing::info!(%workload, cluster = %forward.cluster, "outbound request failed: {error}");
+                if let Some(mut span) = client_span {
+                    span.fail();
+                }
                 Err::<_, HttpError>(error.to_wasi())
             }
         }
     })
+}
+
+/// Records the response on the request's client span, which then ends with the body.
+fn with_client_span(
+    response: http::Response<WasiBody>,
+    span: Option<OpenSpan>,
+) -> http::Response<WasiBody> {
+    let Some(mut span) = span else {
+        return response;
+    };
+    span.set_status(response.status().as_u16());
+    if let Some(UpstreamHost(host)) = response.extensions().get::<UpstreamHost>() {
+        span.set_text("upstream_address", host.to_string());
+    }
+    response.map(|body| HoldPermit::new(body, span).boxed_unsync())
 }
 
 /// A component's `between-bytes-timeout` on the response body.

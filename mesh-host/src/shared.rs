@@ -1,13 +1,14 @@
 //! What the inbound and outbound areas share and nothing else: the identity
 //! of a workload, what is known of a request's downstream, a view of a
 //! request as Envoy's header map presents it, the failures the host
-//! answers for itself, and what served a response.
+//! answers for itself, what served a response, and the trace a request belongs to.
 
 mod failure;
 mod header_edits;
 mod request_meta;
 mod request_view;
 mod served;
+mod trace_context;
 mod workload_id;
 
 pub use failure::{Failure, REASON_HEADER};
@@ -15,4 +16,8 @@ pub use header_edits::{EditList, InvalidHeaderEdit};
 pub use request_meta::RequestMeta;
 pub(crate) use request_view::RequestView;
 pub use served::{ResponseDetails, ResponseFlag, ServedBy, UpstreamHost};
+pub use trace_context::{
+    AttributeValue, OpenSpan, RequestTrace, SpanKind, SpanRecord, SpanSink, TRACEPARENT,
+    TRACESTATE, TraceContext,
+};
 pub use workload_id::{InvalidWorkloadId, WorkloadId};

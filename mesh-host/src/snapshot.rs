@@ -6,17 +6,22 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
 use mesh_xds::config::{
-    HttpConnectionManager, Listener, MeshConfig, RequestNormalization, RouteSource,
-    TrafficDirection,
+    GrpcServiceTarget, HttpConnectionManager, Listener, MeshConfig, RequestNormalization,
+    RouteSource, TrafficDirection,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 use crate::access_log::AccessLogs;
 use crate::egress::Egress;
-use crate::filters::FilterChain;
+use crate::filters::{ClusterChannel, FilterChain};
 use crate::routing::RouteTable;
+use crate::trace::{CollectorClient, ExportError, SpanExporters, Tracer};
 
 /// A configuration snapshot, compiled for requests.
 pub struct Snapshot {
@@ -50,6 +55,8 @@ pub struct ListenerChain {
     pub access_logs: Arc<AccessLogs>,
     /// The connection manager's `stat_prefix`, the scope of its downstream stats.
     pub stat_prefix: String,
+    /// The connection manager's tracing, if it has any.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 /// Whether `listener` is the egress listener: the one named in the host's settings, else one
@@ -73,11 +80,12 @@ impl Snapshot {
     }
 
     /// Compiles `config`; connection pools and cluster state that did not change are taken
-    /// over from `previous`.
+    /// over from `previous`. Tracing connection managers send their spans to `exporters`.
     pub fn build(
         config: Arc<MeshConfig>,
         egress_listener: Option<&str>,
         previous: &Snapshot,
+        exporters: &SpanExporters,
     ) -> Snapshot {
         let mut listeners = HashMap::new();
         let mut by_route_name: HashMap<String, Option<Arc<RouteTable>>> = HashMap::new();
@@ -106,6 +114,9 @@ impl Snapshot {
                         normalization: chain.http.normalization,
                         access_logs: Arc::new(AccessLogs::open(&chain.http.access_logs)),
                         stat_prefix: chain.http.stat_prefix.clone(),
+                        tracer: chain.http.tracing.as_ref().map(|tracing| {
+                            Arc::new(Tracer::new(tracing, listener.traffic_direction, exporters))
+                        }),
                     }))
                 })
                 .collect();
@@ -164,6 +175,63 @@ impl Snapshot {
             .filter_map(|name| self.listeners.get(name))
             .flatten()
             .flatten()
+    }
+}
+
+/// Sends OTLP exports through the upstream client of the snapshot in force when each batch
+/// leaves, so a collector's cluster follows configuration updates like any other.
+pub struct SnapshotCollector {
+    snapshot: Weak<ArcSwap<Snapshot>>,
+}
+
+impl SnapshotCollector {
+    /// Exports through the snapshots published in `snapshot`; once it is gone, nothing is
+    /// sent.
+    pub fn new(snapshot: Weak<ArcSwap<Snapshot>>) -> SnapshotCollector {
+        SnapshotCollector { snapshot }
+    }
+}
+
+impl CollectorClient for SnapshotCollector {
+    fn export(
+        &self,
+        collector: &GrpcServiceTarget,
+        request: ExportTraceServiceRequest,
+    ) -> BoxFuture<'static, Result<(), ExportError>> {
+        let Some(current) = self.snapshot.upgrade() else {
+            return Box::pin(async { Err(ExportError::Closed) });
+        };
+        let snapshot = current.load_full();
+        let collector = collector.clone();
+        Box::pin(async move {
+            let authority = collector
+                .authority
+                .parse()
+                .map_err(|_| ExportError::Authority(collector.authority.clone()))?;
+            let channel = ClusterChannel::new(
+                &snapshot.upstream,
+                &collector.cluster,
+                authority,
+                collector.timeout,
+            );
+            let mut call = tonic::Request::new(request);
+            if let Some(timeout) = collector.timeout {
+                call.set_timeout(timeout);
+            }
+            for (key, value) in &collector.initial_metadata {
+                if let (Ok(key), Ok(value)) = (
+                    key.parse::<tonic::metadata::MetadataKey<tonic::metadata::Ascii>>(),
+                    value.parse(),
+                ) {
+                    call.metadata_mut().insert(key, value);
+                }
+            }
+            TraceServiceClient::new(channel)
+                .export(call)
+                .await
+                .map(drop)
+                .map_err(|status| ExportError::Call(status.to_string()))
+        })
     }
 }
 
@@ -251,7 +319,16 @@ static_resources:
     fn each_filter_chain_has_its_own_route_table_the_default_last() {
         let bootstrap =
             Bootstrap::parse(BOOTSTRAP, Format::Yaml, "test.yaml").expect("valid bootstrap");
-        let snapshot = Snapshot::build(Arc::new(bootstrap.static_config), None, &Snapshot::empty());
+        let exporters = SpanExporters::new(
+            Arc::new(SnapshotCollector::new(Weak::new())),
+            Default::default(),
+        );
+        let snapshot = Snapshot::build(
+            Arc::new(bootstrap.static_config),
+            None,
+            &Snapshot::empty(),
+            &exporters,
+        );
         let chain = |index| snapshot.chain("sni", index).and_then(|c| status(&c.routes));
         assert_eq!(chain(0), Some(201));
         assert_eq!(chain(1), None, "its RDS configuration has not arrived");

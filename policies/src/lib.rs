@@ -12,6 +12,8 @@
 //!   `rbac`, `local_ratelimit`) a connection manager runs, in that order;
 //! - outbound: [`WorkloadPolicy::check_outbound`] applies the gRPC flags and
 //!   the egress allow rules ([`egress`]) before mesh routing;
+//! - [`tracing`]: whether the host writes `traceparent` into the component's outbound
+//!   requests;
 //! - [`limits`] holds body, header, timeout, concurrency and memory limits,
 //!   and the `grpc-timeout` rules ([`limits::parse_grpc_timeout`],
 //!   [`limits::effective_deadline`]).
@@ -72,6 +74,7 @@
 //!   grpc: { cluster: authz, authority: authz.default.svc, timeout: "500ms" }
 //!   failure_mode_allow: false          # a failing service refuses (status_on_error, 403)
 //!   with_request_body: { max_request_bytes: 8192, allow_partial_message: true }
+//! tracing: { inject_traceparent: true }  # false: outbound headers left as the component wrote them
 //! "#;
 //! let config: WorkloadPolicyConfig = serde_yaml::from_str(yaml)?;
 //! let policy = WorkloadPolicy::from_config(&config)?;
@@ -80,6 +83,7 @@
 //! assert_eq!(policy.limits.max_request_body_bytes, 10 * 1024 * 1024);
 //! assert!(policy.jwt.as_ref().is_some_and(|jwt| jwt.providers.contains_key("idp")));
 //! assert!(policy.ext_authz.is_some());
+//! assert!(policy.tracing.inject_traceparent);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -111,6 +115,7 @@ pub mod grpc;
 pub mod limits;
 pub mod rate_limit;
 pub mod rbac;
+pub mod tracing;
 pub mod workload;
 
 pub use error::{PolicyConfigError, PolicyConfigErrors, PolicyDenied};

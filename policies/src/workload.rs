@@ -15,6 +15,7 @@ use crate::grpc::GrpcFlags;
 use crate::limits::{Limits, LimitsConfig};
 use crate::rate_limit::{RateLimitConfig, TokenBucket};
 use crate::rbac::{RbacConfig, RbacRules};
+use crate::tracing::TracingPolicy;
 
 /// The policy section of one workload, as written in the mesh config file.
 /// Every key is optional; see the crate documentation for a full example.
@@ -35,6 +36,8 @@ pub struct WorkloadPolicyConfig {
     pub ext_authz: Option<ExtAuthzConfig>,
     /// `jwt: { providers, requires, allow_missing }`: JSON Web Tokens a request carries.
     pub jwt: Option<JwtConfig>,
+    /// `tracing: { inject_traceparent }`.
+    pub tracing: TracingPolicy,
 }
 
 /// A workload's validated policy.
@@ -60,6 +63,8 @@ pub struct WorkloadPolicy {
     pub ext_authz: Option<Arc<ExtAuthz>>,
     /// JWT authentication, as Envoy's jwt_authn filter configuration.
     pub jwt: Option<Arc<JwtAuthentication>>,
+    /// What the component's outbound requests carry of their trace.
+    pub tracing: TracingPolicy,
 }
 
 impl WorkloadPolicy {
@@ -95,6 +100,7 @@ impl WorkloadPolicy {
             rate_limit,
             ext_authz,
             jwt,
+            tracing: config.tracing,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod echo_upstream;
 pub mod envoy;
 pub mod grpcio;
 pub mod inprocess;
+pub mod otlp;
 pub mod peers;
 pub mod process;
 pub mod prometheus;

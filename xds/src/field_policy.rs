@@ -103,6 +103,8 @@ pub const MESSAGES: &[MessagePolicy] = &[
     listener::LISTENER,
     listener::FILTER_CHAIN,
     hcm::HTTP_CONNECTION_MANAGER,
+    hcm::TRACING,
+    hcm::OPENTELEMETRY,
     hcm::ROUTER,
     tcp_proxy::TCP_PROXY,
     tcp_proxy::CONNECTION_LIMIT,

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use mesh_policies::WorkloadPolicy;
 use mesh_policies::limits::Limits;
 use mesh_xds::config::{
@@ -14,13 +15,15 @@ use sync_wrapper::SyncWrapper;
 use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
-use crate::body::{ResponseBody, limit_body};
+use crate::body::{HoldPermit, ResponseBody, limit_body};
 use crate::egress::Egress;
 use crate::filters::{FilterChain, FilterError, FilterRequest, Overrides};
 use crate::metrics::{Metrics, WorkloadCounters};
 use crate::routing::ForwardDecision;
 use crate::runtime::{ComponentImage, OutboundSender, Runtime, Workload, WorkloadSettings};
-use crate::shared::{Failure, RequestMeta, ResponseDetails, ServedBy, WorkloadId};
+use crate::shared::{
+    Failure, OpenSpan, RequestMeta, RequestTrace, ResponseDetails, ServedBy, SpanKind, WorkloadId,
+};
 
 /// A workload's policy cannot be compiled into filters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -202,6 +205,7 @@ pub(super) async fn serve_local(
         )
         .await;
     let body = body.into_inner();
+    let mut component_span = None;
     let mut response = match halt {
         Some(halt) => answer::halted(metrics, halt, label, meta.grpc),
         None => {
@@ -209,6 +213,7 @@ pub(super) async fn serve_local(
                 forward.apply_to_request(&mut head);
             }
             let timeout = deadline(forward, &workload.policy.limits, &head, meta.grpc);
+            component_span = open_component_span(workload, &mut head);
             match workload
                 .component
                 .serve(http::Request::from_parts(head, body), timeout)
@@ -236,7 +241,33 @@ pub(super) async fn serve_local(
     response
         .extensions_mut()
         .insert(ServedBy(workload.id.clone()));
-    response
+    match component_span {
+        Some(mut span) => {
+            span.set_status(response.status().as_u16());
+            response.map(|body| HoldPermit::new(body, span).boxed_unsync())
+        }
+        None => response,
+    }
+}
+
+/// Opens the span of the component's execution, a child of the request's span, and leaves
+/// its context in the request for the component's outbound requests (the runtime carries
+/// it). An unsampled trace gets no span, only a context to propagate.
+fn open_component_span(
+    workload: &LocalWorkload,
+    head: &mut http::request::Parts,
+) -> Option<OpenSpan> {
+    let trace = head.extensions.remove::<RequestTrace>()?;
+    let Some((mut span, child)) =
+        trace.open_child(format!("component {}", workload.id), SpanKind::Internal)
+    else {
+        head.extensions.insert(trace.unrecorded_child());
+        return None;
+    };
+    span.set_text("mesh.workload", workload.id.to_string());
+    span.set_text("mesh.component.kind", workload.component.kind());
+    head.extensions.insert(child);
+    Some(span)
 }
 
 /// The workload's own size limits: a declared body or a header section larger than it allows.

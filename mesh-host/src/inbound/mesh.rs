@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use http::header;
+use http_body_util::BodyExt;
 use mesh_policies::grpc::is_grpc_content_type;
 use sync_wrapper::SyncWrapper;
 use wasmtime_wasi_http::WasiBody;
@@ -17,18 +18,18 @@ use super::normalize::{REDIRECT_STATUS, Refusal, normalize};
 use super::upstream::forward_upstream;
 use super::workloads::LocalWorkloads;
 use crate::access_log::RequestLog;
-use crate::body::ResponseBody;
+use crate::body::{HoldPermit, ResponseBody};
 use crate::filters::{FilterChain, FilterRequest, Overrides};
 use crate::frontend::Dispatch;
 use crate::metrics::Metrics;
 use crate::routing::Decision;
-use crate::shared::{Failure, RequestMeta};
+use crate::shared::{Failure, OpenSpan, RequestMeta, ResponseFlag, ServedBy, UpstreamHost};
 use crate::snapshot::{ListenerChain, Snapshot};
 
 /// What the listeners of a mesh handler, and the components' in-process requests, share.
 pub struct MeshInbound {
-    /// The configuration in force.
-    pub snapshot: ArcSwap<Snapshot>,
+    /// The configuration in force (shared with the span exporters, which send through it).
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// The bound workloads.
     pub workloads: LocalWorkloads,
     /// Where failures are counted.
@@ -112,7 +113,24 @@ impl ListenerInbound {
         if let (Some(log), Decision::Forward(forward)) = (log, &decision) {
             log.routed(&forward.route_name, &forward.cluster);
         }
-        self.mesh
+        let forward = match &decision {
+            Decision::Forward(forward) => Some(forward),
+            _ => None,
+        };
+        let server_span = chain.tracer.as_ref().and_then(|tracer| {
+            let started = tracer.start(
+                &head,
+                &meta,
+                forward.and_then(|f| f.tracing.as_deref()),
+                forward.map(|f| &*f.route_name),
+            );
+            head.extensions.insert(started.trace);
+            started
+                .span
+                .map(|span| (span, forward.map(|f| f.cluster.clone())))
+        });
+        let response = self
+            .mesh
             .serve(
                 snapshot,
                 &chain.filters,
@@ -122,8 +140,36 @@ impl ListenerInbound {
                 body,
                 meta,
             )
-            .await
+            .await;
+        match server_span {
+            Some((span, cluster)) => end_server_span(span, cluster, response),
+            None => response,
+        }
     }
+}
+
+/// Records what served the response on the request's server span, which then ends with the
+/// response body.
+fn end_server_span(
+    mut span: OpenSpan,
+    cluster: Option<String>,
+    response: http::Response<ResponseBody>,
+) -> http::Response<ResponseBody> {
+    span.set_status(response.status().as_u16());
+    if let Some(cluster) = cluster {
+        span.set_text("upstream_cluster", cluster);
+    }
+    let extensions = response.extensions();
+    if let Some(ServedBy(workload)) = extensions.get::<ServedBy>() {
+        span.set_text("mesh.workload", workload.to_string());
+    }
+    if let Some(UpstreamHost(host)) = extensions.get::<UpstreamHost>() {
+        span.set_text("upstream_address", host.to_string());
+    }
+    if let Some(ResponseFlag(flag)) = extensions.get::<ResponseFlag>() {
+        span.set_text("response_flags", *flag);
+    }
+    response.map(|body| HoldPermit::new(body, span).boxed_unsync())
 }
 
 impl MeshInbound {

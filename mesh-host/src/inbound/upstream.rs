@@ -10,9 +10,11 @@ use crate::body::ResponseBody;
 use crate::egress::Egress;
 use crate::metrics::Metrics;
 use crate::routing::ForwardDecision;
-use crate::shared::{RequestMeta, ResponseDetails};
+use crate::shared::{RequestMeta, RequestTrace, ResponseDetails};
 
-/// Sends the request to `forward.cluster` with the route's rewrites, timeout and retries.
+/// Sends the request to `forward.cluster` with the route's rewrites, timeout and retries. A
+/// traced request carries its server span's context upstream in `traceparent`, as Envoy's
+/// router injects it (unless the connection manager turns propagation off).
 pub(super) async fn forward_upstream(
     metrics: &Metrics,
     upstream: &Egress,
@@ -23,6 +25,11 @@ pub(super) async fn forward_upstream(
 ) -> http::Response<ResponseBody> {
     let timeout = upstream_timeout(forward, &head, meta.grpc);
     forward.apply_to_request(&mut head);
+    if let Some(trace) = head.extensions.get::<RequestTrace>()
+        && trace.propagate
+    {
+        trace.context.inject(&mut head.headers);
+    }
     let route = forward.upstream_route(timeout, Some(meta.remote_ip));
     match upstream
         .send(http::Request::from_parts(head, body), route)

@@ -22,7 +22,8 @@ use crate::handler::{HostError, HostHandler, OutgoingFuture, ResolvedWorkload, W
 use crate::inbound::{LocalWorkload, LocalWorkloads, MeshInbound};
 use crate::metrics::Metrics;
 use crate::runtime::{OutboundSender, Runtime};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotCollector};
+use crate::trace::SpanExporters;
 use listeners::ListenerManager;
 
 /// Settings of a [`MeshHandler`] that do not come from xDS.
@@ -52,6 +53,7 @@ pub struct MeshHandler {
     store: Arc<ConfigStore>,
     listeners: Arc<ListenerManager>,
     watcher: Mutex<Option<JoinHandle<()>>>,
+    exporters: Arc<SpanExporters>,
 }
 
 impl MeshHandler {
@@ -62,13 +64,21 @@ impl MeshHandler {
         metrics: Arc<Metrics>,
         config: MeshHandlerConfig,
     ) -> Self {
-        let snapshot = Snapshot::build(
+        // The span exporters send through whichever snapshot is in force, so they exist
+        // before the first one is built.
+        let current = Arc::new(ArcSwap::from_pointee(Snapshot::empty()));
+        let exporters = Arc::new(SpanExporters::new(
+            Arc::new(SnapshotCollector::new(Arc::downgrade(&current))),
+            metrics.spans_dropped(),
+        ));
+        current.store(Arc::new(Snapshot::build(
             store.load(),
             config.egress_listener.as_deref(),
             &Snapshot::empty(),
-        );
+            &exporters,
+        )));
         let mesh = Arc::new(MeshInbound {
-            snapshot: ArcSwap::from_pointee(snapshot),
+            snapshot: current,
             workloads: LocalWorkloads::default(),
             metrics,
             egress_listener: config.egress_listener.clone(),
@@ -80,6 +90,7 @@ impl MeshHandler {
             config,
             store,
             watcher: Mutex::new(None),
+            exporters,
         }
     }
 
@@ -147,6 +158,7 @@ impl HostHandler for MeshHandler {
             let mesh = self.mesh.clone();
             let listeners = self.listeners.clone();
             let egress_listener = self.config.egress_listener.clone();
+            let exporters = self.exporters.clone();
             let task = tokio::spawn(async move {
                 while versions.changed().await.is_ok() {
                     // Routes, filters and clusters of one version are built together and
@@ -156,6 +168,7 @@ impl HostHandler for MeshHandler {
                         store.load(),
                         egress_listener.as_deref(),
                         &previous,
+                        &exporters,
                     ));
                     mesh.snapshot.store(snapshot.clone());
                     tracing::info!(

@@ -106,6 +106,7 @@ pub struct Metrics {
     downstream: RwLock<HashMap<String, Arc<ResponseCounts>>>,
     upstream: RwLock<HashMap<String, Arc<ResponseCounts>>>,
     access_log_dropped: Counter,
+    spans_dropped: Counter,
     live: OnceLock<Arc<dyn LiveStats>>,
     // Serialises creation so two first requests cannot register the same workload twice.
     create: Mutex<()>,
@@ -182,6 +183,11 @@ impl Metrics {
         self.access_log_dropped.inc();
     }
 
+    /// The counter of spans dropped because their exporter's queue was full.
+    pub fn spans_dropped(&self) -> Counter {
+        self.spans_dropped.clone()
+    }
+
     /// Counts a response sent downstream by the connection manager with stat prefix `prefix`.
     pub fn downstream_response(&self, prefix: &str, status: u16) {
         responses_in(&self.downstream, prefix).record(status);
@@ -233,6 +239,14 @@ impl Metrics {
             labels: Vec::new(),
             plain: "mesh_host.access_log.lines_dropped".to_owned(),
             value: self.access_log_dropped.get(),
+        });
+        samples.push(exposition::Sample {
+            family: "mesh_host_tracing_spans_dropped_total".to_owned(),
+            help: "Spans dropped because their exporter's queue was full",
+            kind: exposition::Kind::Counter,
+            labels: Vec::new(),
+            plain: "mesh_host.tracing.spans_dropped".to_owned(),
+            value: self.spans_dropped.get(),
         });
         samples
     }

@@ -10,7 +10,7 @@ use http::header::HOST;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use mesh_xds::config::{ClusterSpecifier, ForwardAction, HashPolicy, RetryPolicy};
+use mesh_xds::config::{ClusterSpecifier, ForwardAction, HashPolicy, RetryPolicy, RouteTracing};
 
 use super::RouteTableError;
 use super::actions::{PathRewrite, WeightedClusters, WeightedEntry};
@@ -58,6 +58,8 @@ pub struct ForwardDecision {
     pub retry_policy: Option<Arc<RetryPolicy>>,
     /// The route's hash policy (ring hash and maglev clusters).
     pub hash_policy: Arc<[HashPolicy]>,
+    /// The route's decorator and tracing overrides, when it has any.
+    pub tracing: Option<Arc<RouteTracing>>,
 }
 
 impl ForwardDecision {
@@ -264,6 +266,7 @@ impl CompiledForward {
 
     /// The decision for a request that matched with `matched` bytes of path; `None` when no
     /// cluster can be named (`cluster_header` absent or empty: Envoy answers 503).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn decide(
         &self,
         request: &RequestView<'_>,
@@ -272,6 +275,7 @@ impl CompiledForward {
         vhost: &Arc<str>,
         route_name: &Arc<str>,
         route_index: usize,
+        tracing: Option<&Arc<RouteTracing>>,
     ) -> Option<ForwardDecision> {
         let (cluster, headers) = match &self.target {
             Target::Cluster { name, headers } => (name.clone(), headers),
@@ -300,6 +304,7 @@ impl CompiledForward {
             grpc_timeout_header_max: self.grpc_timeout_header_max,
             retry_policy: self.retry_policy.clone(),
             hash_policy: self.hash_policy.clone(),
+            tracing: tracing.cloned(),
         })
     }
 }

@@ -49,6 +49,7 @@
 //!             action: RouteAction::Forward(Box::new(forward)),
 //!             headers: HeaderMutations::default(),
 //!             typed_per_filter_config: Default::default(),
+//!             tracing: Default::default(),
 //!         }],
 //!         headers: HeaderMutations::default(),
 //!         retry_policy: None,
@@ -75,7 +76,9 @@ mod matching;
 
 use std::sync::Arc;
 
-use mesh_xds::config::{PerFilterConfigs, RedirectAction, RouteAction, RouteConfig, VirtualHost};
+use mesh_xds::config::{
+    PerFilterConfigs, RedirectAction, RouteAction, RouteConfig, RouteTracing, VirtualHost,
+};
 
 use self::actions::redirect_location;
 use self::domains::DomainIndex;
@@ -198,6 +201,8 @@ struct CompiledRoute {
     matcher: RouteMatcher,
     action: CompiledAction,
     filters: Option<Arc<RouteFilterConfigs>>,
+    /// The route's decorator and tracing overrides, when it has any.
+    tracing: Option<Arc<RouteTracing>>,
 }
 
 #[derive(Debug)]
@@ -275,7 +280,15 @@ impl RouteTable {
         );
         let decision = match &route.action {
             CompiledAction::Forward(forward) => forward
-                .decide(&view, matched, random, &vhost.name, &route.name, index)
+                .decide(
+                    &view,
+                    matched,
+                    random,
+                    &vhost.name,
+                    &route.name,
+                    index,
+                    route.tracing.as_ref(),
+                )
                 .map_or_else(
                     || Decision::NoCluster {
                         headers: forward.local_reply_headers(),
@@ -359,6 +372,7 @@ fn compile_vhost(
                 }
             };
             Ok(CompiledRoute {
+                tracing: (!route.tracing.is_empty()).then(|| Arc::new(route.tracing.clone())),
                 name: name.into(),
                 matcher: RouteMatcher::new(&route.r#match),
                 action,

@@ -22,6 +22,7 @@ use super::memory::ReclaimIdle;
 use super::store::{StoreSetup, StoreState};
 use super::workload::{Failed, WorkloadSettings};
 use crate::metrics::WorkloadCounters;
+use crate::shared::RequestTrace;
 
 type Response = http::Response<WasiBody>;
 
@@ -99,9 +100,10 @@ impl DirectInstances {
 
     async fn call(
         &self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         deadline: Instant,
     ) -> Result<Response, Failed> {
+        let trace = request.extensions_mut().remove::<RequestTrace>();
         let mut instance = match self.pool.take_idle() {
             Some(instance) => {
                 self.pool.reuses.inc();
@@ -124,6 +126,8 @@ impl DirectInstances {
             }
         };
         instance.store.data_mut().deadline = Some(deadline);
+        // One request at a time per instance: whatever it sends belongs to this request.
+        instance.store.data_mut().serve_trace(trace);
         let pool = self.pool.clone();
         let mut call: Pin<Box<dyn Future<Output = CallEnd> + Send>> = Box::pin(async move {
             let result = instance

@@ -19,7 +19,7 @@ use wasmtime_wasi_http::{
 
 use super::memory::{Budgets, InstanceMemory};
 use super::outbound::OutboundSender;
-use crate::shared::WorkloadId;
+use crate::shared::{RequestTrace, WorkloadId};
 
 /// Raised from the epoch callback when a guest runs past its deadline.
 #[derive(Debug, Error)]
@@ -79,6 +79,14 @@ pub struct StoreState {
     pub(crate) config: Arc<WasiConfigVariables>,
 }
 
+impl StoreState {
+    /// The trace of the request the instance serves, which its outbound requests join
+    /// (`None`: they join none).
+    pub(crate) fn serve_trace(&mut self, trace: Option<RequestTrace>) {
+        self.hooks.trace = trace;
+    }
+}
+
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -109,11 +117,18 @@ type SendFuture =
 pub struct EgressHooks {
     workload: WorkloadId,
     outbound: Weak<dyn OutboundSender>,
+    /// The trace of the request being served, handed to each outbound request in its
+    /// extensions (only known where an instance serves one request at a time).
+    trace: Option<RequestTrace>,
 }
 
 impl EgressHooks {
     fn new(workload: WorkloadId, outbound: Weak<dyn OutboundSender>) -> Self {
-        Self { workload, outbound }
+        Self {
+            workload,
+            outbound,
+            trace: None,
+        }
     }
 }
 
@@ -135,7 +150,7 @@ impl WasiHttpHooks for EgressHooks {
 
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _response_result: IoFuture,
     ) -> SendFuture {
@@ -143,6 +158,9 @@ impl WasiHttpHooks for EgressHooks {
             // The host is shutting down: nothing may leave any more.
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
+        if let Some(trace) = &self.trace {
+            request.extensions_mut().insert(trace.clone());
+        }
         let response = outbound.send(&self.workload, request, options);
         Box::new(async move {
             let response = response.await?;

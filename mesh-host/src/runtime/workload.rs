@@ -231,6 +231,14 @@ impl Workload {
         &self.id
     }
 
+    /// The `wasi:http` world the component exports (a span attribute).
+    pub fn kind(&self) -> &'static str {
+        match &self.instances {
+            Instances::Direct(_) => "wasi:http/incoming-handler@0.2",
+            Instances::Concurrent(_) => "wasi:http/handler@0.3",
+        }
+    }
+
     /// The workload's counters.
     pub fn counters(&self) -> &WorkloadCounters {
         &self.counters

@@ -126,3 +126,16 @@ rate_limit: { max_tokens: 0, fill_interval: "1s" }
 fn unknown_top_level_keys_are_rejected() {
     assert!(serde_yaml::from_str::<WorkloadPolicyConfig>("egres: {}").is_err());
 }
+
+#[test]
+fn traceparent_injection_is_on_unless_the_policy_turns_it_off() {
+    assert!(policy("{}").tracing.inject_traceparent);
+    assert!(
+        !policy("tracing: { inject_traceparent: false }")
+            .tracing
+            .inject_traceparent
+    );
+    let unknown: Result<WorkloadPolicyConfig, _> =
+        serde_yaml::from_str("tracing: { inject: false }");
+    assert!(unknown.is_err(), "an unknown tracing key is refused");
+}

@@ -30,3 +30,4 @@ mod normalization_differential;
 mod runtime;
 mod soak;
 mod tcp_proxy;
+mod tracing;

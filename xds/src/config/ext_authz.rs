@@ -8,7 +8,7 @@ use super::filters::Fraction;
 use super::matcher::StringMatcher;
 
 /// A gRPC service reached through a cluster of the snapshot (`GrpcService.envoy_grpc`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GrpcServiceTarget {
     /// The cluster.
     pub cluster: String,

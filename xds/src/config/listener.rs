@@ -9,6 +9,7 @@ use super::filters::HttpFilter;
 use super::route::RouteConfig;
 use super::tcp_proxy::TcpProxy;
 use super::tls::DownstreamTls;
+use super::tracing::Tracing;
 
 /// Envoy's `config.listener.v3.Listener`: HTTP filter chains, or one TCP proxy.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,6 +121,8 @@ pub struct HttpConnectionManager {
     pub normalization: RequestNormalization,
     /// Where each finished request is logged.
     pub access_logs: Vec<AccessLog>,
+    /// Spans for the requests, exported over OTLP (`None`: no tracing).
+    pub tracing: Option<Tracing>,
 }
 
 /// The settings of an `HttpConnectionManager` that concern its connections rather than

@@ -17,6 +17,7 @@ mod rbac;
 mod route;
 mod tcp_proxy;
 mod tls;
+mod tracing;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,6 +62,7 @@ pub use route::{
 };
 pub use tcp_proxy::{TcpCluster, TcpProxy};
 pub use tls::{CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, UpstreamTls};
+pub use tracing::{CustomTag, CustomTagValue, OpenTelemetry, RouteTracing, Tracing};
 
 /// The four xDS resource types mesh-host consumes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

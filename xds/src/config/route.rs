@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::filters::{PerFilterConfigs, RateLimitPolicy};
 use super::matcher::{HeaderMatcher, QueryParameterMatcher, SafeRegex};
+use super::tracing::RouteTracing;
 
 /// Envoy's `config.route.v3.RouteConfiguration`.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +100,8 @@ pub struct Route {
     pub headers: HeaderMutations,
     /// HTTP filter settings for this route.
     pub typed_per_filter_config: PerFilterConfigs,
+    /// The route's `decorator` and `tracing` overrides.
+    pub tracing: RouteTracing,
 }
 
 /// Envoy's `config.route.v3.RouteMatch`.

@@ -19,7 +19,10 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
             "run in order before the router (last), with `disabled` and per-route overrides: RBAC (rules and shadow rules), local rate limit, fault, CORS, header mutation, ext_authz (gRPC and HTTP services), JWT authentication, global rate limit, basic auth and API key auth; gRPC stats and Istio's stats, metadata exchange and ALPN filters have no effect; other filters are refused unless optional",
         ),
         unsupported("add_user_agent", "x-envoy-downstream-service-* headers"),
-        no_effect("tracing", "tracing is not implemented (telemetry)"),
+        honoured(
+            "tracing",
+            "the OpenTelemetry provider over gRPC: a server span per request, a span for the component and a client span per outbound request it makes, W3C `traceparent`/`tracestate` (see the `Tracing` and `OpenTelemetryConfig` tables); other providers have no effect",
+        ),
         honoured(
             "common_http_protocol_options",
             "`idle_timeout` (default 1 h; HTTP/2 gets a GOAWAY first) and `max_connection_duration` (HTTP/2 GOAWAY, HTTP/1 closed after the response in flight); `headers_with_underscores_action` is honoured (ALLOW, REJECT_REQUEST: 400, DROP_HEADER); `max_connection_duration_jitter` and `max_requests_per_connection` have no effect; `max_headers_count`, `max_response_headers_kb` and `max_stream_duration` are refused",
@@ -171,12 +174,101 @@ pub(super) const HTTP_CONNECTION_MANAGER: MessagePolicy = MessagePolicy {
     ],
 };
 
+/// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing`.
+pub(super) const TRACING: MessagePolicy = MessagePolicy {
+    message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
+    fields: &[
+        honoured(
+            "client_sampling",
+            "share of requests with `x-client-trace-id` traced (default 100 %); an incoming `traceparent` decides first",
+        ),
+        honoured(
+            "random_sampling",
+            "share of other requests traced (default 100 %); an incoming `traceparent` decides first",
+        ),
+        honoured(
+            "overall_sampling",
+            "applied after client and random sampling (default 100 %)",
+        ),
+        no_effect("verbose", "no per-filter annotations are recorded"),
+        honoured(
+            "max_path_tag_length",
+            "the `http.url` attribute is cut to this length (default 256)",
+        ),
+        honoured(
+            "custom_tags",
+            "literal, request header and environment tags on the server span; metadata tags have no effect",
+        ),
+        honoured(
+            "provider",
+            "`envoy.tracers.opentelemetry`; any other provider has no effect (logged once)",
+        ),
+        no_effect(
+            "spawn_upstream_span",
+            "a component's outbound requests always get their own client span",
+        ),
+        honoured(
+            "operation",
+            "the server span's name, over the route's decorator; command operators are refused",
+        ),
+        no_effect(
+            "upstream_operation",
+            "client spans are named `egress <authority>`",
+        ),
+        honoured(
+            "no_context_propagation",
+            "no `traceparent`/`tracestate` is written into requests sent upstream",
+        ),
+    ],
+};
+
+/// `envoy.config.trace.v3.OpenTelemetryConfig`.
+pub(super) const OPENTELEMETRY: MessagePolicy = MessagePolicy {
+    message: "envoy.config.trace.v3.OpenTelemetryConfig",
+    fields: &[
+        honoured(
+            "grpc_service",
+            "OTLP `TraceService/Export` through `envoy_grpc.cluster_name` (mesh-host's upstream client); unset, nothing is exported",
+        ),
+        unsupported("http_service", "OTLP over HTTP"),
+        unsupported("exporter", "exporter extensions"),
+        honoured(
+            "service_name",
+            "the `service.name` resource attribute (default `unknown_service:envoy`)",
+        ),
+        no_effect(
+            "resource_detectors",
+            "only `service.name` is set on the resource",
+        ),
+        unsupported("sampler", "sampler extensions"),
+        honoured(
+            "max_cache_size",
+            "spans queued for export (default 1024); past it spans are dropped and counted",
+        ),
+        no_effect(
+            "set_telemetry_sdk_resource_attributes",
+            "only `service.name` is set on the resource",
+        ),
+        no_effect(
+            "set_service_name_resource_attribute",
+            "`service.name` is always set",
+        ),
+        no_effect(
+            "set_instrumentation_scope",
+            "spans carry the scope `mesh-host`",
+        ),
+    ],
+};
+
 /// `envoy.extensions.filters.http.router.v3.Router`.
 pub(super) const ROUTER: MessagePolicy = MessagePolicy {
     message: "envoy.extensions.filters.http.router.v3.Router",
     fields: &[
         no_effect("dynamic_stats", "statistics"),
-        no_effect("start_child_span", "tracing is not implemented (telemetry)"),
+        no_effect(
+            "start_child_span",
+            "mesh-host makes its own client spans for a component's outbound requests",
+        ),
         no_effect("upstream_log", "upstream access logs are not written"),
         no_effect(
             "upstream_log_options",

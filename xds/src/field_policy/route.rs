@@ -125,7 +125,10 @@ pub(super) const ROUTE: MessagePolicy = MessagePolicy {
         unsupported("filter_action", "filter actions"),
         unsupported("non_forwarding_action", "non-forwarding actions"),
         no_effect("metadata", "informational"),
-        no_effect("decorator", "tracing is not implemented (telemetry)"),
+        honoured(
+            "decorator",
+            "`operation` names the server span; `propagate` has no effect (no x-envoy-* headers are sent)",
+        ),
         honoured(
             "typed_per_filter_config",
             "per-filter overrides (RBAC, local rate limit, fault, CORS, header mutation; FilterConfig enable/disable), most specific level wins",
@@ -134,7 +137,10 @@ pub(super) const ROUTE: MessagePolicy = MessagePolicy {
         honoured("request_headers_to_remove", "route-level header mutations"),
         honoured("response_headers_to_add", "route-level header mutations"),
         honoured("response_headers_to_remove", "route-level header mutations"),
-        no_effect("tracing", "tracing is not implemented (telemetry)"),
+        honoured(
+            "tracing",
+            "client, random and overall sampling over the connection manager's; custom tags added to its",
+        ),
         unsupported("per_request_buffer_limit_bytes", "request buffering limit"),
         no_effect("stat_prefix", "statistics"),
         unsupported("request_body_buffer_limit", "request buffering limit"),

@@ -66,6 +66,25 @@ const LISTENER_JSON: &str = r#"{
   }]}]
 }"#;
 
+/// [`LISTENER_JSON`] with OpenTelemetry tracing on its connection manager.
+const TRACING_LISTENER_JSON: &str = r#"{
+  "name": "l",
+  "address": {"socket_address": {"address": "127.0.0.1", "port_value": 8080}},
+  "filter_chains": [{"filters": [{
+    "name": "envoy.filters.network.http_connection_manager",
+    "typed_config": {
+      "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+      "stat_prefix": "http",
+      "rds": {"route_config_name": "r", "config_source": {"ads": {}}},
+      "tracing": {"provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
+        "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+        "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}}}}},
+      "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+    }
+  }]}]
+}"#;
+
 const ROUTES_JSON: &str = r#"{
   "name": "r",
   "virtual_hosts": [{"name": "vh", "domains": ["*"], "routes": [
@@ -106,6 +125,36 @@ const PROBES: &[Probe] = &[
         json: LISTENER_JSON,
         path: &["filter_chains", "0", "filters", "0", "typed_config"],
         error_prefix: "filter_chains[0].filters[0].typed_config.",
+    },
+    Probe {
+        message: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
+        resource: "envoy.config.listener.v3.Listener",
+        json: TRACING_LISTENER_JSON,
+        path: &[
+            "filter_chains",
+            "0",
+            "filters",
+            "0",
+            "typed_config",
+            "tracing",
+        ],
+        error_prefix: "filter_chains[0].filters[0].typed_config.tracing.",
+    },
+    Probe {
+        message: "envoy.config.trace.v3.OpenTelemetryConfig",
+        resource: "envoy.config.listener.v3.Listener",
+        json: TRACING_LISTENER_JSON,
+        path: &[
+            "filter_chains",
+            "0",
+            "filters",
+            "0",
+            "typed_config",
+            "tracing",
+            "provider",
+            "typed_config",
+        ],
+        error_prefix: "filter_chains[0].filters[0].typed_config.tracing.provider.typed_config.",
     },
     Probe {
         message: "envoy.extensions.filters.http.router.v3.Router",

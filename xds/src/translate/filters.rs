@@ -236,7 +236,7 @@ where
 }
 
 /// `FractionalPercent` (`None`: unset).
-fn fraction(
+pub(super) fn fraction(
     percent: Option<types::FractionalPercent>,
     path: &FieldPath<'_>,
 ) -> FieldResult<Option<Fraction>> {

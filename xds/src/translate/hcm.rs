@@ -17,6 +17,7 @@ use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::route::route_config;
 use super::router::router_filter;
+use super::tracing::tracing;
 use crate::config::{
     CodecType, EscapedSlashes, HttpConnectionManager, HttpFilter, HttpFilterConfig,
     RequestNormalization, RouteSource, ServerHeaderTransformation, UnderscoresAction,
@@ -51,7 +52,7 @@ fn log_no_effect_once(filter: &str, why: &str) {
         .map(|mut seen| seen.insert(filter.to_owned()))
         .unwrap_or(false);
     if first {
-        tracing::info!(
+        ::tracing::info!(
             filter,
             "HTTP filter has no effect on this data plane: {why}"
         );
@@ -132,6 +133,10 @@ fn translate(
         &path.field("server_header_transformation"),
     )?;
     let access_logs = access_logs(std::mem::take(&mut m.access_log), &path.field("access_log"))?;
+    let tracing = match m.tracing.take() {
+        Some(t) => tracing(t, &path.field("tracing"))?,
+        None => None,
+    };
     let result = HttpConnectionManager {
         stat_prefix: std::mem::take(&mut m.stat_prefix),
         route,
@@ -148,6 +153,7 @@ fn translate(
         connection,
         normalization,
         access_logs,
+        tracing,
     };
     tolerate_hcm_extras(&mut m, path)?;
     reject_unsupported(&m, path)?;
@@ -226,7 +232,6 @@ fn tolerate_hcm_extras(
         access_log_flush_interval,
         flush_access_log_on_new_request,
         access_log_options,
-        tracing,
         generate_request_id,
         preserve_external_request_id,
         always_set_request_id_in_response,

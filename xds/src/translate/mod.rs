@@ -36,6 +36,7 @@ mod route_action;
 mod router;
 mod tcp_proxy;
 mod tls;
+mod tracing;
 
 pub use error::{FieldError, Problem, TranslateError};
 pub use log_format::{FormatError as LogFormatError, parse_format as parse_log_format};

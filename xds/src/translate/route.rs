@@ -9,6 +9,7 @@ use super::matcher::{header_matcher, query_parameter_matcher, safe_regex};
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use super::route_action::{retry_policy, route_action};
+use super::tracing::route_tracing;
 use crate::config::{
     HeaderAppendAction, HeaderValueOption, PathMatch, ResourceKind, Route, RouteConfig, RouteMatch,
     VirtualHost,
@@ -171,7 +172,8 @@ fn route(
         std::mem::take(&mut r.typed_per_filter_config),
         &path.field("typed_per_filter_config"),
     )?;
-    tolerate_fields!(r, "Route": metadata, decorator, tracing, stat_prefix);
+    let tracing = route_tracing(r.decorator.take(), r.tracing.take(), path)?;
+    tolerate_fields!(r, "Route": metadata, stat_prefix);
     reject_unsupported(&r, path)?;
     Ok(Route {
         name,
@@ -179,6 +181,7 @@ fn route(
         action,
         headers,
         typed_per_filter_config,
+        tracing,
     })
 }
 
