@@ -52,6 +52,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod dump;
 pub mod field_policy;
+mod secrets;
 pub mod store;
 #[cfg(feature = "test-control-plane")]
 pub mod test_control_plane;

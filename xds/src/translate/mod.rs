@@ -34,6 +34,7 @@ pub(crate) mod reflect;
 mod route;
 mod route_action;
 mod router;
+mod secret;
 mod tcp_proxy;
 mod tls;
 
@@ -44,3 +45,4 @@ pub(crate) use path::FieldPath;
 pub(crate) use cluster::translate_cluster;
 pub(crate) use common::{json_to_struct, struct_to_json};
 pub(crate) use listener::translate_listener;
+pub(crate) use secret::translate_secret;
