@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_host_tests::bootstrap::{ads_header, http_listener, xds_cluster};
 use mesh_host_tests::component;
-use mesh_host_tests::envoy::free_port;
+use mesh_host_tests::envoy::{Envoy, free_port};
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::tls::TestCert;
 use mesh_xds::bootstrap::AdsApi;
@@ -33,6 +33,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 const NODE: &str = "mesh-sds";
+const ENVOY_NODE: &str = "envoy-sds";
 const SECRET: &str = "server-cert";
 const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 const HELLO: &[u8] = b"Hello from mesh-host!\n";
@@ -418,6 +419,7 @@ async fn certificate_rotation_under_http2_load_fails_no_request_delta() {
 async fn a_bad_secret_is_nacked_and_the_last_good_certificate_keeps_serving() {
     let plane = TestControlPlane::start().await.expect("control plane");
     let port = free_port();
+    let envoy_port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let (good, other) = (TestCert::generate(), TestCert::generate());
     let trust = client_config(&[&good, &other]);
@@ -425,25 +427,71 @@ async fn a_bad_secret_is_nacked_and_the_last_good_certificate_keeps_serving() {
         NODE,
         &snapshot("1", port, Some(server_secret(&good, &good))),
     );
+    plane.set_snapshot(
+        ENVOY_NODE,
+        &snapshot("1", envoy_port, Some(server_secret(&good, &good))),
+    );
     let (_dir, _host) = start_mesh_host(&plane, AdsApi::StateOfTheWorld);
+    // A real Envoy, a second client of the same control plane, is the oracle of the
+    // decisions on the same snapshots.
+    let envoy = Envoy::start(&format!(
+        "{}\nstatic_resources:\n  clusters:{}\n",
+        ads_header(ENVOY_NODE, true),
+        xds_cluster(plane.addr().port())
+    ))
+    .await;
     served_with(addr, &trust, &good).await;
+    if envoy.is_some() {
+        let acked = decision(&plane, ENVOY_NODE, "1").await;
+        assert_eq!(acked, Some(None), "Envoy accepts the good secret");
+    }
 
     // Another certificate with the old key: the key does not match.
     plane.set_snapshot(
         NODE,
         &snapshot("2", port, Some(server_secret(&other, &good))),
     );
-    let nack = secret_request(&plane, |r| r.error_message().is_some())
+    plane.set_snapshot(
+        ENVOY_NODE,
+        &snapshot("2", envoy_port, Some(server_secret(&other, &good))),
+    );
+    let message = decision(&plane, NODE, "2")
         .await
+        .expect("mesh-host answers the bad secret")
         .expect("the bad secret is NACKed");
-    let message = nack.error_message().unwrap_or_default();
     assert!(
         message.contains(
             "secret \"server-cert\": tls_certificate.private_key: does not match the certificate"
         ),
         "{message}"
     );
+    if envoy.is_some() {
+        let envoy_answer = decision(&plane, ENVOY_NODE, "2").await;
+        assert!(
+            matches!(envoy_answer, Some(Some(_))),
+            "Envoy NACKs the bad secret too: {envoy_answer:?}"
+        );
+    }
     served_with(addr, &trust, &good).await;
+}
+
+/// `node`'s answer to the push of secrets at SotW `version`: `Some(None)` for an ACK,
+/// `Some(Some(message))` for a NACK, `None` when it did not answer.
+async fn decision(plane: &TestControlPlane, node: &str, version: &str) -> Option<Option<String>> {
+    let answer = plane
+        .wait_for_request(WAIT, |r| {
+            r.node_id == node
+                && r.request.type_url() == SECRET_TYPE
+                && !r.request.response_nonce().is_empty()
+                && match &r.request {
+                    ReceivedRequest::Sotw(q) => {
+                        q.error_detail.is_some() || q.version_info == version
+                    }
+                    ReceivedRequest::Delta(_) => false,
+                }
+        })
+        .await?;
+    Some(answer.request.error_message().map(str::to_owned))
 }
 
 /// A TLS server on 127.0.0.1 presenting `cert` that answers every HTTP/1.1 request
