@@ -648,3 +648,77 @@ async fn secrets_rotate_over_sotw_ads() {
 async fn secrets_rotate_over_delta_ads() {
     rotation_over_ads(AdsApi::Delta).await;
 }
+
+#[test]
+fn a_static_listener_naming_an_ads_secret_subscribes_to_it_and_serves_once_it_arrives() {
+    let unused = pem("static.test");
+    let yaml = bootstrap_with_static_secret(&unused, "server-cert").replace(
+        "[{ name: server-cert }]",
+        "[{ name: ads-cert, sds_config: { ads: {} } }]",
+    );
+    let bootstrap = Bootstrap::parse(&yaml, Format::Yaml, "static.yaml").expect("bootstrap");
+    let store = ConfigStore::from_bootstrap(&bootstrap);
+    assert!(
+        !store.load().listeners.contains_key("l1"),
+        "the static listener waits for its ADS secret"
+    );
+    let api = AdsApi::Delta;
+    let mut state = new_state(api);
+    state.add_static_references(store.base());
+    let requests = state.start_stream();
+    let secrets = requests
+        .iter()
+        .find(|r| type_url(r) == SDS.type_url())
+        .expect("the static listener's secret is asked for on the first stream");
+    assert_eq!(subscribed(secrets), vec!["ads-cert".to_owned()]);
+    let served = pem("ads.test");
+    state.handle(
+        response(
+            api,
+            SDS,
+            "1",
+            "n1",
+            vec![secret_any(&certificate_secret(
+                "ads-cert",
+                &served.cert,
+                &served.key,
+            ))],
+            &[],
+        ),
+        Instant::now(),
+    );
+    let config = store.publish(state.resources());
+    assert_eq!(
+        served_certificate(&config, "l1").as_deref(),
+        Some(served.cert.as_bytes())
+    );
+}
+
+#[test]
+fn a_dynamic_listener_may_name_a_static_bootstrap_secret() {
+    let pem = pem("static.test");
+    let bootstrap = Bootstrap::parse(
+        &bootstrap_with_static_secret(&pem, "server-cert"),
+        Format::Yaml,
+        "static.yaml",
+    )
+    .expect("bootstrap");
+    let store = ConfigStore::from_bootstrap(&bootstrap);
+    let mut proto = tls_listener("dynamic", "unused");
+    let mut context = downstream_tls_sds("server-cert", &[]);
+    if let Some(common) = context.common_tls_context.as_mut() {
+        common.tls_certificate_sds_secret_configs[0].sds_config = None;
+    }
+    proto.filter_chains[0].transport_socket = Some(tls_socket(&context));
+    let listener = Listener::try_from(proto).expect("listener");
+    let mut dynamic = mesh_xds::store::DynamicResources::default();
+    dynamic
+        .listeners
+        .insert("dynamic".to_owned(), Arc::new(listener));
+    let config = store.publish(dynamic);
+    let served = served_certificate(&config, "dynamic").expect("in service");
+    assert_eq!(
+        String::from_utf8_lossy(&served).trim_end(),
+        pem.cert.trim_end()
+    );
+}
