@@ -7,8 +7,8 @@
 //!
 //! - [`bootstrap`]: Envoy bootstrap files (YAML or JSON): node identity, static resources,
 //!   the ADS server to use. Errors name the file, the field path and the problem.
-//! - [`translate`]: `TryFrom` conversions of `Listener`, `RouteConfiguration`, `Cluster` and
-//!   `ClusterLoadAssignment`. Fields that change behaviour and are not implemented are
+//! - [`translate`]: `TryFrom` conversions of `Listener`, `RouteConfiguration`, `Cluster`,
+//!   `ClusterLoadAssignment` and `Secret`. Fields that change behaviour and are not implemented are
 //!   rejected by path (`virtual_hosts[0].routes[2].match.connect_matcher is not supported`).
 //! - [`ads`]: the ADS client, state of the world or incremental: a sans-IO state machine
 //!   ([`ads::AdsState`]: ACK/NACK, subscriptions, warming) and the task that drives it over
@@ -17,7 +17,8 @@
 //!   effect, or refused), the source of `docs/xds-support.md`.
 //! - [`dump`]: Envoy's `/config_dump` of the bootstrap and the accepted resources.
 //! - [`store`]: [`store::ConfigStore`] publishes snapshots (static base layer plus dynamic
-//!   resources) through an `ArcSwap` and a `watch` channel.
+//!   resources) through an `ArcSwap` and a `watch` channel; SDS names in TLS contexts are
+//!   replaced by the secrets' key material there, so the host never sees one.
 //! - `test_control_plane` (feature `test-control-plane`): a snapshot-based ADS server for tests.
 //!
 //! # Example
@@ -52,6 +53,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod dump;
 pub mod field_policy;
+mod secrets;
 pub mod store;
 #[cfg(feature = "test-control-plane")]
 pub mod test_control_plane;

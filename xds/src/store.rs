@@ -8,8 +8,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::bootstrap::Bootstrap;
-use crate::config::{Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig};
+use crate::config::{
+    Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig, Secret,
+};
 use crate::dump::{AcceptedResources, BootstrapSource, DumpError, DumpQuery, config_dump};
+use crate::secrets::{ResolveError, SecretSet, resolve_cluster, resolve_listener};
 
 /// The resources received from the control plane, layered over the static bootstrap config.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -22,6 +25,8 @@ pub struct DynamicResources {
     pub clusters: BTreeMap<String, Arc<Cluster>>,
     /// Load assignments (EDS).
     pub load_assignments: BTreeMap<String, Arc<LoadAssignment>>,
+    /// Secrets (SDS), put in place of their names when a snapshot is published.
+    pub secrets: BTreeMap<String, Arc<Secret>>,
     /// Last accepted version per kind.
     pub resource_versions: BTreeMap<ResourceKind, String>,
 }
@@ -31,6 +36,8 @@ pub struct DynamicResources {
 #[derive(Debug)]
 pub struct ConfigStore {
     base: MeshConfig,
+    /// The bootstrap's `static_resources.secrets`.
+    static_secrets: BTreeMap<String, Arc<Secret>>,
     current: ArcSwap<MeshConfig>,
     /// Serialises publishers so versions stay monotonic.
     publish_lock: Mutex<()>,
@@ -62,13 +69,15 @@ impl ConfigStore {
     /// A store whose base layer (and first snapshot, version 1) is `base`, usually the
     /// bootstrap's static resources.
     pub fn new(base: MeshConfig) -> Self {
-        let first = MeshConfig {
-            version: 1,
-            ..base.clone()
-        };
+        Self::with_secrets(base, BTreeMap::new())
+    }
+
+    fn with_secrets(base: MeshConfig, static_secrets: BTreeMap<String, Arc<Secret>>) -> Self {
+        let first = assemble(1, &base, DynamicResources::default(), &static_secrets);
         let (notify, _) = watch::channel(first.version);
         Self {
             base,
+            static_secrets,
             current: ArcSwap::from_pointee(first),
             publish_lock: Mutex::new(()),
             notify,
@@ -86,7 +95,10 @@ impl ConfigStore {
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Self {
         Self {
             bootstrap: Some(bootstrap.source.clone()),
-            ..Self::new(bootstrap.static_config.clone())
+            ..Self::with_secrets(
+                bootstrap.static_config.clone(),
+                bootstrap.static_secrets.clone(),
+            )
         }
     }
 
@@ -143,9 +155,14 @@ impl ConfigStore {
         config_dump(self.bootstrap.as_ref(), &self.accepted.load(), query, extra)
     }
 
-    /// The static base layer.
+    /// The static base layer, as loaded: its TLS contexts may still name SDS secrets.
     pub fn base(&self) -> &MeshConfig {
         &self.base
+    }
+
+    /// The bootstrap's static secrets.
+    pub(crate) fn static_secrets(&self) -> &BTreeMap<String, Arc<Secret>> {
+        &self.static_secrets
     }
 
     /// The current snapshot.
@@ -161,37 +178,73 @@ impl ConfigStore {
     /// Publishes the base layer plus `dynamic` as a new snapshot and returns it.
     ///
     /// Static resources win over dynamic ones of the same name, as in Envoy, where static
-    /// resources cannot be replaced over xDS.
+    /// resources cannot be replaced over xDS. SDS names are replaced by the secrets' material
+    /// here; a listener or cluster whose secrets are not all there is left out (warming).
     pub fn publish(&self, dynamic: DynamicResources) -> Arc<MeshConfig> {
         let _guard = self
             .publish_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let version = self.current.load().version + 1;
-        let next = Arc::new(MeshConfig {
-            version,
-            listeners: layer(
-                &self.base.listeners,
-                dynamic.listeners,
-                ResourceKind::Listener,
-            ),
-            route_configs: layer(
-                &self.base.route_configs,
-                dynamic.route_configs,
-                ResourceKind::RouteConfig,
-            ),
-            clusters: layer(&self.base.clusters, dynamic.clusters, ResourceKind::Cluster),
-            load_assignments: layer(
-                &self.base.load_assignments,
-                dynamic.load_assignments,
-                ResourceKind::LoadAssignment,
-            ),
-            resource_versions: dynamic.resource_versions,
-        });
+        let next = Arc::new(assemble(version, &self.base, dynamic, &self.static_secrets));
         self.current.store(next.clone());
         self.notify.send_replace(version);
         next
     }
+}
+
+/// One snapshot: `base` layered over `dynamic`, with every secret in place.
+fn assemble(
+    version: u64,
+    base: &MeshConfig,
+    dynamic: DynamicResources,
+    static_secrets: &BTreeMap<String, Arc<Secret>>,
+) -> MeshConfig {
+    let secrets = SecretSet {
+        statics: static_secrets,
+        dynamic: &dynamic.secrets,
+    };
+    let listeners = layer(&base.listeners, dynamic.listeners, ResourceKind::Listener);
+    let clusters = layer(&base.clusters, dynamic.clusters, ResourceKind::Cluster);
+    MeshConfig {
+        version,
+        listeners: in_service(listeners, ResourceKind::Listener, |l| {
+            resolve_listener(l, secrets)
+        }),
+        route_configs: layer(
+            &base.route_configs,
+            dynamic.route_configs,
+            ResourceKind::RouteConfig,
+        ),
+        clusters: in_service(clusters, ResourceKind::Cluster, |c| {
+            resolve_cluster(c, secrets)
+        }),
+        load_assignments: layer(
+            &base.load_assignments,
+            dynamic.load_assignments,
+            ResourceKind::LoadAssignment,
+        ),
+        resource_versions: dynamic.resource_versions,
+    }
+}
+
+/// Each resource with its secrets in place; one whose secrets are missing is left out, so
+/// a listener binds nothing and a cluster takes no request until they arrive.
+fn in_service<T>(
+    resources: BTreeMap<String, Arc<T>>,
+    kind: ResourceKind,
+    resolve: impl Fn(&Arc<T>) -> Result<Arc<T>, ResolveError>,
+) -> BTreeMap<String, Arc<T>> {
+    resources
+        .into_iter()
+        .filter_map(|(name, resource)| match resolve(&resource) {
+            Ok(resolved) => Some((name, resolved)),
+            Err(error) => {
+                tracing::warn!(%kind, name, "out of service until its secrets arrive: {error}");
+                None
+            }
+        })
+        .collect()
 }
 
 fn layer<T>(

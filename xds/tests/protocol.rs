@@ -122,13 +122,13 @@ both_variants! {
         state.start_stream();
         let incoming = match api {
             AdsApi::StateOfTheWorld => Incoming::Sotw(DiscoveryResponse {
-                type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
+                type_url: "type.googleapis.com/envoy.service.runtime.v3.Runtime".into(),
                 nonce: "n1".into(),
                 version_info: "v1".into(),
                 ..Default::default()
             }),
             AdsApi::Delta => Incoming::Delta(DeltaDiscoveryResponse {
-                type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into(),
+                type_url: "type.googleapis.com/envoy.service.runtime.v3.Runtime".into(),
                 nonce: "n1".into(),
                 ..Default::default()
             }),

@@ -421,7 +421,7 @@ fn rbac_filter_translates_permissions_and_principals() {
 }
 
 #[test]
-fn downstream_tls_translates_and_sds_is_rejected() {
+fn downstream_tls_translates_with_one_certificate() {
     let cert = tls::TlsCertificate {
         certificate_chain: Some(core::DataSource {
             specifier: Some(core::data_source::Specifier::Filename(
@@ -484,10 +484,10 @@ fn downstream_tls_translates_and_sds_is_rejected() {
         tls.certificate.private_key,
         mesh_xds::config::DataSource::Inline(b"KEY".to_vec().into())
     );
-    let err = with(context(true)).expect_err("SDS");
+    let err = with(context(true)).expect_err("an inline certificate and one by SDS");
     assert_eq!(
         err.to_string(),
-        "listener \"l1\": filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs is not supported"
+        "listener \"l1\": filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificates: only one certificate is supported"
     );
     let err = with(context_with(false, None)).expect_err("client certificates without a CA");
     assert!(

@@ -9,6 +9,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ServerConfig;
@@ -57,7 +58,9 @@ impl Default for Detection {
 /// A filter chain ready to serve: its context, certificate and codec builders.
 pub(super) struct Chain {
     pub(super) context: Arc<ChainContext>,
-    pub(super) tls: Option<Arc<ServerConfig>>,
+    /// Swapped in place when the chain's certificates change (SDS rotation): a
+    /// handshake takes the one in force when it starts.
+    pub(super) tls: Option<Arc<ArcSwap<ServerConfig>>>,
     pub(super) http1: http1::Builder,
     pub(super) http2: http2::Builder<TokioExecutor>,
 }
@@ -207,7 +210,7 @@ async fn handshake(
         return None;
     };
     let chain = listening.chains[index].clone();
-    let config = chain.tls.clone()?;
+    let config = chain.tls.as_ref()?.load_full();
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(config)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {

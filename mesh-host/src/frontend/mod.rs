@@ -54,7 +54,7 @@ pub use http1_head::Http1Rules;
 pub use http2_frames::Http2Limits;
 pub use server::{BoundFrontEnd, RunningFrontEnd};
 pub use stream_timeouts::StreamTimeouts;
-pub use tls::{ClientVerification, PemSource, TlsError, TlsFiles, TlsTermination};
+pub use tls::{ClientVerification, PemSource, TlsCertificate, TlsError, TlsFiles, TlsTermination};
 
 use crate::body::ResponseBody;
 

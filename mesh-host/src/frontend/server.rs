@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -21,9 +22,12 @@ const LISTEN_BACKLOG: u32 = 1024;
 /// How often a failing `accept` is logged at most.
 const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A chain's TLS configuration, replaced in place when its certificates change.
+type SwappableTls = Arc<ArcSwap<rustls::ServerConfig>>;
+
 /// A filter chain whose certificate is loaded, waiting for its dispatcher.
 struct PreparedChain {
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<SwappableTls>,
     http: super::HttpSettings,
 }
 
@@ -54,7 +58,7 @@ impl BoundFrontEnd {
                     tls: chain
                         .tls
                         .as_ref()
-                        .map(|tls| tls.server_config())
+                        .map(|tls| tls.server_config().map(|c| Arc::new(ArcSwap::new(c))))
                         .transpose()?,
                     http: chain.http.clone(),
                 })
@@ -95,9 +99,11 @@ impl BoundFrontEnd {
     pub fn serve(self, dispatch: Arc<dyn Dispatch>) -> RunningFrontEnd {
         let (stop, stopped) = oneshot::channel();
         let local = self.local;
+        let certificates = self.chains.iter().map(|chain| chain.tls.clone()).collect();
         let task = tokio::spawn(accept_loop(self, dispatch, stopped));
         RunningFrontEnd {
             local,
+            certificates,
             stop: Some(stop),
             task,
         }
@@ -107,6 +113,8 @@ impl BoundFrontEnd {
 /// A serving front end.
 pub struct RunningFrontEnd {
     local: SocketAddr,
+    /// Each chain's TLS configuration (`None`: plaintext), in chain order.
+    certificates: Vec<Option<SwappableTls>>,
     stop: Option<oneshot::Sender<DrainPlan>>,
     task: JoinHandle<()>,
 }
@@ -115,6 +123,40 @@ impl RunningFrontEnd {
     /// The address being served.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Takes the certificates of `config`, whose chains must be the running ones (same
+    /// order, same TLS or plaintext): connections accepted from now on handshake with them,
+    /// open connections keep theirs. Every certificate is loaded before any is replaced, so
+    /// an unusable one changes nothing.
+    pub fn update_certificates(&self, config: &ListenerConfig) -> Result<(), FrontEndError> {
+        let loaded = config
+            .chains()
+            .map(|chain| {
+                chain
+                    .tls
+                    .as_ref()
+                    .map(|tls| tls.server_config())
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let same_shape = loaded.len() == self.certificates.len()
+            && loaded
+                .iter()
+                .zip(&self.certificates)
+                .all(|(new, old)| new.is_some() == old.is_some());
+        if !same_shape {
+            return Err(FrontEndError::Invalid(format!(
+                "listener on {}: certificates can only be replaced on the same filter chains",
+                self.local
+            )));
+        }
+        for (new, slot) in loaded.into_iter().zip(&self.certificates) {
+            if let (Some(new), Some(slot)) = (new, slot) {
+                slot.store(new);
+            }
+        }
+        Ok(())
     }
 
     /// Drains the listener as `plan` says and returns when every connection is closed.

@@ -1,7 +1,8 @@
 //! TLS termination of a filter chain: certificates, ALPN and client certificate verification,
-//! loaded once into a rustls server configuration.
+//! loaded into a rustls server configuration when the listener binds, and again when its
+//! certificates change (new connections take the new one).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -13,7 +14,7 @@ use thiserror::Error;
 const DEFAULT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// A certificate chain and private key, as PEM files.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// PEM certificate chain, leaf first.
     pub cert: PathBuf,
@@ -21,30 +22,49 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+impl From<TlsFiles> for TlsCertificate {
+    fn from(files: TlsFiles) -> Self {
+        Self {
+            cert: PemSource::File(files.cert),
+            key: PemSource::File(files.key),
+        }
+    }
+}
+
+/// A certificate chain and private key, each from a file or inline (an SDS
+/// secret brings them inline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsCertificate {
+    /// PEM certificate chain, leaf first.
+    pub cert: PemSource,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PemSource,
+}
+
 /// Why the TLS configuration could not be built.
 #[derive(Debug, Error)]
 pub enum TlsError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {cause}")]
+    /// A file could not be read, or its PEM could not be parsed.
+    #[error("cannot read {source_name}: {cause}")]
     Read {
-        /// The file.
-        path: PathBuf,
+        /// The file, or `inline` for inline PEM.
+        source_name: String,
         /// The I/O error.
         cause: std::io::Error,
     },
-    /// The certificate file holds no certificate.
+    /// The certificate holds no certificate.
     #[error("{0} contains no PEM certificate")]
-    NoCertificate(PathBuf),
-    /// The key file holds no private key.
+    NoCertificate(String),
+    /// The key holds no private key.
     #[error("{0} contains no PEM private key")]
-    NoKey(PathBuf),
+    NoKey(String),
     /// rustls rejected the pair (for example, key and certificate differ).
     #[error("invalid certificate/key pair ({cert}, {key}): {cause}")]
     Invalid {
-        /// The certificate file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
+        /// Where the certificate came from.
+        cert: String,
+        /// Where the key came from.
+        key: String,
         /// What rustls reported.
         cause: rustls::Error,
     },
@@ -59,7 +79,7 @@ pub enum TlsError {
 }
 
 /// Where a PEM bundle comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PemSource {
     /// A file, read when the listener is (re)built.
     File(PathBuf),
@@ -74,11 +94,21 @@ impl PemSource {
             PemSource::Inline(_) => "inline".to_owned(),
         }
     }
+
+    fn read(&self) -> Result<Vec<u8>, TlsError> {
+        match self {
+            PemSource::File(path) => std::fs::read(path).map_err(|cause| TlsError::Read {
+                source_name: self.name(),
+                cause,
+            }),
+            PemSource::Inline(bytes) => Ok(bytes.to_vec()),
+        }
+    }
 }
 
 /// Client certificate verification of a filter chain (Envoy's
 /// `validation_context.trusted_ca` with `require_client_certificate`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientVerification {
     /// The CA bundle client certificates must chain to.
     pub trusted_ca: PemSource,
@@ -89,10 +119,10 @@ pub struct ClientVerification {
 
 /// TLS termination of a filter chain: its certificate and the ALPN
 /// protocols it offers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsTermination {
     /// The certificate chain and key.
-    pub files: TlsFiles,
+    pub certificate: TlsCertificate,
     /// ALPN protocols offered, in preference order. Empty offers none, as
     /// Envoy does: clients then speak HTTP/1.1 (or h2 with prior knowledge).
     pub alpn_protocols: Vec<Vec<u8>>,
@@ -105,21 +135,21 @@ impl TlsTermination {
     /// serves.
     pub fn with_default_alpn(files: TlsFiles) -> Self {
         Self {
-            files,
+            certificate: files.into(),
             alpn_protocols: DEFAULT_ALPN.iter().map(|p| p.to_vec()).collect(),
             client_verification: None,
         }
     }
 
-    /// Reads the files and builds the rustls configuration.
+    /// Reads the certificate (files or inline PEM) and builds the rustls configuration.
     pub(super) fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let files = &self.files;
-        let certs = read_certs(&files.cert)?;
-        let key = read_key(&files.key)?;
+        let certificate = &self.certificate;
+        let certs = read_certs(&certificate.cert)?;
+        let key = read_key(&certificate.key)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let invalid = |cause| TlsError::Invalid {
-            cert: files.cert.clone(),
-            key: files.key.clone(),
+            cert: certificate.cert.name(),
+            key: certificate.key.name(),
             cause,
         };
         let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -146,10 +176,7 @@ fn client_verifier(
         source_name: source.name(),
         cause,
     };
-    let pem = match source {
-        PemSource::File(path) => read(path)?,
-        PemSource::Inline(bytes) => bytes.to_vec(),
-    };
+    let pem = source.read()?;
     let mut roots = RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         let cert = cert.map_err(|error| failed(error.to_string()))?;
@@ -169,33 +196,26 @@ fn client_verifier(
     builder.build().map_err(|error| failed(error.to_string()))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|cause| TlsError::Read {
-        path: path.to_owned(),
-        cause,
-    })
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
+fn read_certs(source: &PemSource) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = source.read()?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|cause| TlsError::Read {
-            path: path.to_owned(),
+            source_name: source.name(),
             cause,
         })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate(path.to_owned()));
+        return Err(TlsError::NoCertificate(source.name()));
     }
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(path)?;
+fn read_key(source: &PemSource) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = source.read()?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|cause| TlsError::Read {
-            path: path.to_owned(),
+            source_name: source.name(),
             cause,
         })?
-        .ok_or_else(|| TlsError::NoKey(path.to_owned()))
+        .ok_or_else(|| TlsError::NoKey(source.name()))
 }

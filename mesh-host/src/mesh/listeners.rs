@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use mesh_xds::config::{
-    CodecType, DataSource, FilterChain, HttpConnectionManager, Listener, RequestNormalization,
-    RouteSource, ServerHeaderTransformation,
+    CertificateKeyPair, CodecType, DataSource, FilterChain, HttpConnectionManager, Listener,
+    RequestNormalization, RouteSource, ServerHeaderTransformation,
 };
 
 use super::MeshHandlerConfig;
@@ -17,7 +17,7 @@ use crate::frontend::{
     BoundFrontEnd, ClientVerification, Codec, ConnectionSettings, DEFAULT_REQUEST_HEADERS_TIMEOUT,
     Detection, DrainPlan, FilterChainConfig, Forwarding, FrontEndError, Http1Rules, Http2Keepalive,
     Http2Limits, HttpSettings, ListenerConfig, PemSource, RequestLimits, RunningFrontEnd,
-    ServerHeader, StreamTimeouts, TlsFiles, TlsTermination,
+    ServerHeader, StreamTimeouts, TlsCertificate, TlsTermination,
 };
 use crate::inbound::{ListenerInbound, MeshInbound};
 use crate::snapshot::{Snapshot, is_egress};
@@ -153,6 +153,30 @@ impl ListenerManager {
                 }));
             }
         }
+        // Only certificates changed (a new SDS secret version): the socket stays, new
+        // connections take the new certificates, open ones keep theirs.
+        for (name, current) in serving.iter_mut() {
+            let Some(listener) = wanted.get(name) else {
+                continue;
+            };
+            if key_material(&current.listener) == key_material(listener) {
+                continue;
+            }
+            let Running::Http(running) = &current.running else {
+                continue;
+            };
+            match frontend_config(listener).and_then(|config| running.update_certificates(&config))
+            {
+                Ok(()) => {
+                    tracing::info!(listener = %name, "listener certificates replaced");
+                    current.listener = (*listener).clone();
+                }
+                Err(error) => tracing::error!(
+                    listener = %name,
+                    "new certificates not usable, the previous ones keep serving: {error}"
+                ),
+            }
+        }
 
         let mut first_error = None;
         for (name, listener) in wanted {
@@ -268,8 +292,25 @@ async fn retry_in_use<T>(
 
 /// Whether a new version of a listener needs new sockets. Requests read their routes, HTTP
 /// filters, normalisation and access logs from the snapshot in force when they arrive, so a change to
-/// those is served without closing anything; anything the front end was built from
-/// (address, chains, TLS, connection manager settings) means a rebind.
+/// those is served without closing anything, and new certificates (keys, CA bundles) are
+/// swapped into the running listener; anything else the front end was built from (address,
+/// chains, TLS settings, connection manager settings) means a rebind.
+/// The certificates, keys and client CA bundles of a listener's filter chains, in chain
+/// order: what a new SDS secret version changes without a rebind.
+fn key_material(listener: &Listener) -> Vec<Option<(&CertificateKeyPair, Option<&DataSource>)>> {
+    listener
+        .filter_chains
+        .iter()
+        .chain(listener.default_filter_chain.as_ref())
+        .map(|chain| {
+            chain.tls.as_ref().map(|tls| {
+                let client_ca = tls.client_certificates.as_ref().map(|c| &c.trusted_ca);
+                (&tls.certificate, client_ca)
+            })
+        })
+        .collect()
+}
+
 fn front_end_changed(old: &Listener, new: &Listener) -> bool {
     front_end_view(old) != front_end_view(new)
 }
@@ -281,6 +322,16 @@ fn front_end_view(listener: &Listener) -> Listener {
         .iter_mut()
         .chain(view.default_filter_chain.as_mut())
     {
+        if let Some(tls) = chain.tls.as_mut() {
+            let blank = DataSource::Inline(Arc::from(Vec::new()));
+            tls.certificate = CertificateKeyPair {
+                cert_chain: blank.clone(),
+                private_key: blank.clone(),
+            };
+            if let Some(client) = tls.client_certificates.as_mut() {
+                client.trusted_ca = blank;
+            }
+        }
         chain.http.http_filters.clear();
         chain.http.normalization = RequestNormalization::default();
         chain.http.access_logs.clear();
@@ -297,7 +348,7 @@ fn frontend_config(listener: &Listener) -> Result<ListenerConfig, FrontEndError>
     let chain = |chain: &FilterChain| {
         Ok(FilterChainConfig {
             server_names: chain.server_names.clone(),
-            tls: tls_termination(listener, chain)?,
+            tls: tls_termination(chain)?,
             http: http_settings(listener, &chain.http)?,
         })
     };
@@ -326,10 +377,7 @@ fn frontend_config(listener: &Listener) -> Result<ListenerConfig, FrontEndError>
     })
 }
 
-fn tls_termination(
-    listener: &Listener,
-    chain: &FilterChain,
-) -> Result<Option<TlsTermination>, FrontEndError> {
+fn tls_termination(chain: &FilterChain) -> Result<Option<TlsTermination>, FrontEndError> {
     let Some(tls) = &chain.tls else {
         return Ok(None);
     };
@@ -337,30 +385,27 @@ fn tls_termination(
         .client_certificates
         .as_ref()
         .map(|client| ClientVerification {
-            trusted_ca: match &client.trusted_ca {
-                DataSource::Filename(path) => PemSource::File(path.clone()),
-                DataSource::Inline(bytes) => PemSource::Inline(bytes.clone()),
-            },
+            trusted_ca: pem_source(&client.trusted_ca),
             required: client.required,
         });
-    match (&tls.certificate.cert_chain, &tls.certificate.private_key) {
-        (DataSource::Filename(cert), DataSource::Filename(key)) => Ok(Some(TlsTermination {
-            files: TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            alpn_protocols: tls
-                .alpn_protocols
-                .iter()
-                .map(|protocol| protocol.as_bytes().to_vec())
-                .collect(),
-            client_verification,
-        })),
-        // Never fall back to plaintext on a listener configured for TLS.
-        _ => Err(FrontEndError::Unsupported(format!(
-            "listener {}: inline TLS certificates are not supported; use filename",
-            listener.name
-        ))),
+    Ok(Some(TlsTermination {
+        certificate: TlsCertificate {
+            cert: pem_source(&tls.certificate.cert_chain),
+            key: pem_source(&tls.certificate.private_key),
+        },
+        alpn_protocols: tls
+            .alpn_protocols
+            .iter()
+            .map(|protocol| protocol.as_bytes().to_vec())
+            .collect(),
+        client_verification,
+    }))
+}
+
+fn pem_source(source: &DataSource) -> PemSource {
+    match source {
+        DataSource::Filename(path) => PemSource::File(path.clone()),
+        DataSource::Inline(bytes) => PemSource::Inline(bytes.clone()),
     }
 }
 

@@ -28,6 +28,7 @@ mod mesh_upstream_policies;
 mod mesh_xds;
 mod normalization_differential;
 mod runtime;
+mod sds;
 mod soak;
 mod tcp_proxy;
 mod tracing;

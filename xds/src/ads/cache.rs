@@ -1,10 +1,13 @@
-//! Accepted resources by type, with LDS->RDS and CDS->EDS warming.
+//! Accepted resources by type, with LDS->RDS, CDS->EDS and SDS warming.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig};
+use crate::config::{
+    Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig, Secret, SecretRef,
+    SecretSource,
+};
 use crate::store::DynamicResources;
 
 /// A resource with the version it arrived with.
@@ -31,8 +34,8 @@ impl<T> Warmable<T> {
 }
 
 /// Every accepted resource. Listeners and clusters wait ("warm") until the route
-/// configurations and load assignments they reference have arrived, or until the warming
-/// timeout, as Envoy does; the previous version keeps serving meanwhile.
+/// configurations, load assignments and secrets they reference have arrived, or until the
+/// warming timeout, as Envoy does; the previous version keeps serving meanwhile.
 #[derive(Debug)]
 pub(crate) struct ResourceCache {
     warming_timeout: Duration,
@@ -40,20 +43,39 @@ pub(crate) struct ResourceCache {
     clusters: BTreeMap<String, Warmable<Cluster>>,
     route_configs: BTreeMap<String, Versioned<RouteConfig>>,
     load_assignments: BTreeMap<String, Versioned<LoadAssignment>>,
+    secrets: BTreeMap<String, Versioned<Secret>>,
     /// Bumped whenever what [`ResourceCache::resources`] returns changes.
     generation: u64,
     /// RDS and EDS names that static (bootstrap) listeners and clusters reference.
     static_route_configs: BTreeSet<String>,
     static_load_assignments: BTreeSet<String>,
+    /// SDS names that static listeners and clusters reference over ADS.
+    static_secrets: BTreeSet<String>,
 }
 
-fn listener_ready(l: &Listener, routes: &BTreeMap<String, Versioned<RouteConfig>>) -> bool {
+/// The secret names among `refs` that come over ADS (static ones are checked on arrival).
+fn ads_secrets<'a>(refs: impl Iterator<Item = &'a SecretRef>) -> impl Iterator<Item = &'a str> {
+    refs.filter(|r| r.source == SecretSource::Ads)
+        .map(|r| r.name.as_str())
+}
+
+fn listener_ready(
+    l: &Listener,
+    routes: &BTreeMap<String, Versioned<RouteConfig>>,
+    secrets: &BTreeMap<String, Versioned<Secret>>,
+) -> bool {
     l.rds_names().all(|name| routes.contains_key(name))
+        && ads_secrets(l.secret_refs()).all(|name| secrets.contains_key(name))
 }
 
-fn cluster_ready(c: &Cluster, assignments: &BTreeMap<String, Versioned<LoadAssignment>>) -> bool {
+fn cluster_ready(
+    c: &Cluster,
+    assignments: &BTreeMap<String, Versioned<LoadAssignment>>,
+    secrets: &BTreeMap<String, Versioned<Secret>>,
+) -> bool {
     c.eds_service_name()
         .is_none_or(|name| assignments.contains_key(name))
+        && ads_secrets(c.secret_refs()).all(|name| secrets.contains_key(name))
 }
 
 impl ResourceCache {
@@ -64,21 +86,27 @@ impl ResourceCache {
             clusters: BTreeMap::new(),
             route_configs: BTreeMap::new(),
             load_assignments: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             generation: 0,
             static_route_configs: BTreeSet::new(),
             static_load_assignments: BTreeSet::new(),
+            static_secrets: BTreeSet::new(),
         }
     }
 
-    /// Keeps the RDS and EDS resources of static listeners and clusters subscribed.
+    /// Keeps the RDS, EDS and SDS resources of static listeners and clusters subscribed.
     pub(crate) fn add_static_references(&mut self, base: &MeshConfig) {
         for listener in base.listeners.values() {
             self.static_route_configs
                 .extend(listener.rds_names().map(str::to_owned));
+            self.static_secrets
+                .extend(ads_secrets(listener.secret_refs()).map(str::to_owned));
         }
         for cluster in base.clusters.values() {
             self.static_load_assignments
                 .extend(cluster.eds_service_name().map(str::to_owned));
+            self.static_secrets
+                .extend(ads_secrets(cluster.secret_refs()).map(str::to_owned));
         }
     }
 
@@ -87,7 +115,7 @@ impl ResourceCache {
     }
 
     pub(crate) fn upsert_listener(&mut self, listener: Listener, version: &str, now: Instant) {
-        let ready = listener_ready(&listener, &self.route_configs);
+        let ready = listener_ready(&listener, &self.route_configs, &self.secrets);
         let deadline = now + self.warming_timeout;
         let entry = self
             .listeners
@@ -100,7 +128,7 @@ impl ResourceCache {
     }
 
     pub(crate) fn upsert_cluster(&mut self, cluster: Cluster, version: &str, now: Instant) {
-        let ready = cluster_ready(&cluster, &self.load_assignments);
+        let ready = cluster_ready(&cluster, &self.load_assignments, &self.secrets);
         let deadline = now + self.warming_timeout;
         let entry = self
             .clusters
@@ -150,6 +178,51 @@ impl ResourceCache {
         self.promote(now);
     }
 
+    pub(crate) fn upsert_secret(&mut self, secret: Secret, version: &str, now: Instant) {
+        let changed = self
+            .secrets
+            .get(&secret.name)
+            .is_none_or(|old| *old.value != secret);
+        self.secrets.insert(
+            secret.name.clone(),
+            Versioned {
+                value: Arc::new(secret),
+                version: version.to_owned(),
+            },
+        );
+        self.generation += u64::from(changed);
+        self.promote(now);
+    }
+
+    /// Every reference to an ADS secret by listeners and clusters, warming ones included
+    /// (static ones are not checked here: they were when they were loaded).
+    pub(crate) fn secret_references(&self) -> Vec<(ResourceKind, &str, &SecretRef)> {
+        let listeners = self.listeners.iter().flat_map(|(name, e)| {
+            e.active
+                .iter()
+                .chain(e.warming.as_ref().map(|(v, _)| v))
+                .flat_map(move |v| {
+                    v.value
+                        .secret_refs()
+                        .map(move |r| (ResourceKind::Listener, name.as_str(), r))
+                })
+        });
+        let clusters = self.clusters.iter().flat_map(|(name, e)| {
+            e.active
+                .iter()
+                .chain(e.warming.as_ref().map(|(v, _)| v))
+                .flat_map(move |v| {
+                    v.value
+                        .secret_refs()
+                        .map(move |r| (ResourceKind::Cluster, name.as_str(), r))
+                })
+        });
+        listeners
+            .chain(clusters)
+            .filter(|(_, _, r)| r.source == SecretSource::Ads)
+            .collect()
+    }
+
     /// Removes one resource; returns whether it existed.
     pub(crate) fn remove(&mut self, kind: ResourceKind, name: &str) -> bool {
         let removed = match kind {
@@ -163,6 +236,7 @@ impl ResourceCache {
                 .is_some_and(|e| e.active.is_some()),
             ResourceKind::RouteConfig => self.route_configs.remove(name).is_some(),
             ResourceKind::LoadAssignment => self.load_assignments.remove(name).is_some(),
+            ResourceKind::Secret => self.secrets.remove(name).is_some(),
         };
         self.generation += u64::from(removed);
         removed
@@ -175,6 +249,7 @@ impl ResourceCache {
             ResourceKind::Cluster => self.clusters.keys().cloned().collect(),
             ResourceKind::RouteConfig => self.route_configs.keys().cloned().collect(),
             ResourceKind::LoadAssignment => self.load_assignments.keys().cloned().collect(),
+            ResourceKind::Secret => self.secrets.keys().cloned().collect(),
         }
     }
 
@@ -195,6 +270,7 @@ impl ResourceCache {
             ResourceKind::Cluster => warmable(&self.clusters),
             ResourceKind::RouteConfig => plain(&self.route_configs),
             ResourceKind::LoadAssignment => plain(&self.load_assignments),
+            ResourceKind::Secret => plain(&self.secrets),
         }
     }
 
@@ -222,17 +298,28 @@ impl ResourceCache {
             .collect()
     }
 
+    /// ADS secret names referenced by listeners and clusters, warming and static ones
+    /// included.
+    pub(crate) fn referenced_secrets(&self) -> BTreeSet<String> {
+        self.secret_references()
+            .into_iter()
+            .map(|(_, _, r)| r.name.clone())
+            .chain(self.static_secrets.iter().cloned())
+            .collect()
+    }
+
     /// Activates warming listeners and clusters whose dependencies arrived, or whose
     /// warming timeout passed (with a warning: they serve without those dependencies).
     pub(crate) fn promote(&mut self, now: Instant) {
         let routes = &self.route_configs;
         let assignments = &self.load_assignments;
+        let secrets = &self.secrets;
         let mut promoted = 0;
         for (name, entry) in &mut self.listeners {
             promoted += promote_entry(
                 entry,
                 now,
-                |l| listener_ready(l, routes),
+                |l| listener_ready(l, routes, secrets),
                 ResourceKind::Listener,
                 name,
             );
@@ -241,7 +328,7 @@ impl ResourceCache {
             promoted += promote_entry(
                 entry,
                 now,
-                |c| cluster_ready(c, assignments),
+                |c| cluster_ready(c, assignments, secrets),
                 ResourceKind::Cluster,
                 name,
             );
@@ -279,6 +366,11 @@ impl ResourceCache {
                 .collect(),
             load_assignments: self
                 .load_assignments
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+            secrets: self
+                .secrets
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value.clone()))
                 .collect(),
@@ -338,13 +430,13 @@ fn promote_entry<T>(
         1
     } else if now >= deadline {
         let dependency = match kind {
-            ResourceKind::Listener => "route configuration (RDS)",
-            _ => "load assignment (EDS)",
+            ResourceKind::Listener => "route configuration (RDS) or secrets (SDS)",
+            _ => "load assignment (EDS) or secrets (SDS)",
         };
         tracing::warn!(
             %kind,
             name,
-            "warming timed out: serving without its {dependency}; requests needing it will fail until it arrives"
+            "warming timed out: active without its {dependency}; requests needing it fail, and a listener or cluster without its secrets stays out of service, until they arrive"
         );
         entry.active = Some(candidate);
         1

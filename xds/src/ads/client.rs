@@ -202,6 +202,7 @@ async fn run(
 ) {
     let mut state = AdsState::new(config.api, &config.node, config.warming_timeout);
     state.add_static_references(store.base());
+    state.set_static_secrets(store.static_secrets().keys().cloned().collect());
     let mut reconnect = Reconnect::new(config.backoff);
     loop {
         let ended = tokio::select! {

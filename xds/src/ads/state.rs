@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::{
     cluster::v3 as cds, endpoint::v3 as eds, listener::v3 as lds, route::v3 as rds,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as sds;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -21,7 +22,10 @@ use prost::Message;
 
 use super::cache::ResourceCache;
 use crate::bootstrap::{AdsApi, NodeIdentity};
-use crate::config::{Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig};
+use crate::config::{
+    Cluster, Listener, LoadAssignment, MeshConfig, ResourceKind, RouteConfig, Secret, SecretRef,
+    SecretSource,
+};
 use crate::dump::{AcceptedResource, AcceptedResources};
 use crate::store::DynamicResources;
 use crate::translate::{FieldError, Problem, TranslateError, json_to_struct};
@@ -69,7 +73,7 @@ struct Kept {
 
 #[derive(Debug, Default)]
 struct KindState {
-    /// Names subscribed to (RDS, EDS); wildcard kinds keep this empty.
+    /// Names subscribed to (RDS, EDS, SDS); wildcard kinds keep this empty.
     subscribed: BTreeSet<String>,
     /// Whether a request of this kind went out on the current stream.
     requested: bool,
@@ -92,10 +96,14 @@ pub struct AdsState {
     kept: BTreeMap<ResourceKind, BTreeMap<String, Kept>>,
     /// Whether the node identity went out on the current stream.
     node_sent: bool,
+    /// The bootstrap's static secrets, which listeners and clusters may name without an
+    /// `sds_config`.
+    static_secrets: BTreeSet<String>,
 }
 
-/// The order in which Envoy subscribes: clusters and endpoints before listeners and routes.
-const ORDER: [ResourceKind; 4] = ResourceKind::ALL;
+/// The order in which Envoy subscribes: clusters, endpoints and secrets before listeners
+/// and routes.
+const ORDER: [ResourceKind; ResourceKind::ALL.len()] = ResourceKind::ALL;
 
 impl AdsState {
     /// A state for `api`, identifying as `node`; listeners and clusters whose RDS/EDS
@@ -119,21 +127,52 @@ impl AdsState {
             accepted_versions: BTreeMap::new(),
             kept: BTreeMap::new(),
             node_sent: false,
+            static_secrets: BTreeSet::new(),
         }
     }
 
-    /// Subscribes to the route configurations and load assignments that static (bootstrap)
-    /// listeners and clusters reference, for as long as this state lives.
+    /// The names of the bootstrap's static secrets: a resource naming another static
+    /// secret is refused, as Envoy refuses it.
+    pub(crate) fn set_static_secrets(&mut self, names: BTreeSet<String>) {
+        self.static_secrets = names;
+    }
+
+    /// The error for a listener or cluster that names a static secret the bootstrap lacks.
+    fn unknown_static_secret<'a>(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        mut refs: impl Iterator<Item = &'a SecretRef>,
+    ) -> Option<(Option<String>, String)> {
+        let missing = refs
+            .find(|r| r.source == SecretSource::Static && !self.static_secrets.contains(&r.name))?;
+        let error = TranslateError::new(
+            kind,
+            name,
+            FieldError {
+                field: missing.field.clone(),
+                problem: Problem::Invalid(format!(
+                    "no static secret \"{}\" (without sds_config the secret must be in the bootstrap)",
+                    missing.name
+                )),
+            },
+        );
+        Some((Some(name.to_owned()), error.to_string()))
+    }
+
+    /// Subscribes to the route configurations, load assignments and ADS secrets that static
+    /// (bootstrap) listeners and clusters reference, for as long as this state lives.
     pub fn add_static_references(&mut self, base: &MeshConfig) {
         self.cache.add_static_references(base);
     }
 
-    /// The initial requests of a new stream: LDS and CDS as wildcards, RDS and EDS for the
-    /// names still referenced (resubscription after a reconnect).
+    /// The initial requests of a new stream: LDS and CDS as wildcards, RDS, EDS and SDS for
+    /// the names still referenced (resubscription after a reconnect).
     pub fn start_stream(&mut self) -> Vec<Outgoing> {
         self.node_sent = false;
         let rds = self.cache.referenced_route_configs();
         let eds = self.cache.referenced_load_assignments();
+        let secrets = self.cache.referenced_secrets();
         let mut requests = Vec::new();
         for kind in ORDER {
             let state = self.kinds.entry(kind).or_default();
@@ -142,6 +181,7 @@ impl AdsState {
             match kind {
                 ResourceKind::RouteConfig => state.subscribed = rds.clone(),
                 ResourceKind::LoadAssignment => state.subscribed = eds.clone(),
+                ResourceKind::Secret => state.subscribed = secrets.clone(),
                 _ => {}
             }
             if !kind.is_wildcard() && state.subscribed.is_empty() {
@@ -206,7 +246,7 @@ impl AdsState {
         let is_active = |kind: ResourceKind, name: &str| match kind {
             ResourceKind::Listener => active.listeners.contains_key(name),
             ResourceKind::Cluster => active.clusters.contains_key(name),
-            ResourceKind::RouteConfig | ResourceKind::LoadAssignment => true,
+            ResourceKind::RouteConfig | ResourceKind::LoadAssignment | ResourceKind::Secret => true,
         };
         let kinds = self
             .kept
@@ -371,6 +411,12 @@ impl AdsState {
             }
         }
         for name in &response.removed_resources {
+            // A secret is only dropped when nothing references it any more; a server that
+            // removes one still in use is ignored, as Envoy ignores it.
+            if kind == ResourceKind::Secret {
+                tracing::debug!(name, "ignoring the removal of a secret still in use");
+                continue;
+            }
             self.cache.remove(kind, name);
         }
         let error_detail = nack_status(&errors);
@@ -411,6 +457,10 @@ impl AdsState {
                 let proto = lds::Listener::decode(bytes).map_err(decode_error)?;
                 let listener = Listener::try_from(proto).map_err(rejected)?;
                 let name = listener.name.clone();
+                if let Some(error) = self.unknown_static_secret(kind, &name, listener.secret_refs())
+                {
+                    return Err(error);
+                }
                 self.cache.upsert_listener(listener, version, now);
                 self.keep(kind, &name, &any, version, now);
                 Ok(name)
@@ -419,6 +469,10 @@ impl AdsState {
                 let proto = cds::Cluster::decode(bytes).map_err(decode_error)?;
                 let cluster = Cluster::try_from(proto).map_err(rejected)?;
                 let name = cluster.name.clone();
+                if let Some(error) = self.unknown_static_secret(kind, &name, cluster.secret_refs())
+                {
+                    return Err(error);
+                }
                 self.cache.upsert_cluster(cluster, version, now);
                 self.keep(kind, &name, &any, version, now);
                 Ok(name)
@@ -458,7 +512,45 @@ impl AdsState {
                 self.keep(kind, &name, &any, version, now);
                 Ok(name)
             }
+            ResourceKind::Secret => {
+                let proto = sds::Secret::decode(bytes).map_err(decode_error)?;
+                if !self.is_subscribed(kind, &proto.name) {
+                    return Ok(proto.name);
+                }
+                let secret = Secret::try_from(proto).map_err(rejected)?;
+                let name = secret.name.clone();
+                if let Some(error) = self.misused(&secret) {
+                    return Err((Some(name), error));
+                }
+                self.cache.upsert_secret(secret, version, now);
+                self.keep(kind, &name, &any, version, now);
+                Ok(name)
+            }
         }
+    }
+
+    /// Why `secret` cannot serve a listener or cluster that references it (a certificate
+    /// where a validation context is expected, or the other way round), if it cannot.
+    fn misused(&self, secret: &Secret) -> Option<String> {
+        let found = secret.material.field();
+        self.cache
+            .secret_references()
+            .into_iter()
+            .find(|(_, _, r)| r.name == secret.name && r.wanted != found)
+            .map(|(kind, name, r)| {
+                let error = TranslateError::new(
+                    ResourceKind::Secret,
+                    &secret.name,
+                    FieldError {
+                        field: found.to_owned(),
+                        problem: Problem::Invalid(format!(
+                            "{kind} \"{name}\" needs a {} at {}",
+                            r.wanted, r.field
+                        )),
+                    },
+                );
+                error.to_string()
+            })
     }
 
     /// Whether a named (RDS, EDS) resource was asked for. Servers may send more than asked;
@@ -469,8 +561,8 @@ impl AdsState {
             .is_some_and(|k| k.subscribed.contains(name))
     }
 
-    /// Follows the RDS and EDS names that listeners and clusters reference, each change in a
-    /// request of its own (never inside an ACK or NACK).
+    /// Follows the RDS, EDS and SDS names that listeners and clusters reference, each change
+    /// in a request of its own (never inside an ACK or NACK).
     fn sync_subscriptions(&mut self) -> Vec<Outgoing> {
         let mut requests = Vec::new();
         for (kind, wanted) in [
@@ -478,6 +570,7 @@ impl AdsState {
                 ResourceKind::LoadAssignment,
                 self.cache.referenced_load_assignments(),
             ),
+            (ResourceKind::Secret, self.cache.referenced_secrets()),
             (
                 ResourceKind::RouteConfig,
                 self.cache.referenced_route_configs(),

@@ -6,6 +6,7 @@
 mod connection_limits;
 mod parse;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,11 +14,12 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::bootstrap::v3 as bootstrap;
 use envoy_types::pb::envoy::config::core::v3 as core;
 
-use crate::config::{Cluster, HostPort, MeshConfig, UpstreamTls};
+use crate::config::{Cluster, HostPort, MeshConfig, Secret, SecretSource, UpstreamTls};
 use crate::dump::BootstrapSource;
+use crate::secrets::{ResolveError, SecretSet, resolve_cluster};
 use crate::translate::reflect::reject_unsupported;
 use crate::translate::{
-    FieldError, FieldPath, struct_to_json, translate_cluster, translate_listener,
+    FieldError, FieldPath, struct_to_json, translate_cluster, translate_listener, translate_secret,
 };
 
 pub use connection_limits::ConnectionLimits;
@@ -105,8 +107,11 @@ pub struct AdsSource {
 pub struct Bootstrap {
     /// Node identity.
     pub node: NodeIdentity,
-    /// Static listeners and clusters (the base layer of every published snapshot).
+    /// Static listeners and clusters (the base layer of every published snapshot); their
+    /// TLS contexts may name SDS secrets, put in place when a snapshot is published.
     pub static_config: MeshConfig,
+    /// `static_resources.secrets`, by name.
+    pub static_secrets: BTreeMap<String, Arc<Secret>>,
     /// The control plane, when the bootstrap has `dynamic_resources.ads_config`.
     pub ads: Option<AdsSource>,
     /// `admin.address` when it is a socket address: where the host serves its admin
@@ -144,9 +149,15 @@ fn from_proto(mut b: bootstrap::Bootstrap) -> Result<Bootstrap, FieldError> {
     let source = BootstrapSource::new(&b);
     let admin = admin_address(b.admin.as_ref(), &root.field("admin"))?;
     let node = node_identity(b.node.take());
-    let static_config = static_resources(b.static_resources.take().unwrap_or_default(), &root)?;
+    let (static_config, static_secrets) =
+        static_resources(b.static_resources.take().unwrap_or_default(), &root)?;
     let ads = match b.dynamic_resources.take() {
-        Some(d) => dynamic_resources(d, &static_config, &root.field("dynamic_resources"))?,
+        Some(d) => dynamic_resources(
+            d,
+            &static_config,
+            &static_secrets,
+            &root.field("dynamic_resources"),
+        )?,
         None => None,
     };
     let connection_limits = connection_limits::connection_limits(&b, &root)?;
@@ -155,6 +166,7 @@ fn from_proto(mut b: bootstrap::Bootstrap) -> Result<Bootstrap, FieldError> {
     Ok(Bootstrap {
         node,
         static_config,
+        static_secrets,
         ads,
         admin,
         source,
@@ -242,12 +254,27 @@ fn node_identity(node: Option<core::Node>) -> NodeIdentity {
     }
 }
 
+type StaticResources = (MeshConfig, BTreeMap<String, Arc<Secret>>);
+
 fn static_resources(
     mut s: bootstrap::bootstrap::StaticResources,
     root: &FieldPath<'_>,
-) -> Result<MeshConfig, FieldError> {
+) -> Result<StaticResources, FieldError> {
     let at = root.field("static_resources");
     let mut config = MeshConfig::default();
+    let mut secrets = BTreeMap::new();
+    let secrets_path = at.field("secrets");
+    for (i, secret) in std::mem::take(&mut s.secrets).into_iter().enumerate() {
+        let prefix = secrets_path.index(i).to_string();
+        let secret = translate_secret(secret, &FieldPath::prefixed(&prefix))?;
+        if secrets.contains_key(&secret.name) {
+            return Err(FieldError::invalid(
+                &FieldPath::prefixed(&prefix),
+                format!("duplicate secret name \"{}\"", secret.name),
+            ));
+        }
+        secrets.insert(secret.name.clone(), Arc::new(secret));
+    }
     let listeners_path = at.field("listeners");
     for (i, l) in std::mem::take(&mut s.listeners).into_iter().enumerate() {
         let prefix = listeners_path.index(i).to_string();
@@ -277,12 +304,42 @@ fn static_resources(
             .insert(cluster.name.clone(), Arc::new(cluster));
     }
     reject_unsupported(&s, &at)?;
-    Ok(config)
+    check_static_secret_refs(&config, &secrets, &at)?;
+    Ok((config, secrets))
+}
+
+/// Every reference to a static secret must name one of the bootstrap's, as Envoy requires.
+fn check_static_secret_refs(
+    config: &MeshConfig,
+    secrets: &BTreeMap<String, Arc<Secret>>,
+    at: &FieldPath<'_>,
+) -> Result<(), FieldError> {
+    let listeners = config.listeners.values().flat_map(|l| {
+        l.secret_refs()
+            .map(move |r| (("listeners", l.name.as_str()), r))
+    });
+    let clusters = config.clusters.values().flat_map(|c| {
+        c.secret_refs()
+            .map(move |r| (("clusters", c.name.as_str()), r))
+    });
+    for ((list, name), reference) in listeners.chain(clusters) {
+        if reference.source == SecretSource::Static && !secrets.contains_key(&reference.name) {
+            return Err(FieldError::invalid(
+                &at.field(list),
+                format!(
+                    "\"{name}\": {}: no static secret \"{}\"",
+                    reference.field, reference.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn dynamic_resources(
     mut d: bootstrap::bootstrap::DynamicResources,
     static_config: &MeshConfig,
+    static_secrets: &BTreeMap<String, Arc<Secret>>,
     path: &FieldPath<'_>,
 ) -> Result<Option<AdsSource>, FieldError> {
     for (field, source) in [
@@ -301,7 +358,12 @@ fn dynamic_resources(
         }
     }
     let ads = match d.ads_config.take() {
-        Some(api) => Some(ads_source(api, static_config, &path.field("ads_config"))?),
+        Some(api) => Some(ads_source(
+            api,
+            static_config,
+            static_secrets,
+            &path.field("ads_config"),
+        )?),
         None => None,
     };
     reject_unsupported(&d, path)?;
@@ -311,6 +373,7 @@ fn dynamic_resources(
 fn ads_source(
     mut api: core::ApiConfigSource,
     static_config: &MeshConfig,
+    static_secrets: &BTreeMap<String, Arc<Secret>>,
     path: &FieldPath<'_>,
 ) -> Result<AdsSource, FieldError> {
     use core::api_config_source::ApiType;
@@ -339,11 +402,27 @@ fn ads_source(
     let service_path = services_path.index(0);
     let envoy_grpc_path = service_path.field("envoy_grpc");
     let cluster_path = envoy_grpc_path.field("cluster_name");
-    let cluster: &Cluster = static_config.clusters.get(&cluster_name).ok_or_else(|| {
+    let cluster = static_config.clusters.get(&cluster_name).ok_or_else(|| {
         FieldError::invalid(
             &cluster_path,
             format!("\"{cluster_name}\" is not a static cluster"),
         )
+    })?;
+    // The control plane's own TLS can only come from static secrets: the ADS stream that
+    // would deliver the others needs it first.
+    let no_secrets = BTreeMap::new();
+    let secrets = SecretSet {
+        statics: static_secrets,
+        dynamic: &no_secrets,
+    };
+    let cluster: Arc<Cluster> = resolve_cluster(cluster, secrets).map_err(|e| {
+        let why = match e {
+            ResolveError::Missing { field, .. } => {
+                format!("{field}: the ADS cluster's secrets must be static secrets")
+            }
+            other => other.to_string(),
+        };
+        FieldError::invalid(&cluster_path, format!("cluster \"{cluster_name}\": {why}"))
     })?;
     let endpoint = cluster
         .load_assignment

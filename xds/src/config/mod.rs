@@ -61,10 +61,14 @@ pub use route::{
     Route, RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
 };
 pub use tcp_proxy::{TcpCluster, TcpProxy};
-pub use tls::{CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, UpstreamTls};
+pub use tls::{
+    CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, Secret, SecretMaterial,
+    UpstreamTls, ValidationContext,
+};
+pub(crate) use tls::{SdsRefs, SecretRef, SecretSource};
 pub use tracing::{CustomTag, CustomTagValue, OpenTelemetry, RouteTracing, Tracing};
 
-/// The four xDS resource types mesh-host consumes.
+/// The xDS resource types mesh-host consumes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceKind {
     /// LDS: `envoy.config.listener.v3.Listener`.
@@ -75,13 +79,17 @@ pub enum ResourceKind {
     Cluster,
     /// EDS: `envoy.config.endpoint.v3.ClusterLoadAssignment`.
     LoadAssignment,
+    /// SDS: `envoy.extensions.transport_sockets.tls.v3.Secret`.
+    Secret,
 }
 
 impl ResourceKind {
-    /// All kinds, in the order Envoy subscribes to them.
-    pub const ALL: [ResourceKind; 4] = [
+    /// All kinds, in the order Envoy subscribes to them: a cluster warms on its endpoints
+    /// and secrets, then listeners, whose secrets are asked for with them, then routes.
+    pub const ALL: [ResourceKind; 5] = [
         ResourceKind::Cluster,
         ResourceKind::LoadAssignment,
+        ResourceKind::Secret,
         ResourceKind::Listener,
         ResourceKind::RouteConfig,
     ];
@@ -95,27 +103,30 @@ impl ResourceKind {
             Self::LoadAssignment => {
                 "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
             }
+            Self::Secret => "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
         }
     }
 
-    /// The kind for a type URL, if it is one of the four.
+    /// The kind for a type URL, if it is one mesh-host consumes.
     pub fn from_type_url(url: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.type_url() == url)
     }
 
     /// The scope of the kind's update stats: Envoy's for CDS and LDS; RDS and EDS, which
-    /// Envoy counts per route configuration and per cluster, are counted per type here.
+    /// Envoy counts per route configuration and per cluster, are counted per type here, and
+    /// so is SDS, which Envoy counts per secret.
     pub fn stat_scope(self) -> &'static str {
         match self {
             Self::Cluster => "cluster_manager.cds",
             Self::Listener => "listener_manager.lds",
             Self::RouteConfig => "rds",
             Self::LoadAssignment => "eds",
+            Self::Secret => "sds",
         }
     }
 
     /// Whether the client subscribes to every resource of this kind (LDS, CDS) rather than to
-    /// the names other resources reference (RDS, EDS).
+    /// the names other resources reference (RDS, EDS, SDS).
     pub fn is_wildcard(self) -> bool {
         matches!(self, Self::Listener | Self::Cluster)
     }
@@ -128,6 +139,7 @@ impl fmt::Display for ResourceKind {
             Self::RouteConfig => "route_config",
             Self::Cluster => "cluster",
             Self::LoadAssignment => "load_assignment",
+            Self::Secret => "secret",
         })
     }
 }

@@ -23,6 +23,18 @@ pub struct CertificateKeyPair {
     pub private_key: DataSource,
 }
 
+impl CertificateKeyPair {
+    /// The stand-in of a certificate that an SDS secret brings: empty until the secret
+    /// replaces it, which happens before a snapshot is published.
+    pub(crate) fn from_sds() -> Self {
+        let empty: Arc<[u8]> = Arc::from(Vec::new());
+        Self {
+            cert_chain: DataSource::Inline(empty.clone()),
+            private_key: DataSource::Inline(empty),
+        }
+    }
+}
+
 /// Envoy's `DownstreamTlsContext` (supported subset).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DownstreamTls {
@@ -32,6 +44,8 @@ pub struct DownstreamTls {
     pub alpn_protocols: Vec<String>,
     /// Client certificate verification; `None` asks clients for none.
     pub client_certificates: Option<ClientCertificates>,
+    /// SDS references not yet replaced by their secrets.
+    pub(crate) secrets: SdsRefs,
 }
 
 /// How a listener verifies client certificates (mTLS): the CA bundle from
@@ -48,7 +62,7 @@ pub struct ClientCertificates {
 }
 
 /// Envoy's `UpstreamTlsContext` (supported subset).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpstreamTls {
     /// SNI sent to the upstream.
     pub sni: Option<String>,
@@ -60,4 +74,86 @@ pub struct UpstreamTls {
     pub alpn_protocols: Vec<String>,
     /// Accepted subject alternative names (any of them); empty accepts any.
     pub subject_alt_names: Vec<StringMatcher>,
+    /// SDS references not yet replaced by their secrets.
+    pub(crate) secrets: SdsRefs,
+}
+
+/// A certificate validation context: Envoy's `CertificateValidationContext`
+/// (supported subset), as an SDS secret delivers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ValidationContext {
+    /// CA bundle that peer certificates must chain to.
+    pub trusted_ca: Option<DataSource>,
+    /// Accepted subject alternative names (any of them); empty accepts any.
+    pub subject_alt_names: Vec<StringMatcher>,
+}
+
+/// Envoy's `extensions.transport_sockets.tls.v3.Secret`: key material a TLS
+/// context names instead of carrying it (SDS), over ADS or in the bootstrap's
+/// `static_resources.secrets`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Secret {
+    /// Resource name, which TLS contexts reference.
+    pub name: String,
+    /// What the secret holds.
+    pub material: SecretMaterial,
+}
+
+/// The kinds of secret mesh-host takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretMaterial {
+    /// A certificate chain and its private key (`tls_certificate`).
+    TlsCertificate(CertificateKeyPair),
+    /// A validation context (`validation_context`).
+    ValidationContext(ValidationContext),
+}
+
+impl SecretMaterial {
+    /// The `Secret` field that holds this material, for messages.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::TlsCertificate(_) => "tls_certificate",
+            Self::ValidationContext(_) => "validation_context",
+        }
+    }
+}
+
+/// Where an SDS reference is served from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum SecretSource {
+    /// The ADS stream (`sds_config: { ads: {} }`).
+    Ads,
+    /// The bootstrap's `static_resources.secrets` (no `sds_config`).
+    Static,
+}
+
+/// One `SdsSecretConfig` of a TLS context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SecretRef {
+    pub(crate) name: String,
+    pub(crate) source: SecretSource,
+    /// The `Secret` field it needs (`tls_certificate` or `validation_context`).
+    pub(crate) wanted: &'static str,
+    /// Where the reference is written, for messages.
+    pub(crate) field: String,
+}
+
+/// The SDS references of a TLS context, replaced by the secrets' material where a
+/// snapshot is assembled; a published snapshot's contexts never have any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SdsRefs {
+    /// `tls_certificate_sds_secret_configs[0]`.
+    pub(crate) certificate: Option<SecretRef>,
+    /// `validation_context_sds_secret_config`, or that of `combined_validation_context`
+    /// (whose default context is already in the context's own fields).
+    pub(crate) validation: Option<SecretRef>,
+    /// A downstream context's `require_client_certificate`, which needs the CA the
+    /// validation secret brings.
+    pub(crate) require_client_certificate: bool,
+}
+
+impl SdsRefs {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &SecretRef> {
+        self.certificate.iter().chain(self.validation.iter())
+    }
 }

@@ -101,7 +101,7 @@ pub fn config_dump(
     configs.push(to_any(&endpoints_dump(&statics, dynamic)));
     configs.push(to_any(&listeners_dump(&statics, dynamic)));
     configs.push(to_any(&routes_dump(&statics, dynamic)));
-    configs.push(to_any(&admin::SecretsConfigDump::default()));
+    configs.push(to_any(&secrets_dump(&statics, dynamic)));
     let dump = admin::ConfigDump { configs };
 
     let pool = pool().map_err(|e| DumpError::Build(e.to_owned()))?;
@@ -186,6 +186,8 @@ struct Statics {
     clusters: Vec<Arc<Any>>,
     route_configs: Vec<Arc<Any>>,
     load_assignments: Vec<Arc<Any>>,
+    /// `static_resources.secrets`, by name.
+    secrets: Vec<(String, Arc<Any>)>,
 }
 
 impl Statics {
@@ -212,6 +214,9 @@ impl Statics {
             statics
                 .route_configs
                 .extend(chains.flat_map(inline_route_configs));
+        }
+        for secret in &resources.secrets {
+            statics.secrets.push((secret.name.clone(), any_of(secret)));
         }
         for cluster in &resources.clusters {
             statics.clusters.push(any_of(cluster));
@@ -364,6 +369,34 @@ fn routes_dump(statics: &Statics, dynamic: &AcceptedResources) -> admin::RoutesC
                 ..Default::default()
             })
             .collect(),
+    }
+}
+
+/// Static and ADS secrets as Envoy dumps them; their private keys are redacted with every
+/// other sensitive field of the dump.
+fn secrets_dump(statics: &Statics, dynamic: &AcceptedResources) -> admin::SecretsConfigDump {
+    use admin::secrets_config_dump::{DynamicSecret, StaticSecret};
+    admin::SecretsConfigDump {
+        static_secrets: statics
+            .secrets
+            .iter()
+            .map(|(name, secret)| StaticSecret {
+                name: name.clone(),
+                last_updated: statics.last_updated(),
+                secret: Some(Any::clone(secret)),
+            })
+            .collect(),
+        dynamic_active_secrets: accepted(dynamic, ResourceKind::Secret)
+            .iter()
+            .map(|r| DynamicSecret {
+                name: r.name.clone(),
+                version_info: r.version.clone(),
+                last_updated: Some(timestamp(r.last_updated)),
+                secret: Some(Any::clone(&r.resource)),
+                ..Default::default()
+            })
+            .collect(),
+        dynamic_warming_secrets: Vec::new(),
     }
 }
 

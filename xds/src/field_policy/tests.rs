@@ -7,11 +7,12 @@ use envoy_types::pb::envoy::config::cluster::v3 as cds;
 use envoy_types::pb::envoy::config::endpoint::v3 as eds;
 use envoy_types::pb::envoy::config::listener::v3 as lds;
 use envoy_types::pb::envoy::config::route::v3 as rds;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as sds;
 use prost::Message;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, ReflectMessage, Value};
 
 use super::{FieldClass, MESSAGES, MessagePolicy, markdown};
-use crate::config::{Cluster, Listener, LoadAssignment, RouteConfig};
+use crate::config::{Cluster, Listener, LoadAssignment, RouteConfig, Secret};
 use crate::translate::reflect::pool;
 use crate::translate::{Problem, TranslateError};
 
@@ -104,7 +105,19 @@ const ENDPOINTS_JSON: &str = r#"{
     {"socket_address": {"address": "127.0.0.1", "port_value": 80}}}}]}]
 }"#;
 
+const SECRET_JSON: &str = r#"{
+  "name": "s",
+  "validation_context": {}
+}"#;
+
 const PROBES: &[Probe] = &[
+    Probe {
+        message: "envoy.extensions.transport_sockets.tls.v3.Secret",
+        resource: "envoy.extensions.transport_sockets.tls.v3.Secret",
+        json: SECRET_JSON,
+        path: &[],
+        error_prefix: "",
+    },
     Probe {
         message: "envoy.config.listener.v3.Listener",
         resource: "envoy.config.listener.v3.Listener",
@@ -362,6 +375,9 @@ fn translate(resource: &str, message: &DynamicMessage) -> Result<(), TranslateEr
         "envoy.config.endpoint.v3.ClusterLoadAssignment" => {
             LoadAssignment::try_from(eds::ClusterLoadAssignment::decode(bytes).expect("decodes"))
                 .map(drop)
+        }
+        "envoy.extensions.transport_sockets.tls.v3.Secret" => {
+            Secret::try_from(sds::Secret::decode(bytes).expect("decodes")).map(drop)
         }
         other => panic!("no translator for {other}"),
     }

@@ -7,6 +7,7 @@
 //! routes: [...]      # envoy.config.route.v3.RouteConfiguration
 //! clusters: [...]    # envoy.config.cluster.v3.Cluster
 //! endpoints: [...]   # envoy.config.endpoint.v3.ClusterLoadAssignment
+//! secrets: [...]     # envoy.extensions.transport_sockets.tls.v3.Secret
 //! ```
 
 use std::path::Path;
@@ -59,6 +60,7 @@ pub fn load_fixture(path: &Path, version: &str) -> Result<Snapshot, FixtureError
             "listeners" => "envoy.config.listener.v3.Listener",
             "routes" => "envoy.config.route.v3.RouteConfiguration",
             "clusters" => "envoy.config.cluster.v3.Cluster",
+            "secrets" => "envoy.extensions.transport_sockets.tls.v3.Secret",
             _ => "envoy.config.endpoint.v3.ClusterLoadAssignment",
         };
         let descriptor = pool()
@@ -90,6 +92,7 @@ pub fn load_fixture(path: &Path, version: &str) -> Result<Snapshot, FixtureError
         routes: transcode(list("routes")?).map_err(decode_error)?,
         clusters: transcode(list("clusters")?).map_err(decode_error)?,
         endpoints: transcode(list("endpoints")?).map_err(decode_error)?,
+        secrets: transcode(list("secrets")?).map_err(decode_error)?,
     })
 }
 

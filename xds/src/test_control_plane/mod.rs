@@ -16,6 +16,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::{
     cluster::v3 as cds, endpoint::v3 as eds, listener::v3 as lds, route::v3 as rds,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as sds;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::protobuf::Any;
@@ -42,6 +43,8 @@ pub struct Snapshot {
     pub clusters: Vec<cds::Cluster>,
     /// EDS resources.
     pub endpoints: Vec<eds::ClusterLoadAssignment>,
+    /// SDS resources, sent only by name, as clients ask for them.
+    pub secrets: Vec<sds::Secret>,
 }
 
 /// A snapshot encoded once, by kind and name.
@@ -80,6 +83,7 @@ impl From<&Snapshot> for Encoded {
             ResourceKind::LoadAssignment,
             encode_all(&s.endpoints, |e| &e.cluster_name),
         );
+        resources.insert(ResourceKind::Secret, encode_all(&s.secrets, |s| &s.name));
         Self {
             version: s.version.clone(),
             resources,

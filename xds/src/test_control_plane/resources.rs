@@ -1,5 +1,5 @@
 //! Builders of Envoy protos for tests: listeners, route configurations,
-//! clusters and load assignments on 127.0.0.1, shared by this crate's tests
+//! clusters and load assignments on 127.0.0.1, TLS contexts and secrets, shared by this crate's tests
 //! and the host's end-to-end tests.
 
 #![allow(missing_docs)]
@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::config::endpoint::v3 as eds;
 use envoy_types::pb::envoy::config::listener::v3 as lds;
 use envoy_types::pb::envoy::config::route::v3 as rds;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as sds;
 use envoy_types::pb::google::protobuf::Any;
 
 pub fn any<M: Message + Name>(m: &M) -> Any {
@@ -181,6 +182,74 @@ pub fn assignment(name: &str, ports: &[u16]) -> eds::ClusterLoadAssignment {
                 .collect(),
             ..Default::default()
         }],
+        ..Default::default()
+    }
+}
+
+/// A `Secret` holding an inline PEM certificate chain and private key.
+pub fn certificate_secret(name: &str, cert_pem: &str, key_pem: &str) -> sds::Secret {
+    sds::Secret {
+        name: name.to_owned(),
+        r#type: Some(sds::secret::Type::TlsCertificate(sds::TlsCertificate {
+            certificate_chain: Some(inline(cert_pem)),
+            private_key: Some(inline(key_pem)),
+            ..Default::default()
+        })),
+    }
+}
+
+/// A `Secret` holding a validation context with an inline PEM CA bundle.
+pub fn validation_secret(name: &str, ca_pem: &str) -> sds::Secret {
+    sds::Secret {
+        name: name.to_owned(),
+        r#type: Some(sds::secret::Type::ValidationContext(
+            sds::CertificateValidationContext {
+                trusted_ca: Some(inline(ca_pem)),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+fn inline(pem: &str) -> core::DataSource {
+    core::DataSource {
+        specifier: Some(core::data_source::Specifier::InlineString(pem.to_owned())),
+        ..Default::default()
+    }
+}
+
+/// A reference to the secret `name` over ADS.
+pub fn ads_secret(name: &str) -> sds::SdsSecretConfig {
+    sds::SdsSecretConfig {
+        name: name.to_owned(),
+        sds_config: Some(core::ConfigSource {
+            config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+                Default::default(),
+            )),
+            resource_api_version: core::ApiVersion::V3 as i32,
+            ..Default::default()
+        }),
+    }
+}
+
+/// A TLS transport socket around `context` (a `DownstreamTlsContext` or `UpstreamTlsContext`).
+pub fn tls_socket<M: Message + Name>(context: &M) -> core::TransportSocket {
+    core::TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(any(
+            context,
+        ))),
+    }
+}
+
+/// A downstream TLS context whose certificate is the ADS secret `certificate`, offering `alpn`.
+pub fn downstream_tls_sds(certificate: &str, alpn: &[&str]) -> sds::DownstreamTlsContext {
+    sds::DownstreamTlsContext {
+        common_tls_context: Some(sds::CommonTlsContext {
+            tls_certificate_sds_secret_configs: vec![ads_secret(certificate)],
+            alpn_protocols: alpn.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

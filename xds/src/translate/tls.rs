@@ -10,11 +10,15 @@ use super::matcher::string_matcher;
 use super::path::FieldPath;
 use super::reflect::{reject_unsupported, unsupported_variant};
 use crate::config::{
-    CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, StringMatcher, UpstreamTls,
+    CertificateKeyPair, ClientCertificates, DownstreamTls, SdsRefs, SecretRef, SecretSource,
+    UpstreamTls, ValidationContext,
 };
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 const RAW_BUFFER_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
+/// The `Secret` fields an SDS reference may need.
+const TLS_CERTIFICATE: &str = "tls_certificate";
+const VALIDATION_CONTEXT: &str = "validation_context";
 
 /// Decodes a transport socket's typed config, or `None` for a plaintext socket.
 fn socket_config<M: prost::Message + prost::Name + Default>(
@@ -58,10 +62,12 @@ pub(crate) fn downstream_transport_socket(
         ctx.common_tls_context.take().unwrap_or_default(),
         &common_path,
     )?;
-    let certificate = common
-        .certificate
-        .ok_or_else(|| FieldError::missing(&common_path.field("tls_certificates")))?;
-    if !common.subject_alt_names.is_empty() {
+    let certificate = match (common.certificate, &common.secrets.certificate) {
+        (Some(certificate), _) => certificate,
+        (None, Some(_)) => CertificateKeyPair::from_sds(),
+        (None, None) => return Err(FieldError::missing(&common_path.field("tls_certificates"))),
+    };
+    if !common.validation.subject_alt_names.is_empty() {
         return Err(FieldError::unsupported(
             &common_path
                 .field("validation_context")
@@ -79,12 +85,15 @@ pub(crate) fn downstream_transport_socket(
     ctx.ocsp_staple_policy = 0;
     ctx.prefer_client_ciphers = false;
     reject_unsupported(&ctx, &at)?;
-    let client_certificates = match common.validation_ca {
+    let mut secrets = common.secrets;
+    let client_certificates = match common.validation.trusted_ca {
         Some(trusted_ca) => Some(ClientCertificates {
             trusted_ca,
             required,
         }),
         None if !required => None,
+        // The CA may still come with the validation context's secret.
+        None if secrets.validation.is_some() => None,
         // Verified clients cannot be required without something to verify
         // them against; accepting any certificate would pass for mTLS.
         None => {
@@ -94,10 +103,12 @@ pub(crate) fn downstream_transport_socket(
             ));
         }
     };
+    secrets.require_client_certificate = required;
     Ok(Some(DownstreamTls {
         certificate,
         alpn_protocols: common.alpn_protocols,
         client_certificates,
+        secrets,
     }))
 }
 
@@ -122,24 +133,40 @@ pub(crate) fn upstream_transport_socket(
     reject_unsupported(&ctx, &at)?;
     Ok(Some(UpstreamTls {
         sni,
-        validation_ca: common.validation_ca,
+        validation_ca: common.validation.trusted_ca,
         client_certificate: common.certificate,
         alpn_protocols: common.alpn_protocols,
-        subject_alt_names: common.subject_alt_names,
+        subject_alt_names: common.validation.subject_alt_names,
+        secrets: common.secrets,
     }))
 }
 
 struct Common {
     certificate: Option<CertificateKeyPair>,
-    validation_ca: Option<DataSource>,
+    /// The inline validation context, or the default one of a combined context.
+    validation: ValidationContext,
     alpn_protocols: Vec<String>,
-    subject_alt_names: Vec<StringMatcher>,
+    secrets: SdsRefs,
 }
 
 fn common(mut c: tls::CommonTlsContext, path: &FieldPath<'_>) -> FieldResult<Common> {
     use tls::common_tls_context::ValidationContextType;
-    let validation = match c.validation_context_type.take() {
-        Some(ValidationContextType::ValidationContext(v)) => Some(v),
+    let (validation, validation_secret) = match c.validation_context_type.take() {
+        Some(ValidationContextType::ValidationContext(v)) => (
+            validation_context(v, &path.field("validation_context"))?,
+            None,
+        ),
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(sds)) => (
+            ValidationContext::default(),
+            Some(secret_ref(
+                sds,
+                VALIDATION_CONTEXT,
+                &path.field("validation_context_sds_secret_config"),
+            )?),
+        ),
+        Some(ValidationContextType::CombinedValidationContext(combined)) => {
+            combined_validation_context(combined, &path.field("combined_validation_context"))?
+        }
         Some(other) => {
             let rest = tls::CommonTlsContext {
                 validation_context_type: Some(other),
@@ -147,38 +174,113 @@ fn common(mut c: tls::CommonTlsContext, path: &FieldPath<'_>) -> FieldResult<Com
             };
             return Err(unsupported_variant(&rest, path));
         }
-        None => None,
+        None => (ValidationContext::default(), None),
     };
     let tls_certificates = std::mem::take(&mut c.tls_certificates);
+    let certificate_secrets = std::mem::take(&mut c.tls_certificate_sds_secret_configs);
     let alpn_protocols = std::mem::take(&mut c.alpn_protocols);
     // TLS versions and cipher suites: the host keeps its TLS library's safe defaults.
     c.tls_params = None;
     reject_unsupported(&c, path)?;
     let certs_path = path.field("tls_certificates");
-    if tls_certificates.len() > 1 {
-        return Err(FieldError::invalid(
-            &certs_path,
-            "only one certificate is supported",
-        ));
+    let secrets_path = path.field("tls_certificate_sds_secret_configs");
+    if tls_certificates.len() + certificate_secrets.len() > 1 {
+        let at = if tls_certificates.is_empty() {
+            &secrets_path
+        } else {
+            &certs_path
+        };
+        return Err(FieldError::invalid(at, "only one certificate is supported"));
     }
     let certificate = tls_certificates
         .into_iter()
         .next()
         .map(|cert| certificate(cert, &certs_path.index(0)))
         .transpose()?;
-    let (validation_ca, subject_alt_names) = match validation {
-        Some(v) => validation_context(v, &path.field("validation_context"))?,
-        None => (None, Vec::new()),
-    };
+    let certificate_secret = certificate_secrets
+        .into_iter()
+        .next()
+        .map(|sds| secret_ref(sds, TLS_CERTIFICATE, &secrets_path.index(0)))
+        .transpose()?;
     Ok(Common {
         certificate,
-        validation_ca,
+        validation,
         alpn_protocols,
-        subject_alt_names,
+        secrets: SdsRefs {
+            certificate: certificate_secret,
+            validation: validation_secret,
+            require_client_certificate: false,
+        },
     })
 }
 
-fn certificate(
+/// `combined_validation_context`: the default context, which the SDS one is merged into.
+fn combined_validation_context(
+    mut combined: tls::common_tls_context::CombinedCertificateValidationContext,
+    path: &FieldPath<'_>,
+) -> FieldResult<(ValidationContext, Option<SecretRef>)> {
+    let default_path = path.field("default_validation_context");
+    let default = combined
+        .default_validation_context
+        .take()
+        .ok_or_else(|| FieldError::missing(&default_path))?;
+    let default = validation_context(default, &default_path)?;
+    let sds_path = path.field("validation_context_sds_secret_config");
+    let sds = combined
+        .validation_context_sds_secret_config
+        .take()
+        .ok_or_else(|| FieldError::missing(&sds_path))?;
+    let secret = secret_ref(sds, VALIDATION_CONTEXT, &sds_path)?;
+    reject_unsupported(&combined, path)?;
+    Ok((default, Some(secret)))
+}
+
+/// An `SdsSecretConfig`: a secret by name, from the ADS stream (`ads`, or `self`: the
+/// server that sent the resource) or, without `sds_config`, from the bootstrap's static
+/// secrets. Other sources (files, a separate SDS server) are refused by field.
+fn secret_ref(
+    mut sds: tls::SdsSecretConfig,
+    wanted: &'static str,
+    path: &FieldPath<'_>,
+) -> FieldResult<SecretRef> {
+    use core::config_source::ConfigSourceSpecifier;
+    if sds.name.is_empty() {
+        return Err(FieldError::missing(&path.field("name")));
+    }
+    let source = match sds.sds_config.take() {
+        None => SecretSource::Static,
+        Some(mut config) => {
+            let at = path.field("sds_config");
+            match config.config_source_specifier.take() {
+                Some(ConfigSourceSpecifier::Ads(_) | ConfigSourceSpecifier::Self_(_)) => {}
+                Some(other) => {
+                    let rest = core::ConfigSource {
+                        config_source_specifier: Some(other),
+                        ..Default::default()
+                    };
+                    return Err(unsupported_variant(&rest, &at));
+                }
+                None => return Err(FieldError::missing(&at.field("ads"))),
+            }
+            // A secret is waited for until it arrives (a listener without its
+            // certificate cannot serve), so the fetch timeout changes nothing.
+            config.initial_fetch_timeout = None;
+            config.resource_api_version = 0;
+            reject_unsupported(&config, &at)?;
+            SecretSource::Ads
+        }
+    };
+    let secret = SecretRef {
+        name: std::mem::take(&mut sds.name),
+        source,
+        wanted,
+        field: path.to_string(),
+    };
+    reject_unsupported(&sds, path)?;
+    Ok(secret)
+}
+
+pub(super) fn certificate(
     mut cert: tls::TlsCertificate,
     path: &FieldPath<'_>,
 ) -> FieldResult<CertificateKeyPair> {
@@ -198,10 +300,10 @@ fn certificate(
     Ok(pair)
 }
 
-fn validation_context(
+pub(super) fn validation_context(
     mut v: tls::CertificateValidationContext,
     path: &FieldPath<'_>,
-) -> FieldResult<(Option<DataSource>, Vec<StringMatcher>)> {
+) -> FieldResult<ValidationContext> {
     let ca = v
         .trusted_ca
         .take()
@@ -231,5 +333,8 @@ fn validation_context(
         sans.push(string_matcher(m, &legacy_path.index(i))?);
     }
     reject_unsupported(&v, path)?;
-    Ok((ca, sans))
+    Ok(ValidationContext {
+        trusted_ca: ca,
+        subject_alt_names: sans,
+    })
 }
