@@ -50,6 +50,8 @@ pub struct ListenerChain {
     pub access_logs: Arc<AccessLogs>,
     /// The connection manager's `stat_prefix`, the scope of its downstream stats.
     pub stat_prefix: String,
+    /// The router's `suppress_envoy_headers`.
+    pub suppress_envoy_headers: bool,
 }
 
 /// Whether `listener` is the egress listener: the one named in the host's settings, else one
@@ -106,6 +108,7 @@ impl Snapshot {
                         normalization: chain.http.normalization,
                         access_logs: Arc::new(AccessLogs::open(&chain.http.access_logs)),
                         stat_prefix: chain.http.stat_prefix.clone(),
+                        suppress_envoy_headers: chain.http.suppress_envoy_headers,
                     }))
                 })
                 .collect();
