@@ -57,6 +57,8 @@ pub struct ListenerChain {
     pub stat_prefix: String,
     /// The connection manager's tracing, if it has any.
     pub tracer: Option<Arc<Tracer>>,
+    /// The router's `suppress_envoy_headers`.
+    pub suppress_envoy_headers: bool,
 }
 
 /// Whether `listener` is the egress listener: the one named in the host's settings, else one
@@ -117,6 +119,7 @@ impl Snapshot {
                         tracer: chain.http.tracing.as_ref().map(|tracing| {
                             Arc::new(Tracer::new(tracing, listener.traffic_direction, exporters))
                         }),
+                        suppress_envoy_headers: chain.http.suppress_envoy_headers,
                     }))
                 })
                 .collect();

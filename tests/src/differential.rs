@@ -16,8 +16,15 @@ use std::time::Duration;
 use http::{HeaderMap, Request, header};
 use hyper_util::rt::TokioIo;
 
+use mesh_xds::config::ResourceKind;
+use mesh_xds::test_control_plane::{ReceivedRequest, Snapshot, TestControlPlane};
+use tempfile::TempDir;
+
+use crate::bootstrap::{ads_header, http_listener, xds_cluster};
 use crate::client;
 use crate::echo_upstream::{Echo, EchoUpstream};
+use crate::envoy::Envoy;
+use crate::process::MeshHost;
 use crate::tls::TestCert;
 
 /// Request headers a proxy adds by itself, never because the route configuration
@@ -787,6 +794,173 @@ pub async fn run_with(
         }
     }
     report
+}
+
+/// Envoy as an ADS client of the test control plane on `plane_port`, announcing `node`:
+/// listeners, routes, clusters and endpoints all come from the control plane (state of the
+/// world). `None` only when a missing Envoy may be skipped (see `peers`).
+pub async fn envoy_over_ads(node: &str, plane_port: u16) -> Option<Envoy> {
+    let bootstrap = format!(
+        "{}\nstatic_resources:\n  clusters:{}\n",
+        ads_header(node, true),
+        xds_cluster(plane_port)
+    );
+    Envoy::start(&bootstrap).await
+}
+
+/// mesh-host as an ADS client of the test control plane, with its bootstrap's directory
+/// (kept as long as the process runs).
+pub struct AdsMeshHost {
+    /// The process, killed on drop.
+    pub host: MeshHost,
+    _dir: TempDir,
+}
+
+/// Cluster of the workload every ADS mesh-host gets when a test binds none (the command line
+/// needs one); no route names it.
+const UNUSED_WORKLOAD_CLUSTER: &str = "ads-unused";
+
+/// Starts mesh-host as an ADS client of the control plane on `plane_port`, announcing
+/// `node`, with each `(cluster, component)` of `workloads` bound. Its bootstrap holds one
+/// static listener besides ADS, so the process announces that it serves before the control
+/// plane's listeners arrive.
+pub fn mesh_host_over_ads(
+    node: &str,
+    plane_port: u16,
+    workloads: &[(String, PathBuf)],
+) -> AdsMeshHost {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bootstrap.yaml");
+    let ready = http_listener(
+        "ready",
+        crate::envoy::free_port(),
+        "",
+        r#"[{ name: all, domains: ["*"], routes: [{ match: { prefix: / }, direct_response: { status: 200 } }] }]"#,
+    );
+    let bootstrap = format!(
+        "{}\nstatic_resources:\n  listeners:{ready}\n  clusters:{}\n",
+        ads_header(node, true),
+        xds_cluster(plane_port)
+    );
+    std::fs::write(&path, bootstrap).expect("write bootstrap");
+    let mut args = vec![
+        "run".to_owned(),
+        "--bootstrap".to_owned(),
+        path.display().to_string(),
+    ];
+    let unused = [(
+        UNUSED_WORKLOAD_CLUSTER.to_owned(),
+        crate::component("hello"),
+    )];
+    let bound = if workloads.is_empty() {
+        &unused[..]
+    } else {
+        workloads
+    };
+    for (cluster, component) in bound {
+        args.push("--workload".to_owned());
+        args.push(format!("{cluster}={}", component.display()));
+    }
+    AdsMeshHost {
+        host: MeshHost::spawn(&args),
+        _dir: dir,
+    }
+}
+
+/// The names an ADS client must have subscribed to before its ACK of `kind` counts: route
+/// configurations and load assignments are asked for by name once the listeners and
+/// clusters naming them are in, so an earlier ACK of the same version may not cover them.
+fn subscribed_names(snapshot: &Snapshot, kind: ResourceKind) -> Vec<String> {
+    match kind {
+        ResourceKind::RouteConfig => snapshot.routes.iter().map(|r| r.name.clone()).collect(),
+        ResourceKind::LoadAssignment => snapshot
+            .clusters
+            .iter()
+            .filter_map(|c| {
+                let eds = c.eds_cluster_config.as_ref()?;
+                Some(if eds.service_name.is_empty() {
+                    c.name.clone()
+                } else {
+                    eds.service_name.clone()
+                })
+            })
+            .filter(|name| snapshot.endpoints.iter().any(|e| &e.cluster_name == name))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Waits until `node` has ACKed every kind of resource `snapshot` holds at its version
+/// (looking at the requests the control plane received from index `from` on). A NACK of
+/// that push is an error carrying its message; so is no answer within `timeout`.
+pub async fn wait_for_acks(
+    plane: &TestControlPlane,
+    node: &str,
+    snapshot: &Snapshot,
+    from: usize,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut kinds = vec![ResourceKind::Listener, ResourceKind::Cluster];
+    if !snapshot.routes.is_empty() {
+        kinds.push(ResourceKind::RouteConfig);
+    }
+    if !subscribed_names(snapshot, ResourceKind::LoadAssignment).is_empty() {
+        kinds.push(ResourceKind::LoadAssignment);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let requests = plane.requests();
+        let ours = || {
+            requests
+                .iter()
+                .skip(from)
+                .filter(|r| r.node_id == node && !r.request.response_nonce().is_empty())
+        };
+        if let Some(nack) = ours().find_map(|r| r.request.error_message()) {
+            return Err(format!(
+                "{node} refused version {}: {nack}",
+                snapshot.version
+            ));
+        }
+        let missing: Vec<ResourceKind> = kinds
+            .iter()
+            .copied()
+            .filter(|kind| {
+                let names = subscribed_names(snapshot, *kind);
+                !ours().any(|r| match &r.request {
+                    ReceivedRequest::Sotw(q) => {
+                        q.type_url == kind.type_url()
+                            && q.version_info == snapshot.version
+                            && names.iter().all(|n| q.resource_names.contains(n))
+                    }
+                    ReceivedRequest::Delta(_) => false,
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "{node} did not ACK {missing:?} of version {} within {timeout:?}",
+                snapshot.version
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until something accepts connections on `addr` (a listener the control plane
+/// added is bound), up to `timeout`.
+pub async fn wait_until_listening(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("nothing listens on {addr} after {timeout:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use mesh_xds::bootstrap::{AdsApi, NodeIdentity};
 use mesh_xds::config::{MeshConfig, ResourceKind};
 use mesh_xds::store::ConfigStore;
 use mesh_xds::test_control_plane::{
-    ReceivedRequest, Recorded, Snapshot, TestControlPlane, load_fixture,
+    ReceivedRequest, Recorded, Snapshot, TestControlPlane, for_upstream_envoy, load_fixture,
 };
 
 const ENVOY_NODE: &str = "fixtures-envoy";
@@ -42,66 +42,6 @@ const SETTLE: Duration = Duration::from_millis(600);
 /// 90 %); the fixtures it still refuses need filters or features the table names (SDS from
 /// a separate server, request mirroring, subset load balancing, transport socket matches), so a regression shows.
 const MIN_ACCEPTED_PERCENT: usize = 90;
-
-/// Istio's own extensions (istio-proxy has them, upstream Envoy does not).
-const ISTIO_PROXY_TYPE_URL: &str = "type.googleapis.com/io.istio.";
-
-/// The `type_url` of a `udpa.type.v1.TypedStruct` or `xds.type.v3.TypedStruct` (the Envoy
-/// protos crate has neither): the wrapper istiod puts Istio's filter configs in.
-#[derive(Clone, PartialEq, prost::Message)]
-struct TypedStructUrl {
-    #[prost(string, tag = "1")]
-    type_url: String,
-}
-
-/// The type URL of a filter config, looking inside a `TypedStruct`.
-fn config_type_url(any: &envoy_types::pb::google::protobuf::Any) -> String {
-    use prost::Message;
-    if any.type_url.ends_with(".TypedStruct") {
-        TypedStructUrl::decode(any.value.as_slice())
-            .map(|t| t.type_url)
-            .unwrap_or_default()
-    } else {
-        any.type_url.clone()
-    }
-}
-
-/// `snapshot` with the HTTP filters that only istio-proxy knows marked optional.
-fn for_upstream_envoy(snapshot: &Snapshot) -> Snapshot {
-    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
-    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
-    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpConfig;
-    use prost::{Message, Name};
-
-    let mut copy = snapshot.clone();
-    let chains = copy.listeners.iter_mut().flat_map(|l| {
-        l.filter_chains
-            .iter_mut()
-            .chain(l.default_filter_chain.as_mut())
-    });
-    for filter in chains.flat_map(|chain| chain.filters.iter_mut()) {
-        let Some(ConfigType::TypedConfig(any)) = filter.config_type.as_mut() else {
-            continue;
-        };
-        if any.type_url != HttpConnectionManager::type_url() {
-            continue;
-        }
-        let mut hcm = HttpConnectionManager::decode(any.value.as_slice()).expect("HCM decodes");
-        let mut changed = false;
-        for http_filter in &mut hcm.http_filters {
-            if let Some(HttpConfig::TypedConfig(typed)) = &http_filter.config_type
-                && config_type_url(typed).starts_with(ISTIO_PROXY_TYPE_URL)
-            {
-                http_filter.is_optional = true;
-                changed = true;
-            }
-        }
-        if changed {
-            any.value = hcm.encode_to_vec();
-        }
-    }
-    copy
-}
 
 /// Markers around the fixture table in `docs/xds-support.md`.
 const BEGIN: &str =

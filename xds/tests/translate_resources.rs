@@ -262,6 +262,25 @@ fn listener_translates_server_header_transformation_and_skip_xff_append() {
 }
 
 #[test]
+fn listener_translates_the_routers_suppress_envoy_headers() {
+    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+    use prost::Message;
+    let mut manager = hcm_rds("r1");
+    let listener = Listener::try_from(listener_with("l1", 8080, &manager)).expect("valid");
+    assert!(!listener.filter_chains[0].http.suppress_envoy_headers);
+    let router = Router {
+        suppress_envoy_headers: true,
+        ..Default::default()
+    };
+    manager.http_filters[0].config_type = Some(hcm::http_filter::ConfigType::TypedConfig(Any {
+        type_url: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router".into(),
+        value: router.encode_to_vec(),
+    }));
+    let listener = Listener::try_from(listener_with("l1", 8080, &manager)).expect("valid");
+    assert!(listener.filter_chains[0].http.suppress_envoy_headers);
+}
+
+#[test]
 fn filter_chains_with_the_same_server_names_are_rejected_as_envoy_does() {
     let manager = hcm_rds("r1");
     let mut l = listener_with("l1", 8080, &manager);

@@ -109,7 +109,10 @@ impl ListenerInbound {
                 return answer::redirect(&self.mesh.metrics, REDIRECT_STATUS, &location, meta.grpc);
             }
         }
-        let (decision, overrides) = chain.routes.route(&head, rand::random());
+        let (mut decision, overrides) = chain.routes.route(&head, rand::random());
+        if let Decision::Forward(forward) = &mut decision {
+            forward.suppress_envoy_headers = chain.suppress_envoy_headers;
+        }
         if let (Some(log), Decision::Forward(forward)) = (log, &decision) {
             log.routed(&forward.route_name, &forward.cluster);
         }
@@ -259,7 +262,8 @@ impl MeshInbound {
         let serving = snapshot
             .inbound_chains(self.egress_listener.as_deref())
             .find_map(|chain| match chain.routes.route(&head, rand::random()) {
-                (Decision::Forward(forward), overrides) if forward.cluster == cluster => {
+                (Decision::Forward(mut forward), overrides) if forward.cluster == cluster => {
+                    forward.suppress_envoy_headers = chain.suppress_envoy_headers;
                     Some((chain, overrides, forward))
                 }
                 _ => None,
@@ -282,7 +286,8 @@ impl MeshInbound {
             filter_chain: 0,
         };
         match serving {
-            Some((chain, overrides, forward)) => {
+            Some((chain, overrides, mut forward)) => {
+                forward.suppress_envoy_headers = chain.suppress_envoy_headers;
                 let decision = Decision::Forward(forward);
                 self.serve(
                     snapshot,

@@ -18,8 +18,8 @@ use super::headers::{HeaderEdits, HeaderMutationChain};
 use crate::egress::UpstreamRoute;
 use crate::shared::RequestView;
 
-/// Envoy's router records the path before a rewrite in this header (unless its
-/// `suppress_envoy_headers` is set, which mesh-host does not model).
+/// Envoy's router records the path before a rewrite in this header, unless its
+/// `suppress_envoy_headers` is set.
 const ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 /// Likewise the authority before a host rewrite.
 const ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
@@ -60,6 +60,10 @@ pub struct ForwardDecision {
     pub hash_policy: Arc<[HashPolicy]>,
     /// The route's decorator and tracing overrides, when it has any.
     pub tracing: Option<Arc<RouteTracing>>,
+    /// The router of the connection manager that routed it sets `suppress_envoy_headers`: no
+    /// `x-envoy-original-path` or `x-envoy-original-host` is added. Route tables are shared
+    /// by connection managers, so the listener's chain sets this after routing.
+    pub suppress_envoy_headers: bool,
 }
 
 impl ForwardDecision {
@@ -83,7 +87,7 @@ impl ForwardDecision {
     /// Applies the decision to the request before it is forwarded, in Envoy's order: header
     /// mutations, then `host_rewrite_literal` (recording the old authority in
     /// `x-envoy-original-host`), then the path rewrite (recording the old path in
-    /// `x-envoy-original-path`).
+    /// `x-envoy-original-path`); neither is recorded under `suppress_envoy_headers`.
     pub fn apply_to_request(&self, parts: &mut Parts) {
         self.headers.apply_to_request(&mut parts.headers);
         if let Some(authority) = &self.authority {
@@ -92,7 +96,7 @@ impl ForwardDecision {
                 Some(original) => HeaderValue::from_str(original.as_str()).ok(),
                 None => parts.headers.get(HOST).cloned(),
             };
-            if let Some(original) = original {
+            if let Some(original) = original.filter(|_| !self.suppress_envoy_headers) {
                 parts.headers.insert(ORIGINAL_HOST, original);
             }
             // Validated when the table was built, so parsing succeeds.
@@ -114,7 +118,7 @@ impl ForwardDecision {
             match PathAndQuery::from_str(path_and_query) {
                 Ok(new) => {
                     replace_uri(parts, |uri| uri.path_and_query = Some(new));
-                    if let Some(original) = original {
+                    if let Some(original) = original.filter(|_| !self.suppress_envoy_headers) {
                         parts.headers.insert(ORIGINAL_PATH, original);
                     }
                 }
@@ -305,6 +309,62 @@ impl CompiledForward {
             retry_policy: self.retry_policy.clone(),
             hash_policy: self.hash_policy.clone(),
             tracing: tracing.cloned(),
+            suppress_envoy_headers: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewriting(suppress_envoy_headers: bool) -> ForwardDecision {
+        ForwardDecision {
+            vhost: Arc::from("v"),
+            route_name: Arc::from("r"),
+            route_index: 0,
+            cluster: "c".into(),
+            path_and_query: Some("/new?q=1".into()),
+            authority: Some(Arc::from("upstream.internal")),
+            headers: Arc::default(),
+            timeout: None,
+            timeout_configured: false,
+            idle_timeout: None,
+            max_stream_duration: None,
+            grpc_timeout_header_max: None,
+            retry_policy: None,
+            hash_policy: Arc::from([]),
+            tracing: None,
+            suppress_envoy_headers,
+        }
+    }
+
+    fn request() -> Parts {
+        let (parts, ()) = http::Request::get("/old?q=1")
+            .header(HOST, "www.example.com")
+            .body(())
+            .expect("request")
+            .into_parts();
+        parts
+    }
+
+    /// Envoy's router records the path and authority a rewrite replaced, unless
+    /// `suppress_envoy_headers` is set; the rewrites themselves apply either way.
+    #[test]
+    fn original_path_and_host_are_recorded_unless_envoy_headers_are_suppressed() {
+        let mut recorded = request();
+        rewriting(false).apply_to_request(&mut recorded);
+        assert_eq!(recorded.headers[ORIGINAL_PATH], "/old?q=1");
+        assert_eq!(recorded.headers[ORIGINAL_HOST], "www.example.com");
+
+        let mut suppressed = request();
+        rewriting(true).apply_to_request(&mut suppressed);
+        assert_eq!(
+            suppressed.uri.path_and_query().map(|p| p.as_str()),
+            Some("/new?q=1")
+        );
+        assert_eq!(suppressed.headers[HOST], "upstream.internal");
+        assert!(!suppressed.headers.contains_key(ORIGINAL_PATH));
+        assert!(!suppressed.headers.contains_key(ORIGINAL_HOST));
     }
 }

@@ -8,6 +8,7 @@ mod connection_hygiene;
 mod deploy;
 mod envoy_gateway;
 mod filters_differential;
+mod fixture_requests;
 mod gateway_auth_differential;
 mod gateway_auth_grpc;
 mod grpc;

@@ -109,6 +109,9 @@ pub struct HttpConnectionManager {
     /// Do not append the peer address to `x-forwarded-for` even with
     /// `use_remote_address`.
     pub skip_xff_append: bool,
+    /// The router's `suppress_envoy_headers`: forwarded requests carry no
+    /// `x-envoy-original-path` or `x-envoy-original-host`.
+    pub suppress_envoy_headers: bool,
     /// `server` response header value (`None`: the host's default).
     pub server_name: Option<String>,
     /// What happens to a `server` header the upstream (the component) set.

@@ -274,9 +274,9 @@ pub(super) const ROUTER: MessagePolicy = MessagePolicy {
             "upstream_log_options",
             "upstream access logs are not written",
         ),
-        no_effect(
+        honoured(
             "suppress_envoy_headers",
-            "mesh-host adds no x-envoy-* headers either way",
+            "no x-envoy-original-path or x-envoy-original-host on forwarded requests",
         ),
         unsupported(
             "strict_check_headers",

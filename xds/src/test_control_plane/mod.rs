@@ -28,7 +28,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::ResourceKind;
 
-pub use fixtures::{FixtureError, load_fixture, resource_from_yaml};
+pub use fixtures::{FixtureError, for_upstream_envoy, load_fixture, resource_from_yaml};
 
 /// One consistent set of resources for a node, under one version.
 #[derive(Clone, Debug, Default)]

@@ -110,7 +110,7 @@ fn translate(
             ));
         }
     };
-    let http_filters = http_filters(
+    let (http_filters, suppress_envoy_headers) = http_filters(
         std::mem::take(&mut m.http_filters),
         &path.field("http_filters"),
     )?;
@@ -147,6 +147,7 @@ fn translate(
         use_remote_address: m.use_remote_address.take().is_some_and(|b| b.value),
         xff_num_trusted_hops: std::mem::take(&mut m.xff_num_trusted_hops),
         skip_xff_append: std::mem::take(&mut m.skip_xff_append),
+        suppress_envoy_headers,
         server_name: Some(std::mem::take(&mut m.server_name)).filter(|s| !s.is_empty()),
         server_header_transformation,
         http_filters,
@@ -253,16 +254,18 @@ fn tolerate_hcm_extras(
     Ok(())
 }
 
-/// Translates the HTTP filter chain: every filter before the router, in order. A filter that
-/// is neither implemented, telemetry only, nor `is_optional` is refused by name.
+/// Translates the HTTP filter chain: every filter before the router, in order, and the
+/// router's `suppress_envoy_headers`. A filter that is neither implemented, telemetry only,
+/// nor `is_optional` is refused by name.
 fn http_filters(
     filters: Vec<hcm::HttpFilter>,
     path: &FieldPath<'_>,
-) -> FieldResult<Vec<HttpFilter>> {
+) -> FieldResult<(Vec<HttpFilter>, bool)> {
     use hcm::http_filter::ConfigType;
     let last = filters.len().checked_sub(1);
     let mut chain = Vec::new();
     let mut saw_router = false;
+    let mut suppress_envoy_headers = false;
     for (i, filter) in filters.into_iter().enumerate() {
         let at = path.index(i);
         let any = match &filter.config_type {
@@ -276,7 +279,7 @@ fn http_filters(
         let is_router = type_url == ROUTER_TYPE_URL
             || (type_url.is_empty() && filter.name == "envoy.filters.http.router");
         if is_router {
-            router_filter(&filter, &at)?;
+            suppress_envoy_headers = router_filter(&filter, &at)?;
             if Some(i) != last {
                 return Err(FieldError::invalid(
                     &at,
@@ -324,5 +327,5 @@ fn http_filters(
             "envoy.filters.http.router must be the last HTTP filter",
         ));
     }
-    Ok(chain)
+    Ok((chain, suppress_envoy_headers))
 }

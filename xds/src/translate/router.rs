@@ -9,24 +9,25 @@ use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use crate::field_policy::tolerate_fields;
 
-/// Checks the router filter at `path` (an `http_filters` entry): statistics, telemetry and
-/// header suppression have no effect here; anything else is refused by name.
-pub(crate) fn router_filter(filter: &hcm::HttpFilter, path: &FieldPath<'_>) -> FieldResult<()> {
+/// Checks the router filter at `path` (an `http_filters` entry) and returns its
+/// `suppress_envoy_headers`: statistics and telemetry have no effect here; anything else is
+/// refused by name.
+pub(crate) fn router_filter(filter: &hcm::HttpFilter, path: &FieldPath<'_>) -> FieldResult<bool> {
     use hcm::http_filter::ConfigType;
     let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
-        return Ok(());
+        return Ok(false);
     };
     let at = path.field("typed_config");
     let mut router: Router =
         decode_any(any).map_err(|e| FieldError::invalid(&at, format!("cannot decode: {e}")))?;
-    // mesh-host adds no x-envoy-* headers, which is what `suppress_envoy_headers` asks for.
+    let suppress_envoy_headers = std::mem::take(&mut router.suppress_envoy_headers);
     tolerate_fields!(router, "Router":
         dynamic_stats,
         start_child_span,
         upstream_log,
         upstream_log_options,
-        suppress_envoy_headers,
         suppress_grpc_request_failure_code_stats,
     );
-    reject_unsupported(&router, &at)
+    reject_unsupported(&router, &at)?;
+    Ok(suppress_envoy_headers)
 }
