@@ -38,6 +38,7 @@ fn route(prefix: String, cluster: String) -> Route {
             rate_limits: Vec::new(),
             include_vh_rate_limits: false,
             hash_policy: Vec::new(),
+            attempt_count: Default::default(),
         })),
         headers: HeaderMutations::default(),
         typed_per_filter_config: Default::default(),

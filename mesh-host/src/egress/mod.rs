@@ -34,7 +34,9 @@ use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use mesh_policies::grpc::is_grpc_content_type;
-use mesh_xds::config::{HashPolicy, HostPort, MeshConfig, RetryPolicy, UpstreamProtocol};
+use mesh_xds::config::{
+    AttemptCount, HashPolicy, HostPort, MeshConfig, RetryPolicy, UpstreamProtocol,
+};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::shared::UpstreamHost;
@@ -71,6 +73,8 @@ pub struct UpstreamRoute {
     pub hash_policy: Arc<[HashPolicy]>,
     /// The downstream client's address (hash policies on the source IP), if any.
     pub source_ip: Option<IpAddr>,
+    /// Whether each try carries `x-envoy-attempt-count`, and the response the number of tries.
+    pub attempt_count: AttemptCount,
 }
 
 impl UpstreamRoute {
@@ -83,9 +87,14 @@ impl UpstreamRoute {
             retry: None,
             hash_policy: Arc::from([]),
             source_ip: None,
+            attempt_count: AttemptCount::default(),
         }
     }
 }
+
+/// How many tries a request took, on each try sent upstream and on the response, when the
+/// virtual host asks for it (Envoy's router header).
+pub const ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
 
 /// The upstream client of one configuration snapshot: its clusters and endpoints, with the
 /// connection pools, outlier state and breakers of clusters that did not change carried over
@@ -126,7 +135,7 @@ impl Egress {
                 request = http::Request::from_parts(parts, body);
                 hash
             };
-            let work = send_to_cluster(cluster, request, route.retry, hash);
+            let work = send_to_cluster(cluster, request, route.retry, hash, route.attempt_count);
             match route.timeout {
                 Some(limit) => tokio::time::timeout(limit, work)
                     .await
@@ -245,6 +254,7 @@ async fn send_to_cluster(
     request: http::Request<WasiBody>,
     retry: Option<Arc<RetryPolicy>>,
     hash: Option<u64>,
+    attempt_count: AttemptCount,
 ) -> Result<http::Response<WasiBody>, EgressError> {
     let name = &cluster.config.name;
     cluster.note_traffic();
@@ -282,7 +292,13 @@ async fn send_to_cluster(
         tracing::trace!(cluster = %name, endpoint = %host.address, attempt, "upstream try");
         let in_flight = host.state.start_request();
         let try_timeout = retry.as_ref().and_then(|policy| policy.per_try_timeout);
-        let sent = host.state.client(http2).request(head.request(body));
+        let mut request = head.request(body);
+        if attempt_count.request {
+            request
+                .headers_mut()
+                .insert(ATTEMPT_COUNT, http::HeaderValue::from(attempt + 1));
+        }
+        let sent = host.state.client(http2).request(request);
         let result = match try_timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
                 Ok(result) => result.map_err(|e| upstream_error(e, name, &host.state.label)),
@@ -314,6 +330,11 @@ async fn send_to_cluster(
                 response
                     .extensions_mut()
                     .insert(UpstreamHost(host.state.label.as_str().into()));
+                if attempt_count.response {
+                    response
+                        .headers_mut()
+                        .insert(ATTEMPT_COUNT, http::HeaderValue::from(attempt + 1));
+                }
                 return Ok(response.map(|body| {
                     Guarded {
                         body,

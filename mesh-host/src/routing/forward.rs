@@ -10,12 +10,12 @@ use http::header::HOST;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use mesh_xds::config::{ClusterSpecifier, ForwardAction, HashPolicy, RetryPolicy, RouteTracing};
+use mesh_xds::config::{AttemptCount, ClusterSpecifier, ForwardAction, HashPolicy, RetryPolicy, RouteTracing};
 
 use super::RouteTableError;
 use super::actions::{PathRewrite, WeightedClusters, WeightedEntry};
 use super::headers::{HeaderEdits, HeaderMutationChain};
-use crate::egress::UpstreamRoute;
+use crate::egress::{ATTEMPT_COUNT, UpstreamRoute};
 use crate::shared::RequestView;
 
 /// Envoy's router records the path before a rewrite in this header, unless its
@@ -58,6 +58,9 @@ pub struct ForwardDecision {
     pub retry_policy: Option<Arc<RetryPolicy>>,
     /// The route's hash policy (ring hash and maglev clusters).
     pub hash_policy: Arc<[HashPolicy]>,
+    /// Whether `x-envoy-attempt-count` goes on the request and the response (the virtual
+    /// host's settings; neither under `suppress_envoy_headers`).
+    pub attempt_count: AttemptCount,
     /// The route's decorator and tracing overrides, when it has any.
     pub tracing: Option<Arc<RouteTracing>>,
     /// The router of the connection manager that routed it sets `suppress_envoy_headers`: no
@@ -81,15 +84,30 @@ impl ForwardDecision {
             retry: self.retry_policy.clone(),
             hash_policy: self.hash_policy.clone(),
             source_ip,
+            attempt_count: self.attempt_count(),
+        }
+    }
+
+    /// The attempt-count headers this request gets: none under `suppress_envoy_headers`.
+    fn attempt_count(&self) -> AttemptCount {
+        if self.suppress_envoy_headers {
+            AttemptCount::default()
+        } else {
+            self.attempt_count
         }
     }
 
     /// Applies the decision to the request before it is forwarded, in Envoy's order: header
     /// mutations, then `host_rewrite_literal` (recording the old authority in
     /// `x-envoy-original-host`), then the path rewrite (recording the old path in
-    /// `x-envoy-original-path`); neither is recorded under `suppress_envoy_headers`.
+    /// `x-envoy-original-path`); neither is recorded under `suppress_envoy_headers`. The
+    /// first try's `x-envoy-attempt-count` is set here (a local workload gets only that
+    /// one); the upstream client renumbers each retry.
     pub fn apply_to_request(&self, parts: &mut Parts) {
         self.headers.apply_to_request(&mut parts.headers);
+        if self.attempt_count().request {
+            parts.headers.insert(ATTEMPT_COUNT, HeaderValue::from(1u32));
+        }
         if let Some(authority) = &self.authority {
             let had_uri_authority = parts.uri.authority().is_some();
             let original = match parts.uri.authority() {
@@ -134,8 +152,13 @@ impl ForwardDecision {
         }
     }
 
-    /// Applies the response header mutations of every level.
+    /// Applies the response header mutations of every level, and the attempt count when the
+    /// virtual host asks for it and the upstream client has not set it (a local workload's
+    /// response: one try).
     pub fn apply_to_response(&self, headers: &mut HeaderMap) {
+        if self.attempt_count().response && !headers.contains_key(ATTEMPT_COUNT) {
+            headers.insert(ATTEMPT_COUNT, HeaderValue::from(1u32));
+        }
         self.headers.apply_to_response(headers);
     }
 }
@@ -161,6 +184,7 @@ pub(super) struct CompiledForward {
     grpc_timeout_header_max: Option<Duration>,
     retry_policy: Option<Arc<RetryPolicy>>,
     hash_policy: Arc<[HashPolicy]>,
+    attempt_count: AttemptCount,
 }
 
 #[derive(Debug)]
@@ -265,6 +289,7 @@ impl CompiledForward {
             grpc_timeout_header_max: forward.grpc_timeout_header_max,
             retry_policy: forward.retry_policy.clone().map(Arc::new),
             hash_policy: forward.hash_policy.clone().into(),
+            attempt_count: forward.attempt_count,
         })
     }
 
@@ -308,6 +333,7 @@ impl CompiledForward {
             grpc_timeout_header_max: self.grpc_timeout_header_max,
             retry_policy: self.retry_policy.clone(),
             hash_policy: self.hash_policy.clone(),
+            attempt_count: self.attempt_count,
             tracing: tracing.cloned(),
             suppress_envoy_headers: false,
         })
@@ -334,6 +360,7 @@ mod tests {
             grpc_timeout_header_max: None,
             retry_policy: None,
             hash_policy: Arc::from([]),
+            attempt_count: AttemptCount::default(),
             tracing: None,
             suppress_envoy_headers,
         }

@@ -30,6 +30,7 @@
 //!     rate_limits: Vec::new(),
 //!     include_vh_rate_limits: false,
 //!     hash_policy: vec![],
+//!     attempt_count: Default::default(),
 //! };
 //! let config = RouteConfig {
 //!     name: "local".into(),

@@ -382,11 +382,8 @@ enum ByDesign {
     /// appended for it differs; the entries before it, and whether one is appended, are
     /// still compared.
     LoopbackForwardedFor,
-    /// `include_request_attempt_count`: no effect in mesh-host (`docs/xds-support.md`), so
-    /// Envoy's `x-envoy-attempt-count` request header has no counterpart.
-    AttemptCount,
-    /// A route's `decorator`: no effect, tracing is not implemented (`docs/xds-support.md`),
-    /// so Envoy's `x-envoy-decorator-operation` (request header outbound, response header
+    /// A route's `decorator` names mesh-host's server span, but mesh-host does not propagate
+    /// it: Envoy's `x-envoy-decorator-operation` (request header outbound, response header
     /// inbound) has no counterpart.
     DecoratorOperation,
     /// When no route matches, Envoy's 404 (or gRPC status 12) carries no text; mesh-host's
@@ -441,16 +438,11 @@ fn normalise(envoy: &mut Outcome, mesh: &mut Outcome, seen: &mut BTreeMap<ByDesi
             count(ByDesign::LoopbackForwardedFor);
         }
     }
-    for (name, difference) in [
-        ("x-envoy-attempt-count", ByDesign::AttemptCount),
-        ("x-envoy-decorator-operation", ByDesign::DecoratorOperation),
-    ] {
-        if upstream_header(mesh, name).is_none() && upstream_header(envoy, name).is_some() {
-            remove_upstream_header(envoy, name);
-            count(difference);
-        }
-    }
     let decorator = "x-envoy-decorator-operation";
+    if upstream_header(mesh, decorator).is_none() && upstream_header(envoy, decorator).is_some() {
+        remove_upstream_header(envoy, decorator);
+        count(ByDesign::DecoratorOperation);
+    }
     if !mesh.response_headers.contains_key(decorator)
         && envoy.response_headers.remove(decorator).is_some()
     {

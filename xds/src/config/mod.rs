@@ -56,7 +56,7 @@ pub use matcher::{
 pub use ratelimit::{GlobalRateLimit, GlobalRateLimitPerRoute, RequestType};
 pub use rbac::{Cidr, Permission, Principal, RbacAction, RbacPolicy, RbacRules};
 pub use route::{
-    ClusterSpecifier, ForwardAction, HashPolicy, HashSource, HeaderAppendAction, HeaderMutations,
+    AttemptCount, ClusterSpecifier, ForwardAction, HashPolicy, HashSource, HeaderAppendAction, HeaderMutations,
     HeaderValueOption, PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy,
     Route, RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
 };

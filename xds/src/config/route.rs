@@ -178,6 +178,20 @@ pub struct ForwardAction {
     pub include_vh_rate_limits: bool,
     /// How a request hash is computed for ring hash and maglev clusters.
     pub hash_policy: Vec<HashPolicy>,
+    /// Whether `x-envoy-attempt-count` goes on the forwarded request and on its response
+    /// (the virtual host's settings).
+    pub attempt_count: AttemptCount,
+}
+
+/// A virtual host's `include_request_attempt_count` and `include_attempt_count_in_response`:
+/// Envoy's router then sets `x-envoy-attempt-count` (1 for the first try) on each try it
+/// sends upstream and on the response it passes back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttemptCount {
+    /// On each request sent upstream.
+    pub request: bool,
+    /// On the response.
+    pub response: bool,
 }
 
 /// One entry of a route's `hash_policy`.

@@ -81,13 +81,13 @@ pub(super) const VIRTUAL_HOST: MessagePolicy = MessagePolicy {
             "typed_per_filter_config",
             "per-filter overrides (RBAC, local rate limit, fault, CORS, header mutation; FilterConfig enable/disable), most specific level wins",
         ),
-        no_effect(
+        honoured(
             "include_request_attempt_count",
-            "x-envoy-attempt-count is not added",
+            "x-envoy-attempt-count on each try sent upstream (1 for the first)",
         ),
-        no_effect(
+        honoured(
             "include_attempt_count_in_response",
-            "x-envoy-attempt-count is not added",
+            "x-envoy-attempt-count on the response: the tries it took",
         ),
         honoured("retry_policy", "default for routes without one"),
         unsupported("retry_policy_typed_config", "retry policy extensions"),

@@ -11,8 +11,8 @@ use super::reflect::reject_unsupported;
 use super::route_action::{retry_policy, route_action};
 use super::tracing::route_tracing;
 use crate::config::{
-    HeaderAppendAction, HeaderValueOption, PathMatch, ResourceKind, Route, RouteConfig, RouteMatch,
-    VirtualHost,
+    AttemptCount, HeaderAppendAction, HeaderValueOption, PathMatch, ResourceKind, Route,
+    RouteAction, RouteConfig, RouteMatch, VirtualHost,
 };
 use crate::field_policy::tolerate_fields;
 
@@ -98,11 +98,20 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         .map(|r| retry_policy(r, &path.field("retry_policy")))
         .transpose()?;
     let routes_path = path.field("routes");
-    let routes = std::mem::take(&mut vh.routes)
+    let mut routes = std::mem::take(&mut vh.routes)
         .into_iter()
         .enumerate()
         .map(|(i, r)| route(r, retry_policy.as_ref(), &routes_path.index(i)))
         .collect::<FieldResult<Vec<_>>>()?;
+    let attempt_count = AttemptCount {
+        request: std::mem::take(&mut vh.include_request_attempt_count),
+        response: std::mem::take(&mut vh.include_attempt_count_in_response),
+    };
+    for route in &mut routes {
+        if let RouteAction::Forward(forward) = &mut route.action {
+            forward.attempt_count = attempt_count;
+        }
+    }
     let headers = header_mutations(
         std::mem::take(&mut vh.request_headers_to_add),
         std::mem::take(&mut vh.request_headers_to_remove),
@@ -110,7 +119,7 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         std::mem::take(&mut vh.response_headers_to_remove),
         path,
     )?;
-    // Informational: attempt-count headers and metadata do not change routing.
+    // Informational: metadata does not change routing.
     let typed_per_filter_config = per_filter_configs(
         std::mem::take(&mut vh.typed_per_filter_config),
         &path.field("typed_per_filter_config"),
@@ -120,8 +129,6 @@ fn virtual_host(mut vh: route::VirtualHost, path: &FieldPath<'_>) -> FieldResult
         &path.field("rate_limits"),
     )?;
     tolerate_fields!(vh, "VirtualHost":
-        include_request_attempt_count,
-        include_attempt_count_in_response,
         metadata,
     );
     reject_unsupported(&vh, path)?;

@@ -12,7 +12,7 @@ use super::matcher::safe_regex;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use crate::config::{
-    ClusterSpecifier, DataSource, ForwardAction, HashPolicy, HashSource, PathRedirect,
+    AttemptCount, ClusterSpecifier, DataSource, ForwardAction, HashPolicy, HashSource, PathRedirect,
     RedirectAction, RegexRewrite, RetryOn, RetryPolicy, RouteAction, WeightedCluster,
 };
 use crate::field_policy::tolerate_fields;
@@ -180,6 +180,8 @@ fn forward(
         rate_limits,
         include_vh_rate_limits,
         hash_policy,
+        // The virtual host's setting; `virtual_host` fills it in.
+        attempt_count: AttemptCount::default(),
     })
 }
 
