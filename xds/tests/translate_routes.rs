@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::route::v3 as rds;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 use mesh_xds::config::{
-    ClusterSpecifier, HeaderMatch, PathRedirect, RetryOn, RouteAction, RouteConfig,
+    AttemptCount, ClusterSpecifier, HeaderMatch, PathRedirect, RetryOn, RouteAction, RouteConfig,
 };
 
 fn forward(route: &mesh_xds::config::Route) -> &mesh_xds::config::ForwardAction {
@@ -34,6 +34,27 @@ fn route_defaults_follow_envoy() {
         "Envoy's default route timeout"
     );
     assert_eq!(f.retry_policy, None);
+}
+
+#[test]
+fn virtual_host_attempt_count_settings_reach_its_forwarding_routes() {
+    let plain =
+        RouteConfig::try_from(route_config("r1", vec![prefix_route("/", "c1")])).expect("valid");
+    assert_eq!(
+        forward(&plain.virtual_hosts[0].routes[0]).attempt_count,
+        AttemptCount::default()
+    );
+    let mut rc = route_config("r1", vec![prefix_route("/", "c1")]);
+    rc.virtual_hosts[0].include_request_attempt_count = true;
+    rc.virtual_hosts[0].include_attempt_count_in_response = true;
+    let rc = RouteConfig::try_from(rc).expect("valid");
+    assert_eq!(
+        forward(&rc.virtual_hosts[0].routes[0]).attempt_count,
+        AttemptCount {
+            request: true,
+            response: true
+        }
+    );
 }
 
 #[test]

@@ -394,4 +394,46 @@ mod tests {
         assert!(!suppressed.headers.contains_key(ORIGINAL_PATH));
         assert!(!suppressed.headers.contains_key(ORIGINAL_HOST));
     }
+
+    /// The first try is numbered 1 on the request; a response the upstream client numbered
+    /// keeps its count, one it did not (a local workload's) gets 1; nothing when the virtual
+    /// host does not ask or Envoy headers are suppressed.
+    #[test]
+    fn attempt_count_goes_on_the_request_and_the_response_when_asked() {
+        let both = AttemptCount {
+            request: true,
+            response: true,
+        };
+        let counted = ForwardDecision {
+            attempt_count: both,
+            ..rewriting(false)
+        };
+        let mut parts = request();
+        counted.apply_to_request(&mut parts);
+        assert_eq!(parts.headers[ATTEMPT_COUNT], "1");
+        let mut local = HeaderMap::new();
+        counted.apply_to_response(&mut local);
+        assert_eq!(local[ATTEMPT_COUNT], "1");
+        let mut retried = HeaderMap::new();
+        retried.insert(ATTEMPT_COUNT, HeaderValue::from(3u32));
+        counted.apply_to_response(&mut retried);
+        assert_eq!(retried[ATTEMPT_COUNT], "3");
+        assert_eq!(counted.upstream_route(None, None).attempt_count, both);
+
+        for silent in [
+            rewriting(false),
+            ForwardDecision {
+                attempt_count: both,
+                ..rewriting(true)
+            },
+        ] {
+            let mut parts = request();
+            silent.apply_to_request(&mut parts);
+            let mut headers = HeaderMap::new();
+            silent.apply_to_response(&mut headers);
+            assert!(!parts.headers.contains_key(ATTEMPT_COUNT));
+            assert!(!headers.contains_key(ATTEMPT_COUNT));
+            assert_eq!(silent.upstream_route(None, None).attempt_count, AttemptCount::default());
+        }
+    }
 }
