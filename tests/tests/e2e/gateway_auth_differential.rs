@@ -660,10 +660,20 @@ fn jwt_cases(tokens: &Tokens) -> Vec<Case> {
         json!({ "iss": "https://cookie.test", "sub": "c", "exp": 600 }),
     ));
     let broken = leak(tokens.sign("RS256", json!({ "iss": "https://broken.test", "exp": 600 })));
+    // A character in the middle of the signature changed: a signature that does not verify.
+    // (The last character of an RS256 signature carries four unused bits; changing only those
+    // leaves the signature valid for Envoy, which the next case checks.)
+    let signature_at = valid.rfind('.').expect("three parts") + 20;
     let mut tampered = valid.to_owned();
-    tampered.pop();
-    tampered.push(if valid.ends_with('A') { 'B' } else { 'A' });
+    let flipped = if valid[signature_at..].starts_with('A') { "B" } else { "A" };
+    tampered.replace_range(signature_at..=signature_at, flipped);
     let tampered = leak(tampered);
+    let mut trailing_bits = valid.to_owned();
+    let last = trailing_bits.pop().expect("a signature");
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let index = alphabet.find(last).expect("base64url");
+    trailing_bits.push(alphabet.as_bytes()[index ^ 1] as char);
+    let trailing_bits = leak(trailing_bits);
     let missing = |status| Expect::Reply(status, "Jwt is missing");
     vec![
         case(
@@ -721,6 +731,14 @@ fn jwt_cases(tokens: &Tokens) -> Vec<Case> {
             "jwt_bad_signature",
             on("/api").header("authorization", bearer(tampered)),
             Expect::Reply(401, "Jwt verification fails"),
+        ),
+        case(
+            "jwt_signature_with_unused_trailing_bits_set",
+            on("/api").header("authorization", bearer(trailing_bits)),
+            to("backend")
+                .header("authorization", None)
+                .header("x-sub", Some("alice"))
+                .header("x-tenant", Some("t1")),
         ),
         case(
             "jwt_not_a_token",

@@ -2,12 +2,23 @@
 //! status), its claims checked, its signature verified against a key set.
 
 use base64::Engine;
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::jwks::Keys;
 use super::status::Status;
+
+/// Base64url as jwt_verify_lib reads a signature: padding optional, unused trailing bits
+/// ignored.
+const SIGNATURE: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// A parsed token.
 pub(super) struct Jwt {
@@ -67,12 +78,12 @@ impl Jwt {
         };
         let expires = time("exp")?;
         let not_before = time("nbf")?;
-        if URL_SAFE_NO_PAD
-            .decode(signature.trim_end_matches('='))
-            .is_err()
-        {
-            return Err(Status::JwtSignatureParseError);
-        }
+        // jwt_verify_lib (absl's web-safe unescape) ignores the unused low bits of the last
+        // character; the signature is kept in canonical form, which the verifier expects.
+        let signature = SIGNATURE
+            .decode(signature)
+            .map(|bytes| URL_SAFE_NO_PAD.encode(bytes))
+            .map_err(|_| Status::JwtSignatureParseError)?;
         Ok(Jwt {
             algorithm,
             kid,
@@ -83,7 +94,7 @@ impl Jwt {
             payload_base64url: payload.trim_end_matches('=').to_owned(),
             claims,
             signed: format!("{header}.{payload}"),
-            signature: signature.trim_end_matches('=').to_owned(),
+            signature,
         })
     }
 
@@ -198,6 +209,21 @@ mod tests {
         assert_eq!(
             Jwt::parse(&token(r#"{"alg":"RS256"}"#, r#"{"exp":"soon"}"#)).err(),
             Some(Status::JwtPayloadParseError)
+        );
+    }
+
+    /// "sign" is `c2lnbg`; `c2lnbh` sets an unused trailing bit, which jwt_verify_lib
+    /// ignores, so it names the same signature.
+    #[test]
+    fn a_signature_with_unused_trailing_bits_set_reads_as_the_canonical_one() {
+        let signed = format!("{}.{}", encode(r#"{"alg":"RS256"}"#), encode("{}"));
+        let jwt = Jwt::parse(&format!("{signed}.c2lnbh")).expect("parses");
+        assert_eq!(jwt.signature, "c2lnbg");
+        let padded = Jwt::parse(&format!("{signed}.c2lnbg==")).expect("parses");
+        assert_eq!(padded.signature, "c2lnbg");
+        assert_eq!(
+            Jwt::parse(&format!("{signed}.c2l%")).err(),
+            Some(Status::JwtSignatureParseError)
         );
     }
 
