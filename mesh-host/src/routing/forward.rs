@@ -10,7 +10,9 @@ use http::header::HOST;
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use mesh_xds::config::{AttemptCount, ClusterSpecifier, ForwardAction, HashPolicy, RetryPolicy, RouteTracing};
+use mesh_xds::config::{
+    AttemptCount, ClusterSpecifier, ForwardAction, HashPolicy, RetryPolicy, RouteTracing,
+};
 
 use super::RouteTableError;
 use super::actions::{PathRewrite, WeightedClusters, WeightedEntry};
@@ -433,7 +435,10 @@ mod tests {
             silent.apply_to_response(&mut headers);
             assert!(!parts.headers.contains_key(ATTEMPT_COUNT));
             assert!(!headers.contains_key(ATTEMPT_COUNT));
-            assert_eq!(silent.upstream_route(None, None).attempt_count, AttemptCount::default());
+            assert_eq!(
+                silent.upstream_route(None, None).attempt_count,
+                AttemptCount::default()
+            );
         }
     }
 }

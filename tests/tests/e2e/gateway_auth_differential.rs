@@ -665,7 +665,11 @@ fn jwt_cases(tokens: &Tokens) -> Vec<Case> {
     // leaves the signature valid for Envoy, which the next case checks.)
     let signature_at = valid.rfind('.').expect("three parts") + 20;
     let mut tampered = valid.to_owned();
-    let flipped = if valid[signature_at..].starts_with('A') { "B" } else { "A" };
+    let flipped = if valid[signature_at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
     tampered.replace_range(signature_at..=signature_at, flipped);
     let tampered = leak(tampered);
     let mut trailing_bits = valid.to_owned();

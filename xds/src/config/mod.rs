@@ -56,9 +56,10 @@ pub use matcher::{
 pub use ratelimit::{GlobalRateLimit, GlobalRateLimitPerRoute, RequestType};
 pub use rbac::{Cidr, Permission, Principal, RbacAction, RbacPolicy, RbacRules};
 pub use route::{
-    AttemptCount, ClusterSpecifier, ForwardAction, HashPolicy, HashSource, HeaderAppendAction, HeaderMutations,
-    HeaderValueOption, PathMatch, PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy,
-    Route, RouteAction, RouteConfig, RouteMatch, VirtualHost, WeightedCluster,
+    AttemptCount, ClusterSpecifier, ForwardAction, HashPolicy, HashSource, HeaderAppendAction,
+    HeaderMutations, HeaderValueOption, PathMatch, PathRedirect, RedirectAction, RegexRewrite,
+    RetryOn, RetryPolicy, Route, RouteAction, RouteConfig, RouteMatch, VirtualHost,
+    WeightedCluster,
 };
 pub use tcp_proxy::{TcpCluster, TcpProxy};
 pub use tls::{

@@ -12,8 +12,8 @@ use super::matcher::safe_regex;
 use super::path::FieldPath;
 use super::reflect::reject_unsupported;
 use crate::config::{
-    AttemptCount, ClusterSpecifier, DataSource, ForwardAction, HashPolicy, HashSource, PathRedirect,
-    RedirectAction, RegexRewrite, RetryOn, RetryPolicy, RouteAction, WeightedCluster,
+    AttemptCount, ClusterSpecifier, DataSource, ForwardAction, HashPolicy, HashSource,
+    PathRedirect, RedirectAction, RegexRewrite, RetryOn, RetryPolicy, RouteAction, WeightedCluster,
 };
 use crate::field_policy::tolerate_fields;
 
