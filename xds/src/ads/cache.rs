@@ -140,7 +140,11 @@ impl ResourceCache {
         self.generation += upsert(entry, cluster, version, ready, deadline);
     }
 
-    pub(crate) fn upsert_route_config(&mut self, rc: RouteConfig, version: &str, now: Instant) {
+    // Adding a route configuration, load assignment or secret can only complete a warming
+    // listener or cluster; the caller promotes once after the whole response
+    // (`AdsState::handle`), since promoting after each of a thousand load assignments
+    // rescanned every warming cluster each time.
+    pub(crate) fn upsert_route_config(&mut self, rc: RouteConfig, version: &str) {
         let changed = self
             .route_configs
             .get(&rc.name)
@@ -153,7 +157,6 @@ impl ResourceCache {
             },
         );
         self.generation += u64::from(changed);
-        self.promote(now);
     }
 
     pub(crate) fn upsert_load_assignment(
@@ -161,7 +164,6 @@ impl ResourceCache {
         name: String,
         la: LoadAssignment,
         version: &str,
-        now: Instant,
     ) {
         let changed = self
             .load_assignments
@@ -175,10 +177,9 @@ impl ResourceCache {
             },
         );
         self.generation += u64::from(changed);
-        self.promote(now);
     }
 
-    pub(crate) fn upsert_secret(&mut self, secret: Secret, version: &str, now: Instant) {
+    pub(crate) fn upsert_secret(&mut self, secret: Secret, version: &str) {
         let changed = self
             .secrets
             .get(&secret.name)
@@ -191,7 +192,6 @@ impl ResourceCache {
             },
         );
         self.generation += u64::from(changed);
-        self.promote(now);
     }
 
     /// Every reference to an ADS secret by listeners and clusters, warming ones included

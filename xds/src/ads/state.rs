@@ -484,7 +484,7 @@ impl AdsState {
                 }
                 let rc = RouteConfig::try_from(proto).map_err(rejected)?;
                 let name = rc.name.clone();
-                self.cache.upsert_route_config(rc, version, now);
+                self.cache.upsert_route_config(rc, version);
                 self.keep(kind, &name, &any, version, now);
                 Ok(name)
             }
@@ -507,8 +507,7 @@ impl AdsState {
                     );
                     return Err((None, error.to_string()));
                 }
-                self.cache
-                    .upsert_load_assignment(name.clone(), la, version, now);
+                self.cache.upsert_load_assignment(name.clone(), la, version);
                 self.keep(kind, &name, &any, version, now);
                 Ok(name)
             }
@@ -522,7 +521,7 @@ impl AdsState {
                 if let Some(error) = self.misused(&secret) {
                     return Err((Some(name), error));
                 }
-                self.cache.upsert_secret(secret, version, now);
+                self.cache.upsert_secret(secret, version);
                 self.keep(kind, &name, &any, version, now);
                 Ok(name)
             }
