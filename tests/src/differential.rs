@@ -867,29 +867,6 @@ pub fn mesh_host_over_ads(
     }
 }
 
-/// The names an ADS client must have subscribed to before its ACK of `kind` counts: route
-/// configurations and load assignments are asked for by name once the listeners and
-/// clusters naming them are in, so an earlier ACK of the same version may not cover them.
-fn subscribed_names(snapshot: &Snapshot, kind: ResourceKind) -> Vec<String> {
-    match kind {
-        ResourceKind::RouteConfig => snapshot.routes.iter().map(|r| r.name.clone()).collect(),
-        ResourceKind::LoadAssignment => snapshot
-            .clusters
-            .iter()
-            .filter_map(|c| {
-                let eds = c.eds_cluster_config.as_ref()?;
-                Some(if eds.service_name.is_empty() {
-                    c.name.clone()
-                } else {
-                    eds.service_name.clone()
-                })
-            })
-            .filter(|name| snapshot.endpoints.iter().any(|e| &e.cluster_name == name))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Waits until `node` has ACKed every kind of resource `snapshot` holds at its version
 /// (looking at the requests the control plane received from index `from` on). A NACK of
 /// that push is an error carrying its message; so is no answer within `timeout`.
@@ -904,7 +881,10 @@ pub async fn wait_for_acks(
     if !snapshot.routes.is_empty() {
         kinds.push(ResourceKind::RouteConfig);
     }
-    if !subscribed_names(snapshot, ResourceKind::LoadAssignment).is_empty() {
+    if !snapshot
+        .names_to_subscribe(ResourceKind::LoadAssignment)
+        .is_empty()
+    {
         kinds.push(ResourceKind::LoadAssignment);
     }
     let deadline = tokio::time::Instant::now() + timeout;
@@ -926,7 +906,7 @@ pub async fn wait_for_acks(
             .iter()
             .copied()
             .filter(|kind| {
-                let names = subscribed_names(snapshot, *kind);
+                let names = snapshot.names_to_subscribe(*kind);
                 !ours().any(|r| match &r.request {
                     ReceivedRequest::Sotw(q) => {
                         q.type_url == kind.type_url()

@@ -148,28 +148,6 @@ fn answers(
     }
 }
 
-/// The names a client must subscribe to before its answer for `kind` counts.
-fn needed(snapshot: &Snapshot, kind: ResourceKind) -> Vec<String> {
-    match kind {
-        ResourceKind::RouteConfig => snapshot.routes.iter().map(|r| r.name.clone()).collect(),
-        ResourceKind::Secret => snapshot.secrets.iter().map(|s| s.name.clone()).collect(),
-        ResourceKind::LoadAssignment => snapshot
-            .clusters
-            .iter()
-            .filter_map(|c| {
-                let eds = c.eds_cluster_config.as_ref()?;
-                Some(if eds.service_name.is_empty() {
-                    c.name.clone()
-                } else {
-                    eds.service_name.clone()
-                })
-            })
-            .filter(|name| snapshot.endpoints.iter().any(|e| &e.cluster_name == name))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Waits for `node`'s answers to the push of `version` (requests after `from`).
 async fn decision(
     plane: &TestControlPlane,
@@ -188,7 +166,7 @@ async fn decision(
             if accepted.contains_key(kind) {
                 continue;
             }
-            let names = needed(snapshot, *kind);
+            let names = snapshot.names_to_subscribe(*kind);
             if let Some(answer) = requests
                 .iter()
                 .skip(from)

@@ -145,18 +145,7 @@ impl ResourceCache {
     // (`AdsState::handle`), since promoting after each of a thousand load assignments
     // rescanned every warming cluster each time.
     pub(crate) fn upsert_route_config(&mut self, rc: RouteConfig, version: &str) {
-        let changed = self
-            .route_configs
-            .get(&rc.name)
-            .is_none_or(|old| *old.value != rc);
-        self.route_configs.insert(
-            rc.name.clone(),
-            Versioned {
-                value: Arc::new(rc),
-                version: version.to_owned(),
-            },
-        );
-        self.generation += u64::from(changed);
+        self.generation += replace(&mut self.route_configs, rc.name.clone(), rc, version);
     }
 
     pub(crate) fn upsert_load_assignment(
@@ -165,33 +154,11 @@ impl ResourceCache {
         la: LoadAssignment,
         version: &str,
     ) {
-        let changed = self
-            .load_assignments
-            .get(&name)
-            .is_none_or(|old| *old.value != la);
-        self.load_assignments.insert(
-            name,
-            Versioned {
-                value: Arc::new(la),
-                version: version.to_owned(),
-            },
-        );
-        self.generation += u64::from(changed);
+        self.generation += replace(&mut self.load_assignments, name, la, version);
     }
 
     pub(crate) fn upsert_secret(&mut self, secret: Secret, version: &str) {
-        let changed = self
-            .secrets
-            .get(&secret.name)
-            .is_none_or(|old| *old.value != secret);
-        self.secrets.insert(
-            secret.name.clone(),
-            Versioned {
-                value: Arc::new(secret),
-                version: version.to_owned(),
-            },
-        );
-        self.generation += u64::from(changed);
+        self.generation += replace(&mut self.secrets, secret.name.clone(), secret, version);
     }
 
     /// Every reference to an ADS secret by listeners and clusters, warming ones included
@@ -413,6 +380,24 @@ fn upsert<T: PartialEq>(
         entry.warming = Some((versioned, deadline));
         0
     }
+}
+
+/// Stores `value` under `name`; 1 when that changed what is in service, else 0.
+fn replace<T: PartialEq>(
+    map: &mut BTreeMap<String, Versioned<T>>,
+    name: String,
+    value: T,
+    version: &str,
+) -> u64 {
+    let changed = map.get(&name).is_none_or(|old| *old.value != value);
+    map.insert(
+        name,
+        Versioned {
+            value: Arc::new(value),
+            version: version.to_owned(),
+        },
+    );
+    u64::from(changed)
 }
 
 fn promote_entry<T>(

@@ -47,6 +47,33 @@ pub struct Snapshot {
     pub secrets: Vec<sds::Secret>,
 }
 
+impl Snapshot {
+    /// The names of `kind` a client must have subscribed to before its ACK of this snapshot
+    /// counts: route configurations, load assignments and secrets are asked for by name once
+    /// the listeners and clusters naming them are in, so an earlier ACK of the same version
+    /// may not cover them. Empty for the wildcard kinds.
+    pub fn names_to_subscribe(&self, kind: ResourceKind) -> Vec<String> {
+        match kind {
+            ResourceKind::RouteConfig => self.routes.iter().map(|r| r.name.clone()).collect(),
+            ResourceKind::Secret => self.secrets.iter().map(|s| s.name.clone()).collect(),
+            ResourceKind::LoadAssignment => self
+                .clusters
+                .iter()
+                .filter_map(|c| {
+                    let eds = c.eds_cluster_config.as_ref()?;
+                    Some(if eds.service_name.is_empty() {
+                        c.name.clone()
+                    } else {
+                        eds.service_name.clone()
+                    })
+                })
+                .filter(|name| self.endpoints.iter().any(|e| &e.cluster_name == name))
+                .collect(),
+            ResourceKind::Listener | ResourceKind::Cluster => Vec::new(),
+        }
+    }
+}
+
 /// A snapshot encoded once, by kind and name.
 #[derive(Debug, Default)]
 struct Encoded {
