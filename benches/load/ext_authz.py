@@ -258,6 +258,8 @@ def main() -> None:
         (Path(__file__).resolve().parent / "RESULTS-ext-authz.md").write_text(report)
     finally:
         stop_all()
+    # Kept when the run failed: the proxies' and servers' logs are in it.
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
