@@ -1,6 +1,7 @@
 //! ADS protocol rules, driven message by message through the sans-IO state machine, for both
 //! state-of-the-world and delta ADS. Each test is named after the rule it checks.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -10,25 +11,6 @@ use common::*;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
 use mesh_xds::ads::{Incoming, Outgoing};
 use mesh_xds::bootstrap::AdsApi;
-
-/// Runs a rule for both ADS variants, as `<rule>::sotw` and `<rule>::delta`.
-macro_rules! both_variants {
-    ($($rule:ident => $body:expr;)*) => {
-        $(
-            mod $rule {
-                use super::*;
-                #[test]
-                fn sotw() {
-                    ($body)(AdsApi::StateOfTheWorld);
-                }
-                #[test]
-                fn delta() {
-                    ($body)(AdsApi::Delta);
-                }
-            }
-        )*
-    };
-}
 
 both_variants! {
     initial_requests_subscribe_to_cds_and_lds_as_wildcards => |api| {

@@ -2,6 +2,7 @@
 //! delta), checked on arrival, put in place of their names when a snapshot is published,
 //! and static secrets from the bootstrap. Each test is named after the rule it checks.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -106,24 +107,6 @@ fn with_tls_listener(state: &mut AdsState, api: AdsApi) {
 
 fn publish(state: &AdsState) -> Arc<MeshConfig> {
     ConfigStore::new(MeshConfig::default()).publish(state.resources())
-}
-
-macro_rules! both_variants {
-    ($($rule:ident => $body:expr;)*) => {
-        $(
-            mod $rule {
-                use super::*;
-                #[test]
-                fn sotw() {
-                    ($body)(AdsApi::StateOfTheWorld);
-                }
-                #[test]
-                fn delta() {
-                    ($body)(AdsApi::Delta);
-                }
-            }
-        )*
-    };
 }
 
 both_variants! {

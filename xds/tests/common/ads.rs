@@ -11,6 +11,26 @@ use mesh_xds::ads::{AdsState, Incoming, Outgoing};
 use mesh_xds::bootstrap::{AdsApi, NodeIdentity};
 use mesh_xds::config::ResourceKind;
 
+/// Runs a rule for both ADS variants, as `<rule>::sotw` and `<rule>::delta`.
+#[allow(unused_macros)]
+macro_rules! both_variants {
+    ($($rule:ident => $body:expr;)*) => {
+        $(
+            mod $rule {
+                use super::*;
+                #[test]
+                fn sotw() {
+                    ($body)(mesh_xds::bootstrap::AdsApi::StateOfTheWorld);
+                }
+                #[test]
+                fn delta() {
+                    ($body)(mesh_xds::bootstrap::AdsApi::Delta);
+                }
+            }
+        )*
+    };
+}
+
 pub const WARMING: Duration = Duration::from_secs(15);
 pub const LDS: ResourceKind = ResourceKind::Listener;
 pub const RDS: ResourceKind = ResourceKind::RouteConfig;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, missing_docs)]
 
+#[macro_use]
 pub mod ads;
 pub mod envoy;
 
