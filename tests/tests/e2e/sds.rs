@@ -277,6 +277,14 @@ impl Load {
     }
 }
 
+/// One client connection of the rotation test: started at `opened`, handshake finished at `done`.
+#[derive(Clone, Copy, Debug)]
+struct Handshake {
+    opened: Instant,
+    done: Instant,
+    is_new: bool,
+}
+
 async fn rotation_under_h2_load(api: AdsApi) {
     let plane = TestControlPlane::start().await.expect("control plane");
     let port = free_port();
@@ -314,8 +322,9 @@ async fn rotation_under_h2_load(api: AdsApi) {
             }
         }));
     }
-    // Clients opening a new connection for every request, noting the certificate.
-    let seen: Arc<std::sync::Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    // Clients opening a new connection for every request, noting when the connection was
+    // started, when its handshake finished, and which certificate it saw.
+    let seen: Arc<std::sync::Mutex<Vec<Handshake>>> = Arc::default();
     for _ in 0..2 {
         let (load, stop, seen, trust, new_der) = (
             load.clone(),
@@ -329,7 +338,11 @@ async fn rotation_under_h2_load(api: AdsApi) {
                 let opened = Instant::now();
                 let result = match connect(addr, &trust).await {
                     Ok((stream, leaf)) => {
-                        seen.lock().expect("lock").push((opened, leaf == new_der));
+                        seen.lock().expect("lock").push(Handshake {
+                            opened,
+                            done: Instant::now(),
+                            is_new: leaf == new_der,
+                        });
                         match h2(stream).await {
                             Ok(mut sender) => get(&mut sender).await,
                             Err(error) => Err(error),
@@ -354,8 +367,9 @@ async fn rotation_under_h2_load(api: AdsApi) {
             .lock()
             .expect("lock")
             .iter()
-            .find(|(_, is_new)| *is_new)
-            .map(|(at, _)| *at);
+            .filter(|handshake| handshake.is_new)
+            .map(|handshake| handshake.done)
+            .min();
         if let Some(at) = found {
             break at;
         }
@@ -382,11 +396,13 @@ async fn rotation_under_h2_load(api: AdsApi) {
         ok > before_push + 20,
         "requests went on during the rotation: {before_push} then {ok}"
     );
-    // Connections opened after the first one with the new certificate see only the new one.
+    // Once one handshake has finished with the new certificate the swap has happened, so every
+    // connection started after that moment sees only the new one. (Ordering by start times alone
+    // would race: of two clients connecting at once, the later starter may be accepted first.)
     let seen = seen.lock().expect("lock").clone();
     let late_old: Vec<_> = seen
         .iter()
-        .filter(|(at, is_new)| *at > first_new && !is_new)
+        .filter(|handshake| handshake.opened > first_new && !handshake.is_new)
         .collect();
     assert!(
         late_old.is_empty(),
@@ -394,7 +410,10 @@ async fn rotation_under_h2_load(api: AdsApi) {
         late_old.len()
     );
     assert!(
-        seen.iter().filter(|(at, _)| *at > first_new).count() > 3,
+        seen.iter()
+            .filter(|handshake| handshake.opened > first_new)
+            .count()
+            > 3,
         "new connections were opened after the rotation"
     );
     // The connections opened before the push kept serving on their certificate.
