@@ -26,6 +26,17 @@ pub fn full(bytes: impl Into<Bytes>) -> TestBody {
         .boxed()
 }
 
+/// A body the test writes as it goes: each chunk sent is one DATA frame, and
+/// dropping the sender ends the body.
+pub fn channel(capacity: usize) -> (tokio::sync::mpsc::Sender<Bytes>, TestBody) {
+    let (sender, chunks) = tokio::sync::mpsc::channel(capacity);
+    let frames = futures::stream::unfold(chunks, |mut chunks| async move {
+        let chunk = chunks.recv().await?;
+        Some((Ok(http_body::Frame::data(chunk)), chunks))
+    });
+    (sender, http_body_util::StreamBody::new(frames).boxed())
+}
+
 /// Sends `request` over a new HTTP/1.1 connection to `addr`.
 pub async fn http1(addr: SocketAddr, request: Request<TestBody>) -> Response<Incoming> {
     let stream = TcpStream::connect(addr).await.expect("connect");

@@ -261,6 +261,7 @@ fn linker(engine: &Engine, kind: ComponentKind) -> wasmtime::Result<Linker<Store
     if kind == ComponentKind::P3 {
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        super::p3_client::add_traced_send(&mut linker)?;
     }
     wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut StoreState| {
         wasmtime_wasi_config::WasiConfig::from(&*state.config)

@@ -13,6 +13,7 @@ mod memory;
 mod outbound;
 mod p2;
 mod p3;
+mod p3_client;
 mod store;
 mod workload;
 

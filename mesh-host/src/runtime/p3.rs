@@ -27,7 +27,7 @@ use super::memory::BudgetExhausted;
 use super::store::{StoreSetup, StoreState};
 use super::workload::{Failed, WorkloadSettings};
 use crate::metrics::WorkloadCounters;
-use crate::shared::WorkloadId;
+use crate::shared::{RequestTrace, WorkloadId};
 
 /// How long after a request's deadline its instance's guest is trapped. The
 /// caller has already been answered at the deadline itself; the grace lets
@@ -66,13 +66,14 @@ impl ConcurrentInstances {
     /// Queues `request` for an instance and waits for its response head.
     pub(super) async fn serve(
         &self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         deadline: Instant,
     ) -> Result<http::Response<WasiBody>, Failed> {
         let instance = Arc::new(OnceLock::new());
         let data = RequestData {
             deadline,
             instance: instance.clone(),
+            trace: request.extensions_mut().remove::<RequestTrace>(),
         };
         let handled = tokio::time::timeout_at(deadline.into(), async {
             let response = self.handler.handle(data, request).await?;
@@ -130,6 +131,8 @@ struct RequestData {
     /// Filled with the instance's budget flag once an instance takes the
     /// request.
     instance: Arc<OnceLock<Arc<AtomicBool>>>,
+    /// The trace the request's outbound requests join.
+    trace: Option<RequestTrace>,
 }
 
 struct Instances {
@@ -216,7 +219,7 @@ impl WorkerState for InstanceReuse {
         &self,
         mut store: StoreContextMut<'_, StoreState>,
         request: RequestData,
-        _task: GuestTaskId,
+        task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         if self.started.fetch_add(1, Ordering::Relaxed) > 0 {
             self.reuses.inc();
@@ -227,6 +230,7 @@ impl WorkerState for InstanceReuse {
         let kill_at = request.deadline + KILL_GRACE;
         state.deadline = Some(state.deadline.map_or(kill_at, |at| at.max(kill_at)));
         let _ = request.instance.set(state.memory.budget_refused().clone());
+        state.trace_task(task, request.trace);
         Box::pin(tokio::time::sleep_until(request.deadline.into()))
     }
 

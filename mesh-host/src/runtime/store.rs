@@ -1,6 +1,7 @@
 //! What each wasmtime store holds for one instance: WASI and WASI HTTP contexts, limits, the
 //! request deadline, and the egress hooks through which every outbound request leaves.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, LazyLock, Weak};
 
@@ -8,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use std::time::Instant;
 
 use thiserror::Error;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{GuestTaskId, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -53,6 +54,7 @@ impl StoreSetup {
             memory: InstanceMemory::new(self.memory_bytes, self.budgets.clone())
                 .reporting_high_water(self.memory_high_water.clone()),
             deadline: None,
+            task_traces: HashMap::new(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.memory);
@@ -77,6 +79,11 @@ pub struct StoreState {
     pub(crate) deadline: Option<Instant>,
     /// The workload's `wasi:config` values.
     pub(crate) config: Arc<WasiConfigVariables>,
+    /// The trace of each request a concurrent (P3) instance has taken, by the
+    /// guest task that serves it. Entries are overwritten rather than removed:
+    /// a task id is reused only by a later request, which records its own, so
+    /// the map stays as large as the most tasks the instance ever held at once.
+    task_traces: HashMap<GuestTaskId, RequestTrace>,
 }
 
 impl StoreState {
@@ -84,6 +91,21 @@ impl StoreState {
     /// (`None`: they join none).
     pub(crate) fn serve_trace(&mut self, trace: Option<RequestTrace>) {
         self.hooks.trace = trace;
+    }
+
+    /// Records the trace of the request that guest task `task` serves on a
+    /// concurrent instance (`None`: it belongs to none).
+    pub(crate) fn trace_task(&mut self, task: GuestTaskId, trace: Option<RequestTrace>) {
+        match trace {
+            Some(trace) => self.task_traces.insert(task, trace),
+            None => self.task_traces.remove(&task),
+        };
+    }
+
+    /// Outbound requests from now on join the trace of the request that the
+    /// root task `task` serves (`None`: they join none).
+    pub(crate) fn send_for_task(&mut self, task: Option<GuestTaskId>) {
+        self.hooks.trace = task.and_then(|task| self.task_traces.get(&task).cloned());
     }
 }
 
@@ -118,7 +140,7 @@ pub struct EgressHooks {
     workload: WorkloadId,
     outbound: Weak<dyn OutboundSender>,
     /// The trace of the request being served, handed to each outbound request in its
-    /// extensions (only known where an instance serves one request at a time).
+    /// extensions (set per request on a P2 instance, per `send` call on a P3 one).
     trace: Option<RequestTrace>,
 }
 

@@ -73,10 +73,11 @@ fn otel_cluster(receiver: &OtlpReceiver) -> String {
     )
 }
 
-/// mesh-host serving the P2 `outbound` component as workload `client` behind a traced
-/// inbound listener, with an egress listener routing `upstream.test` to `upstream`; the
-/// workload's policy adds `policy` (YAML flow entries).
+/// mesh-host serving the `outbound` component of `kind` as workload `client` behind a
+/// traced inbound listener, with an egress listener routing `upstream.test` to `upstream`;
+/// the workload's policy adds `policy` (YAML flow entries).
 fn start_mesh_host(
+    kind: Kind,
     receiver: &OtlpReceiver,
     upstream: &EchoUpstream,
     random_sampling: f64,
@@ -106,7 +107,7 @@ fn start_mesh_host(
     std::fs::write(dir.path().join("bootstrap.yaml"), bootstrap).expect("write bootstrap");
     let config = format!(
         "bootstrap: bootstrap.yaml\nworkloads:\n- name: client\n  component: {}\n  clusters: [client]\n  policy: {{ egress: {{ allow: [{{ authority: upstream.test }}] }}{policy} }}\n",
-        Kind::P2.component("outbound").display()
+        kind.component("outbound").display()
     );
     let path = dir.path().join("mesh.yaml");
     std::fs::write(&path, config).expect("write mesh config");
@@ -160,11 +161,20 @@ fn one<'a>(spans: &'a [ReceivedSpan], kind: &str, service: &str) -> &'a Received
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_request_makes_three_spans_of_one_trace_and_the_upstream_sees_the_client_span() {
+    three_spans_of_one_trace(Kind::P2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_p3_components_request_makes_the_same_three_spans() {
+    three_spans_of_one_trace(Kind::P3).await;
+}
+
+async fn three_spans_of_one_trace(kind: Kind) {
     let Some(receiver) = OtlpReceiver::start() else {
         return;
     };
     let upstream = EchoUpstream::start("upstream").await.expect("upstream");
-    let (_dir, host) = start_mesh_host(&receiver, &upstream, 100.0, "");
+    let (_dir, host) = start_mesh_host(kind, &receiver, &upstream, 100.0, "");
     let echo = call_through(host.addr, &[]).await;
     let spans = receiver.wait_for(3, SPAN_WAIT).await;
     assert_eq!(spans.len(), 3, "{spans:#?}");
@@ -215,6 +225,7 @@ async fn with_injection_off_the_components_headers_go_out_as_it_wrote_them() {
     };
     let upstream = EchoUpstream::start("upstream").await.expect("upstream");
     let (_dir, host) = start_mesh_host(
+        Kind::P2,
         &receiver,
         &upstream,
         100.0,
@@ -237,7 +248,7 @@ async fn an_unsampled_request_records_nothing_but_the_upstream_still_gets_its_tr
         return;
     };
     let upstream = EchoUpstream::start("upstream").await.expect("upstream");
-    let (_dir, host) = start_mesh_host(&receiver, &upstream, 100.0, "");
+    let (_dir, host) = start_mesh_host(Kind::P2, &receiver, &upstream, 100.0, "");
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
     let echo = call_through(host.addr, &[("traceparent", incoming)]).await;
     let (trace_id, parent_id, flags) = traceparent(&echo).expect("traceparent propagated");
@@ -265,7 +276,7 @@ async fn behind_an_envoy_gateway_mesh_hosts_server_span_is_a_child_of_envoys() {
         return;
     };
     let upstream = EchoUpstream::start("upstream").await.expect("upstream");
-    let (_dir, host) = start_mesh_host(&receiver, &upstream, 100.0, "");
+    let (_dir, host) = start_mesh_host(Kind::P2, &receiver, &upstream, 100.0, "");
     let gateway_port = free_port();
     let envoy_bootstrap = format!(
         "static_resources:\n  listeners:{}\n  clusters:{}{}\n",
@@ -296,4 +307,68 @@ async fn behind_an_envoy_gateway_mesh_hosts_server_span_is_a_child_of_envoys() {
     let (trace_id, parent_id, _) = traceparent(&echo).expect("traceparent injected");
     assert_eq!(trace_id, envoy.trace_id);
     assert_eq!(parent_id, client.span_id);
+}
+
+/// Requests that one P3 instance serves at once: each outbound request joins the trace of
+/// the inbound request its task serves, never a neighbour's. Every request's body stays open
+/// until all of them have reached the component, which sends upstream once the first chunk
+/// of its body arrives; the chunks go out in reverse order, so sends interleave with the
+/// other requests' tasks alive on the instance.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_requests_on_one_p3_instance_each_keep_their_own_trace() {
+    const REQUESTS: usize = 6;
+    let Some(receiver) = OtlpReceiver::start() else {
+        return;
+    };
+    let upstream = EchoUpstream::start("upstream").await.expect("upstream");
+    let (_dir, host) = start_mesh_host(Kind::P3, &receiver, &upstream, 100.0, "");
+    let trace_ids: Vec<String> = (0..REQUESTS)
+        .map(|k| format!("{:032x}", 0x5eed_0000_u128 + k as u128 + 1))
+        .collect();
+    let mut senders = Vec::new();
+    let mut calls = Vec::new();
+    for trace_id in &trace_ids {
+        let (sender, body) = client::channel(2);
+        senders.push(sender);
+        let request = Request::post("/")
+            .header("host", "client.test")
+            .header("x-target-url", "http://upstream.test/traced")
+            .header("x-target-method", "POST")
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .body(body)
+            .expect("request");
+        let addr = host.addr;
+        calls.push(tokio::spawn(async move {
+            client::read_all(client::http1(addr, request).await).await
+        }));
+    }
+    // The heads are in; give the component time to start a task for each.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for sender in senders.iter().rev() {
+        sender
+            .send(Bytes::from_static(b"part"))
+            .await
+            .expect("body chunk");
+    }
+    drop(senders);
+    for (call, trace_id) in calls.into_iter().zip(&trace_ids) {
+        let (status, headers, body, _) = call.await.expect("request task");
+        assert_eq!(status, 200, "{headers:?} {body:?}");
+        let echo = Echo::parse(&body).expect("the upstream's echo");
+        let (seen, _, flags) = traceparent(&echo).expect("traceparent injected");
+        assert_eq!(&seen, trace_id, "the outbound request joined its own trace");
+        assert_eq!(flags, "01");
+    }
+    // Each trace has its own client span, a child of that trace's component span.
+    let spans = receiver.wait_for(3 * REQUESTS, SPAN_WAIT).await;
+    for trace_id in &trace_ids {
+        let of_trace: Vec<ReceivedSpan> = spans
+            .iter()
+            .filter(|span| &span.trace_id == trace_id)
+            .cloned()
+            .collect();
+        let component = one(&of_trace, "INTERNAL", "mesh-host");
+        let client = one(&of_trace, "CLIENT", "mesh-host");
+        assert_eq!(client.parent_span_id, component.span_id, "{of_trace:#?}");
+    }
 }
