@@ -85,13 +85,13 @@ pub fn send(
         return deny("policy", &denied.to_string());
     }
     let snapshot = mesh.snapshot.load_full();
-    let Some((listener, table)) = snapshot.egress_routes() else {
+    let Some((listener, chain)) = snapshot.egress_chain() else {
         return deny(
             "no_egress_listener",
             "no egress listener is configured, so nothing may leave",
         );
     };
-    let forward = match table.select(&parts, rand::random()) {
+    let mut forward = match chain.routes.select(&parts, rand::random()) {
         Decision::Forward(forward) => forward,
         Decision::NoRoute | Decision::NoCluster { .. } => {
             return deny(
@@ -105,6 +105,7 @@ pub fn send(
             return Box::pin(async move { Ok(response) });
         }
     };
+    forward.suppress_envoy_headers = chain.suppress_envoy_headers;
     // Envoy's name for an egress span: `egress` and the authority the request named.
     let span_name = trace
         .as_ref()

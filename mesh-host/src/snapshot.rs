@@ -32,9 +32,9 @@ pub struct Snapshot {
     /// configuration has not arrived, or whose routes or filters cannot be used, has none and
     /// serves nothing.
     listeners: HashMap<String, Vec<Option<Arc<ListenerChain>>>>,
-    /// The egress listener's name and route table (its first filter chain: outbound requests
-    /// are matched by authority, there is no SNI). `None`: nothing may leave.
-    egress_routes: Option<(String, Arc<RouteTable>)>,
+    /// The egress listener's name and first filter chain (outbound requests are matched by
+    /// authority, there is no SNI). `None`: nothing may leave.
+    egress_chain: Option<(String, Arc<ListenerChain>)>,
     /// The upstream clusters and endpoints.
     pub upstream: Egress,
 }
@@ -76,7 +76,7 @@ impl Snapshot {
         Snapshot {
             config: Arc::default(),
             listeners: HashMap::new(),
-            egress_routes: None,
+            egress_chain: None,
             upstream: Egress::new(),
         }
     }
@@ -129,9 +129,9 @@ impl Snapshot {
             .listeners
             .values()
             .filter(|listener| is_egress(listener, egress_listener));
-        let egress_routes = egress_listeners.next().and_then(|listener| {
+        let egress_chain = egress_listeners.next().and_then(|listener| {
             let chain = listeners.get(&listener.name)?.first()?.clone()?;
-            Some((listener.name.clone(), chain.routes.clone()))
+            Some((listener.name.clone(), chain))
         });
         if let Some(ignored) = egress_listeners.next() {
             tracing::warn!(
@@ -143,7 +143,7 @@ impl Snapshot {
         Snapshot {
             config,
             listeners,
-            egress_routes,
+            egress_chain,
             upstream,
         }
     }
@@ -153,11 +153,11 @@ impl Snapshot {
         self.listeners.get(listener)?.get(filter_chain)?.as_ref()
     }
 
-    /// The egress listener's name and route table.
-    pub fn egress_routes(&self) -> Option<(&str, &RouteTable)> {
-        self.egress_routes
+    /// The egress listener's name and the filter chain that routes components' requests.
+    pub fn egress_chain(&self) -> Option<(&str, &ListenerChain)> {
+        self.egress_chain
             .as_ref()
-            .map(|(name, table)| (name.as_str(), table.as_ref()))
+            .map(|(name, chain)| (name.as_str(), chain.as_ref()))
     }
 
     /// The filter chains of the inbound listeners (not the egress one), by listener name.

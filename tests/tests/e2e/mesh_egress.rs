@@ -10,6 +10,7 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use mesh_host_tests::bootstrap::{HCM, ROUTER, http_listener, static_cluster};
 use mesh_host_tests::client;
+use mesh_host_tests::echo_upstream::{Echo, EchoUpstream};
 use mesh_host_tests::envoy::{Envoy, free_port};
 use mesh_host_tests::process::MeshHost;
 use mesh_host_tests::proto::helloworld::greeter_server::{Greeter, GreeterServer};
@@ -835,4 +836,46 @@ async fn a_try_past_the_per_try_timeout_is_retried_on_another_endpoint() {
         bad.requests() >= 1,
         "round robin must try the stalling endpoint"
     );
+}
+
+/// The egress listener's router decides which Envoy headers a component's request carries,
+/// as an inbound router does for forwarded requests: with `suppress_envoy_headers` the
+/// upstream sees neither `x-envoy-attempt-count` nor `x-envoy-original-path`; the route's
+/// rewrite applies either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_egress_routers_suppress_envoy_headers_keeps_envoy_headers_off_outbound_requests() {
+    let vhosts = r#"[{ name: up, domains: [upstream.test], include_request_attempt_count: true,
+      routes: [{ match: { prefix: /old/ }, route: { cluster: upstream, prefix_rewrite: /new/ } }] }]"#;
+    let plain_router = format!(r#"typed_config: {{ "@type": {ROUTER} }}"#);
+    for suppress in [false, true] {
+        let upstream = EchoUpstream::start("upstream").await.expect("upstream");
+        let mut listener = egress(vhosts);
+        if suppress {
+            assert!(listener.contains(&plain_router), "{listener}");
+            listener = listener.replace(
+                &plain_router,
+                &format!(r#"typed_config: {{ "@type": {ROUTER}, suppress_envoy_headers: true }}"#),
+            );
+        }
+        let config = bootstrap(
+            &[inbound(free_port()), listener],
+            &[static_cluster("upstream", &[upstream.addr.port()], "")],
+        );
+        let (_dir, host) = start(Kind::P2, &config, &["--egress-allow", "upstream.test"]);
+        let called = get(&host, "http://upstream.test/old/page").await;
+        assert_eq!(called.status, StatusCode::OK, "{:?}", called.body);
+        assert_eq!(called.header("x-upstream-status"), "200");
+        let echo = Echo::parse(&called.body).expect("the upstream's echo");
+        assert_eq!(echo.path, "/new/page");
+        let (attempts, original) = (
+            echo.header("x-envoy-attempt-count"),
+            echo.header("x-envoy-original-path"),
+        );
+        if suppress {
+            assert_eq!((attempts, original), (None, None), "{echo:?}");
+        } else {
+            assert_eq!(attempts.as_deref(), Some("1"), "{echo:?}");
+            assert_eq!(original.as_deref(), Some("/old/page"), "{echo:?}");
+        }
+    }
 }

@@ -276,7 +276,7 @@ pub(super) const ROUTER: MessagePolicy = MessagePolicy {
         ),
         honoured(
             "suppress_envoy_headers",
-            "no x-envoy-original-path or x-envoy-original-host on forwarded requests",
+            "no x-envoy-original-path, x-envoy-original-host or x-envoy-attempt-count on forwarded requests, components' outbound requests included",
         ),
         unsupported(
             "strict_check_headers",
