@@ -22,7 +22,8 @@ cold start.
 
 Per run: requests/s, p50/p99 latency (from h2load's per-request log), server
 CPU microseconds per request (utime+stime from /proc/<pid>/stat, summed over
-the topology's process trees) and peak RSS (VmHWM, summed likewise). Pinned
+the topology's process trees) and peak RSS (VmHWM, summed likewise); the trace
+collector is a remote service, so it runs beside h2load and is not counted. Pinned
 runs put the servers on core 0 and h2load on core 1 (`taskset`); an unpinned
 pass is reported separately. Every process the harness starts is killed when
 it ends, on errors and on Ctrl-C.
@@ -312,6 +313,9 @@ class ProcSpec:
     name: str
     argv: list[str]
     port: int
+    # A service the host talks to over the network (the trace collector), not part of the
+    # host under test: it runs beside the load generator and its CPU and RSS are not counted.
+    external: bool = False
 
 
 @dataclass
@@ -704,7 +708,7 @@ def tracing_peers(work: Path) -> list[Peer]:
             otel = free_port()
             procs.append(ProcSpec("otlp-receiver", [sys.executable, str(REPO / "tests" / "otlp" / "receiver.py"),
                                                     "--port", str(otel), "--out", str(work / f"spans-{otel}.jsonl")],
-                                  otel))
+                                  otel, external=True))
         port = free_port()
         bootstrap = work / f"tracing-bootstrap-{key}-{port}.json"
         bootstrap.write_text(json.dumps(tracing_bootstrap(port, otel), indent=2))
@@ -816,16 +820,20 @@ class RunningPeer:
         self.peer = peer
         self.procs: list[subprocess.Popen] = []
         self.commands: list[str] = []
+        self.measured: list[subprocess.Popen] = []
         for spec in peer.procs:
-            argv = affinity.server + spec.argv
+            argv = (affinity.client if spec.external else affinity.server) + spec.argv
             self.commands.append(shlex.join(argv))
             log_path = work / f"{peer.key}-{spec.name.replace(' ', '-')}-{spec.port}.log"
             proc = SUPERVISOR.spawn(argv, log_path)
             self.procs.append(proc)
+            if not spec.external:
+                self.measured.append(proc)
             wait_for_port(spec.port, proc, log_path, timeout=180)
 
     def pids(self) -> list[int]:
-        return process_tree([proc.pid for proc in self.procs])
+        """The processes of the host under test (CPU and RSS are summed over these)."""
+        return process_tree([proc.pid for proc in self.measured])
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -1423,7 +1431,9 @@ def main(argv: list[str]) -> int:
         f"- Runs: {args.runs} measured windows of {args.duration:g} s per peer after a {args.warmup:g} s warm-up, "
         "interleaved across peers; cells are median (min–max) over the runs.",
         "- CPU µs/req: server utime+stime delta over the window (/proc/<pid>/stat, all processes of the "
-        "topology) ÷ successful requests. Peak RSS: VmHWM summed over the topology, read after the last run.",
+        "topology) ÷ successful requests. Peak RSS: VmHWM summed over the topology, read after the last run. "
+        "The OTLP receiver of the tracing scenario stands for a remote collector: it runs on h2load's CPU and "
+        "is not counted.",
         "- Ratios are mesh-host ÷ peer (for req/s higher favours mesh-host; for p99, CPU and RSS lower does).",
         "- Every peer's reply (status and exact body; grpc-status 0 and the reply message for gRPC) is "
         "checked before the warm-up and again after the last run; any failed, errored or non-2xx request "
