@@ -257,16 +257,17 @@ fn open_component_span(
     workload: &LocalWorkload,
     head: &mut http::request::Parts,
 ) -> Option<OpenSpan> {
-    let trace = head.extensions.remove::<RequestTrace>()?;
-    let Some((mut span, child)) =
-        trace.open_child(format!("component {}", workload.id), SpanKind::Internal)
-    else {
-        head.extensions.insert(trace.unrecorded_child());
+    // Replaced in place: most requests are not sampled, and this runs on each of them.
+    let trace = head.extensions.get_mut::<RequestTrace>()?;
+    if trace.sink.is_none() {
+        *trace = trace.unrecorded_child();
         return None;
-    };
+    }
+    let (mut span, child) =
+        trace.open_child(format!("component {}", workload.id), SpanKind::Internal)?;
+    *trace = child;
     span.set_text("mesh.workload", workload.id.to_string());
     span.set_text("mesh.component.kind", workload.component.kind());
-    head.extensions.insert(child);
     Some(span)
 }
 
