@@ -106,24 +106,18 @@ pub fn send(
         }
     };
     forward.suppress_envoy_headers = chain.suppress_envoy_headers;
-    // Envoy's name for an egress span: `egress` and the authority the request named.
-    let span_name = trace
-        .as_ref()
-        .filter(|trace| trace.sink.is_some())
-        .map(|_| format!("egress {authority}"));
+    // Envoy's name for an egress span: `egress` and the authority the request named (before
+    // the route rewrites it).
+    let client =
+        trace.map(|trace| trace.child_span(|| format!("egress {authority}"), SpanKind::Client));
     forward.apply_to_request(&mut parts);
-    let client_span = trace.and_then(|trace| {
-        let opened = span_name.and_then(|name| trace.open_child(name, SpanKind::Client));
-        let (span, child) = match opened {
-            Some((mut span, child)) => {
-                span.set_text("upstream_cluster", forward.cluster.clone());
-                span.set_text("mesh.workload", workload.to_string());
-                span.set_text("http.method", parts.method.to_string());
-                span.set_text("http.url", parts.uri.to_string());
-                (Some(span), child)
-            }
-            None => (None, trace.unrecorded_child()),
-        };
+    let client_span = client.and_then(|(mut span, child)| {
+        if let Some(span) = &mut span {
+            span.set_text("upstream_cluster", forward.cluster.clone());
+            span.set_text("mesh.workload", workload.to_string());
+            span.set_text("http.method", parts.method.to_string());
+            span.set_text("http.url", parts.uri.to_string());
+        }
         if child.propagate && caller.policy().tracing.inject_traceparent {
             child.context.inject(&mut parts.headers);
         }

@@ -410,7 +410,10 @@ mod tests {
         assert!(started.span.is_none());
         assert!(started.trace.sink.is_none());
         assert!(!started.trace.context.sampled);
-        assert!(started.trace.open_child("x", SpanKind::Internal).is_none());
+        let (span, child) = started.trace.child_span(|| "x".into(), SpanKind::Internal);
+        assert!(span.is_none());
+        assert!(child.sink.is_none());
+        assert_ne!(child.context.span_id, started.trace.context.span_id);
         assert!(kept.0.lock().expect("lock").is_empty());
     }
 

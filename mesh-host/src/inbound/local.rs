@@ -259,13 +259,10 @@ fn open_component_span(
 ) -> Option<OpenSpan> {
     // Replaced in place: most requests are not sampled, and this runs on each of them.
     let trace = head.extensions.get_mut::<RequestTrace>()?;
-    if trace.sink.is_none() {
-        *trace = trace.unrecorded_child();
-        return None;
-    }
-    let (mut span, child) =
-        trace.open_child(format!("component {}", workload.id), SpanKind::Internal)?;
+    let (span, child) =
+        trace.child_span(|| format!("component {}", workload.id), SpanKind::Internal);
     *trace = child;
+    let mut span = span?;
     span.set_text("mesh.workload", workload.id.to_string());
     span.set_text("mesh.component.kind", workload.component.kind());
     Some(span)

@@ -237,37 +237,31 @@ pub struct RequestTrace {
 }
 
 impl RequestTrace {
-    /// A child span of this trace, open from now; `None` when the trace is not sampled.
-    pub fn open_child(
+    /// The trace as seen from a child hop: a new span id, so a receiver can tell the hop
+    /// apart, the same flag and state. When the trace is sampled the child is also a span,
+    /// open from now and named by `name`, which is called only then (most requests are not
+    /// sampled, and every one of them passes here).
+    pub fn child_span(
         &self,
-        name: impl Into<String>,
+        name: impl FnOnce() -> String,
         kind: SpanKind,
-    ) -> Option<(OpenSpan, RequestTrace)> {
-        let sink = self.sink.clone()?;
+    ) -> (Option<OpenSpan>, RequestTrace) {
         let context = self.context.child();
-        let span = OpenSpan::new(
-            sink.clone(),
-            context.clone(),
-            Some(self.context.span_id),
-            name.into(),
-            kind,
-        );
+        let span = self.sink.as_ref().map(|sink| {
+            OpenSpan::new(
+                sink.clone(),
+                context.clone(),
+                Some(self.context.span_id),
+                name(),
+                kind,
+            )
+        });
         let trace = RequestTrace {
             context,
-            sink: Some(sink),
+            sink: self.sink.clone(),
             propagate: self.propagate,
         };
-        Some((span, trace))
-    }
-
-    /// The same trace as seen from a child span that is not recorded: a new span id, so a
-    /// receiver can tell the hop apart, the same flag and state.
-    pub fn unrecorded_child(&self) -> RequestTrace {
-        RequestTrace {
-            context: self.context.child(),
-            sink: None,
-            propagate: self.propagate,
-        }
+        (span, trace)
     }
 }
 
