@@ -820,20 +820,17 @@ class RunningPeer:
         self.peer = peer
         self.procs: list[subprocess.Popen] = []
         self.commands: list[str] = []
-        self.measured: list[subprocess.Popen] = []
         for spec in peer.procs:
             argv = (affinity.client if spec.external else affinity.server) + spec.argv
             self.commands.append(shlex.join(argv))
             log_path = work / f"{peer.key}-{spec.name.replace(' ', '-')}-{spec.port}.log"
             proc = SUPERVISOR.spawn(argv, log_path)
             self.procs.append(proc)
-            if not spec.external:
-                self.measured.append(proc)
             wait_for_port(spec.port, proc, log_path, timeout=180)
 
     def pids(self) -> list[int]:
         """The processes of the host under test (CPU and RSS are summed over these)."""
-        return process_tree([proc.pid for proc in self.measured])
+        return process_tree([proc.pid for spec, proc in zip(self.peer.procs, self.procs) if not spec.external])
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
