@@ -22,6 +22,12 @@
 #   grpc   greeter.wasm --grpc vs tonic-greeter, h2load -c8 -m1 -t1 -n N,
 #          one framed helloworld.HelloRequest{name: "bench"}
 #   p3-http1  hello_p3.wasm (wasi:http@0.3) vs plain-hyper, loaded as http1
+#   tracing   hello.wasm behind run.py's tracing bootstrap, without tracing and
+#             with OpenTelemetry at 1 % sampling exporting to tests/otlp/receiver.py
+#             (run natively, not profiled), loaded as http1
+#   in-process  outbound.wasm calling hello.wasm through the egress routes:
+#             in-process, and looped through the host's own listener
+#             (run.py's in-process bootstrap), loaded as http1
 #   <s>-jemalloc  scenario <s> again, both peers with LD_PRELOAD=libjemalloc.so.2
 # h2c and gRPC use -m1 (8 streams in flight), not run.py's -m32: every
 # in-flight request holds one component instance, and the profiling build
@@ -116,6 +122,8 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The http1 load's path (the in-process scenario names its target in the query).
+REQUEST_PATH=/
 GRPC_FILE="$OUT/grpc-hello-request.bin"
 # gRPC frame: uncompressed, length 7, HelloRequest{name (field 1) = "bench"}.
 printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$GRPC_FILE"
@@ -124,7 +132,7 @@ printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$GRPC_FILE"
 load_argv() {
     local scenario="$1" port="$2" count="$3"
     case "$scenario" in
-        http1) printf '%s\n' h2load --h1 -c8 -t1 -n "$count" "http://127.0.0.1:$port/" ;;
+        http1) printf '%s\n' h2load --h1 -c8 -t1 -n "$count" "http://127.0.0.1:$port$REQUEST_PATH" ;;
         h2c) printf '%s\n' h2load -c8 -m1 -t1 -n "$count" "http://127.0.0.1:$port/" ;;
         grpc) printf '%s\n' h2load -c8 -m1 -t1 -n "$count" -H 'content-type: application/grpc' \
             -H 'te: trailers' -d "$GRPC_FILE" "http://127.0.0.1:$port/helloworld.Greeter/SayHello" ;;
@@ -144,7 +152,7 @@ run_load() {
 check_reply() {
     local scenario="$1" port="$2" body
     case "$scenario" in
-        http1) body="$(curl -sS --max-time 60 "http://127.0.0.1:$port/")" ;;
+        http1) body="$(curl -sS --max-time 60 "http://127.0.0.1:$port$REQUEST_PATH")" ;;
         h2c) body="$(curl -sS --max-time 60 --http2-prior-knowledge "http://127.0.0.1:$port/")" ;;
         grpc)
             body="$(curl -sS --max-time 60 --http2-prior-knowledge -i -H 'content-type: application/grpc' \
@@ -312,8 +320,18 @@ profile() {
     local name="$label-$peer" port argv=() cg="$OUT/$label-$peer.callgrind" env=()
     [ -n "${PRELOAD:-}" ] && env=(env "LD_PRELOAD=$PRELOAD")
     port="$(free_port)"
-    for word in "$@"; do argv+=("${word//PORT/$port}"); done
+    local bootstrap="$OUT/$name.bootstrap.json"
+    [ -n "${BOOTSTRAP:-}" ] && write_bootstrap "$BOOTSTRAP" "$port" >"$bootstrap"
+    for word in "$@"; do word="${word//PORT/$port}"; argv+=("${word//BOOTSTRAP_FILE/$bootstrap}"); done
     log "$name: ${argv[*]}"
+    # A bootstrap's components are compiled natively first, so valgrind loads them from the cache.
+    if [ -n "${BOOTSTRAP:-}" ]; then
+        "${argv[@]}" >"$OUT/$name.warm.log" 2>&1 &
+        local warm=$!
+        PIDS+=("$warm")
+        wait_ready "$scenario" "$port" "$warm" || { tail -20 "$OUT/$name.warm.log" >&2; return 1; }
+        kill -TERM "$warm"; wait "$warm" 2>/dev/null || true
+    fi
     printf '%s\n' "${env[*]} valgrind --tool=callgrind ${argv[*]}" >"$OUT/$name.cmd"
     # Each allocation keeps the chain of its callers, so the breakdown can say
     # which crate asked for it (the contexts do not change the counts).
@@ -357,6 +375,23 @@ EOF
     log "$name: $(tail -1 "$OUT/results.tsv" | cut -f7) Ir/request"
 }
 
+# write_bootstrap KIND PORT: run.py's bootstrap of that kind for a listener on PORT
+# (tracing-off, tracing-1pct exporting to $OTEL_PORT, in-process).
+write_bootstrap() {
+    python3 - "$REPO/benches/load" "$1" "$2" "${OTEL_PORT:-0}" <<'EOF'
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import run
+kind, port, otel = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+bootstrap = {
+    "tracing-off": lambda: run.tracing_bootstrap(port, None),
+    "tracing-1pct": lambda: run.tracing_bootstrap(port, otel),
+    "in-process": lambda: run.in_process_bootstrap(port),
+}[kind]()
+print(json.dumps(bootstrap, indent=2))
+EOF
+}
+
 # Warm the compilation cache natively, so the profiled processes load compiled
 # code instead of compiling under valgrind.
 warm_cache() {
@@ -374,6 +409,7 @@ warm_cache() {
 # ---------------------------------------------------------------- run
 printf 'scenario\tpeer\trequests\tload_Ir\tload_s\tidle_Ir_per_s\tIr_per_request\n' >"$OUT/results.tsv"
 MESH=("$BIN/mesh-host" run --listen 127.0.0.1:PORT --request-timeout 30s --max-instance-reuse 1024 --cache-dir "$OUT/cache")
+BOOT=("$BIN/mesh-host" run --bootstrap BOOTSTRAP_FILE --request-timeout 30s --max-instance-reuse 1024 --cache-dir "$OUT/cache")
 JEMALLOC="${JEMALLOC:-/lib/x86_64-linux-gnu/libjemalloc.so.2}"
 for scenario in $SCENARIOS; do
     # "<scenario>-jemalloc": the same binaries with jemalloc in LD_PRELOAD
@@ -397,6 +433,19 @@ for scenario in $SCENARIOS; do
             warm_cache greeter grpc
             profile "$scenario" mesh-host grpc "${MESH[@]}" --grpc "$WASM_DIR/greeter.wasm"
             profile "$scenario" tonic grpc "$BIN/tonic-greeter" --listen 127.0.0.1:PORT ;;
+        tracing)
+            OTEL_PORT="$(free_port)"
+            python3 "$REPO/tests/otlp/receiver.py" --port "$OTEL_PORT" --out "$OUT/spans.jsonl" >"$OUT/receiver.log" 2>&1 &
+            PIDS+=("$!")
+            BOOTSTRAP=tracing-off profile "$scenario" tracing-off http1 "${BOOT[@]}" --workload "hello=$WASM_DIR/hello.wasm"
+            BOOTSTRAP=tracing-1pct profile "$scenario" tracing-1pct http1 "${BOOT[@]}" --workload "hello=$WASM_DIR/hello.wasm"
+            [ -s "$OUT/spans.jsonl" ] || { echo "the OTLP receiver got no spans" >&2; exit 1; } ;;
+        in-process)
+            for target in mesh loop; do
+                REQUEST_PATH="/?url=http%3A%2F%2Fhello.$target%2F" BOOTSTRAP=in-process \
+                    profile "$scenario" "hello.$target" http1 "${BOOT[@]}" --workload "client=$WASM_DIR/outbound.wasm" \
+                    --workload "hello=$WASM_DIR/hello.wasm" --egress-allow "hello.$target"
+            done ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done

@@ -6,6 +6,7 @@
 //! already been given part of it.
 
 use super::http1_head::{BodyFraming, Http1Rules, Rejection, is_tchar, parse_head};
+use tokio::io::ReadBuf;
 
 /// A chunk-size line (with its extensions), or what may follow a chunk's data before its
 /// line end, cannot be longer than this.
@@ -95,11 +96,13 @@ impl RequestStream {
         self.line_start = 0;
     }
 
-    /// Moves up to `into.len()` waiting bytes into `into`; how many.
-    pub(super) fn take(&mut self, into: &mut [u8]) -> usize {
+    /// Moves as many waiting bytes as fit into `into`'s unfilled part; how many. Written
+    /// with `put_slice`, so the reader's buffer is never zeroed first (hyper hands over
+    /// 8 KiB of uninitialised buffer on every read).
+    pub(super) fn take(&mut self, into: &mut ReadBuf<'_>) -> usize {
         let waiting = &self.out[self.read..];
-        let count = waiting.len().min(into.len());
-        into[..count].copy_from_slice(&waiting[..count]);
+        let count = waiting.len().min(into.remaining());
+        into.put_slice(&waiting[..count]);
         self.read += count;
         if self.request_start.is_some_and(|start| start < self.read) {
             self.request_start = None;
@@ -379,7 +382,7 @@ mod tests {
 
     fn drain(stream: &mut RequestStream) -> String {
         let mut out = vec![0u8; 65536];
-        let count = stream.take(&mut out);
+        let count = stream.take(&mut ReadBuf::new(&mut out));
         String::from_utf8_lossy(&out[..count]).into_owned()
     }
 
@@ -522,7 +525,7 @@ mod tests {
                 let (piece, after) = rest.split_at(cut.min(rest.len()));
                 rest = after;
                 let fed = stream.feed(piece);
-                let taken = stream.take(&mut buffer);
+                let taken = stream.take(&mut ReadBuf::new(&mut buffer));
                 out.extend_from_slice(&buffer[..taken]);
                 if let Err(refusal) = fed {
                     return (out, Some(refusal.rejection));

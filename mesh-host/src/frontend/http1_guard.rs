@@ -86,8 +86,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Http1Guard<I> {
         let this = self.get_mut();
         loop {
             if this.requests.has_output() {
-                let count = this.requests.take(buf.initialize_unfilled());
-                buf.advance(count);
+                this.requests.take(buf);
                 return Poll::Ready(Ok(()));
             }
             // End of input for hyper: it finishes what it has, then closes.

@@ -286,8 +286,7 @@ impl MeshInbound {
             filter_chain: 0,
         };
         match serving {
-            Some((chain, overrides, mut forward)) => {
-                forward.suppress_envoy_headers = chain.suppress_envoy_headers;
+            Some((chain, overrides, forward)) => {
                 let decision = Decision::Forward(forward);
                 self.serve(
                     snapshot,

@@ -109,7 +109,8 @@ impl DirectInstances {
                 self.pool.reuses.inc();
                 instance
             }
-            None => self.pool.instantiate(deadline).await?,
+            // Boxed: instantiation is rare, and its future is large.
+            None => Box::pin(self.pool.instantiate(deadline)).await?,
         };
         let (head_tx, mut head) = oneshot::channel();
         let resources = {

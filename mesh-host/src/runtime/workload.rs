@@ -255,9 +255,12 @@ impl Workload {
             .ok_or_else(|| ServeError::Overloaded(self.id.clone()))?;
         self.counters.requests.inc();
         let deadline = Instant::now() + timeout;
+        // P3's future (wasmtime's `ProxyHandler`) is boxed: inline, its size would be carried
+        // by every request's pipeline future, P2's included, and copied with it into the box
+        // each request starts in.
         let served = match &self.instances {
             Instances::Direct(instances) => instances.serve(request, deadline).await,
-            Instances::Concurrent(instances) => instances.serve(request, deadline).await,
+            Instances::Concurrent(instances) => Box::pin(instances.serve(request, deadline)).await,
         };
         match served {
             Ok(response) => Ok(response.map(|body| HoldPermit::new(body, permit).boxed_unsync())),
