@@ -1,17 +1,17 @@
 //! Export off the request path: a finished span goes into its exporter's bounded queue (a
 //! full queue drops it and counts it, never blocking the request); one task per collector
-//! drains the queue in batches, by size or after a short wait, and sends each batch as one
-//! OTLP `TraceService/Export` call through a [`CollectorClient`].
+//! drains the queue in batches, when a batch is full or at a fixed interval, and sends each
+//! batch as one OTLP `TraceService/Export` call through a [`CollectorClient`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use mesh_xds::config::{GrpcServiceTarget, OpenTelemetry};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::otlp;
 use crate::shared::{SpanRecord, SpanSink};
@@ -19,7 +19,7 @@ use crate::shared::{SpanRecord, SpanSink};
 /// Most spans in one export call.
 const MAX_BATCH: usize = 512;
 
-/// How long the first span of a batch waits for others before the batch is sent.
+/// How often the queue is sent when no full batch makes it go earlier.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why an export call failed.
@@ -74,19 +74,22 @@ impl SpanExporters {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let exporter = exporters.entry(key).or_insert_with(|| {
-            Arc::new(Exporter::start(
-                provider.clone(),
-                self.client.clone(),
-                self.dropped.clone(),
-            ))
+            Exporter::start(provider.clone(), self.client.clone(), self.dropped.clone())
         });
         exporter.clone()
     }
 }
 
-/// One collector's queue.
+/// One collector's queue. Recording a span wakes nobody: the drain task comes for the queue
+/// every [`FLUSH_INTERVAL`], or early when a full batch is waiting. (A wake-up per span, at
+/// 1 % sampling of a busy listener hundreds a second, kept an idle runtime worker coming
+/// back for work.)
 pub(super) struct Exporter {
-    queue: mpsc::Sender<SpanRecord>,
+    queue: Mutex<Vec<SpanRecord>>,
+    capacity: usize,
+    batch_ready: Arc<Notify>,
+    /// Whether a drain task runs; without one every span is dropped and counted.
+    drained: bool,
     dropped: Counter,
 }
 
@@ -97,44 +100,88 @@ impl Exporter {
         provider: OpenTelemetry,
         client: Arc<dyn CollectorClient>,
         dropped: Counter,
-    ) -> Exporter {
+    ) -> Arc<Exporter> {
         let capacity = usize::try_from(provider.max_cache_size)
             .unwrap_or(usize::MAX)
             .max(1);
-        let (queue, spans) = mpsc::channel(capacity);
-        if let Ok(tokio) = tokio::runtime::Handle::try_current() {
-            tokio.spawn(drain(spans, provider, client));
+        let tokio = tokio::runtime::Handle::try_current().ok();
+        let exporter = Arc::new(Exporter {
+            queue: Mutex::new(Vec::new()),
+            capacity,
+            batch_ready: Arc::new(Notify::new()),
+            drained: tokio.is_some(),
+            dropped,
+        });
+        if let Some(tokio) = tokio {
+            tokio.spawn(drain(
+                Arc::downgrade(&exporter),
+                exporter.batch_ready.clone(),
+                provider,
+                client,
+            ));
         }
-        Exporter { queue, dropped }
+        exporter
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SpanRecord>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The oldest spans, at most a batch of them, and whether a full batch is still waiting.
+    fn take_batch(&self) -> (Vec<SpanRecord>, bool) {
+        let mut queue = self.lock();
+        if queue.len() <= MAX_BATCH {
+            return (std::mem::take(&mut *queue), false);
+        }
+        let batch = queue.drain(..MAX_BATCH).collect();
+        (batch, queue.len() >= MAX_BATCH)
     }
 }
 
 impl SpanSink for Exporter {
     fn record(&self, span: SpanRecord) {
-        if self.queue.try_send(span).is_err() {
+        let mut queue = self.lock();
+        if !self.drained || queue.len() >= self.capacity {
+            drop(queue);
             self.dropped.inc();
+            return;
+        }
+        queue.push(span);
+        let batch_ready = queue.len() == MAX_BATCH;
+        drop(queue);
+        if batch_ready {
+            self.batch_ready.notify_one();
         }
     }
 }
 
-/// Sends the queue's spans in batches until every sender is gone.
+/// Sends the queue's spans in batches, each [`FLUSH_INTERVAL`] or as soon as a full batch
+/// waits, until the exporter is gone.
 async fn drain(
-    mut spans: mpsc::Receiver<SpanRecord>,
+    exporter: Weak<Exporter>,
+    batch_ready: Arc<Notify>,
     provider: OpenTelemetry,
     client: Arc<dyn CollectorClient>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = spans.recv().await {
-        batch.push(first);
-        let flush_at = Instant::now() + FLUSH_INTERVAL;
-        while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(flush_at.into(), spans.recv()).await {
-                Ok(Some(span)) => batch.push(span),
-                Ok(None) | Err(_) => break,
+    let mut more_waiting = false;
+    loop {
+        if !more_waiting {
+            tokio::select! {
+                () = batch_ready.notified() => {}
+                () = tokio::time::sleep(FLUSH_INTERVAL) => {}
             }
         }
+        let Some(queue) = exporter.upgrade() else {
+            return;
+        };
+        let (batch, more) = queue.take_batch();
+        drop(queue);
+        more_waiting = more;
+        if batch.is_empty() {
+            continue;
+        }
         let count = batch.len();
-        let request = otlp::export_request(&provider.service_name, batch.drain(..));
+        let request = otlp::export_request(&provider.service_name, batch.into_iter());
         if let Err(error) = client.export(&provider.collector, request).await {
             tracing::warn!(
                 cluster = %provider.collector.cluster,
