@@ -71,14 +71,7 @@ impl Forwarding {
     /// mesh-host appends the loopback address as seen, since it does not
     /// guess which of the machine's addresses is "its own".
     pub(super) fn apply(&self, headers: &mut HeaderMap, peer: IpAddr, tls: bool) -> IpAddr {
-        // Most requests carry no `x-envoy-` header: one look at the few names a request has
-        // is cheaper than hashing the eighteen names that would be removed.
-        let from_envoy = headers
-            .keys()
-            .any(|name| name.as_str().starts_with("x-envoy-"));
-        if from_envoy {
-            headers.remove(X_ENVOY_INTERNAL);
-        }
+        self.strip_envoy_headers(headers);
         let forwarded_for = joined_forwarded_for(headers);
         let scheme = HeaderValue::from_static(if tls { "https" } else { "http" });
         let trusted_client = if self.use_remote_address {
@@ -109,24 +102,34 @@ impl Forwarding {
         if !headers.contains_key(X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO, scheme);
         }
-        if from_envoy {
-            for name in &INTERNAL_ONLY {
-                headers.remove(name);
-            }
-        }
-        // An external request reaching a connection manager that trusts
-        // its peer is an edge request: this is where it enters the mesh.
         if let Some(client) = trusted_client {
-            if from_envoy {
-                for name in &EDGE_STRIPPED {
-                    headers.remove(name);
-                }
-            }
             if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
                 headers.insert(X_ENVOY_EXTERNAL_ADDRESS, value);
             }
         }
         remote
+    }
+
+    /// Removes what a client may not set: `x-envoy-internal` and the internal-only headers,
+    /// and on an edge request (a connection manager that trusts its peer: this is where the
+    /// request enters the mesh) the edge-stripped ones too. Most requests carry no `x-envoy-`
+    /// header, and one look at their few names is cheaper than hashing the eighteen.
+    fn strip_envoy_headers(&self, headers: &mut HeaderMap) {
+        if !headers
+            .keys()
+            .any(|name| name.as_str().starts_with("x-envoy-"))
+        {
+            return;
+        }
+        headers.remove(X_ENVOY_INTERNAL);
+        let edge: &[HeaderName] = if self.use_remote_address {
+            &EDGE_STRIPPED
+        } else {
+            &[]
+        };
+        for name in INTERNAL_ONLY.iter().chain(edge) {
+            headers.remove(name);
+        }
     }
 }
 
