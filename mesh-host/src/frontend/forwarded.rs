@@ -102,10 +102,10 @@ impl Forwarding {
         if !headers.contains_key(X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO, scheme);
         }
-        if let Some(client) = trusted_client {
-            if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
-                headers.insert(X_ENVOY_EXTERNAL_ADDRESS, value);
-            }
+        if let Some(client) = trusted_client
+            && let Ok(value) = HeaderValue::from_str(&client.to_string())
+        {
+            headers.insert(X_ENVOY_EXTERNAL_ADDRESS, value);
         }
         remote
     }
