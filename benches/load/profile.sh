@@ -27,7 +27,7 @@
 #             (run natively, not profiled), loaded as http1
 #   in-process  outbound.wasm calling hello.wasm through the egress routes:
 #             in-process, and looped through the host's own listener
-#             (run.py's in-process bootstrap), loaded as http1
+#             (run.py's in-process bootstrap), loaded as http1 with 4 connections
 #   <s>-jemalloc  scenario <s> again, both peers with LD_PRELOAD=libjemalloc.so.2
 # h2c and gRPC use -m1 (8 streams in flight), not run.py's -m32: every
 # in-flight request holds one component instance, and the profiling build
@@ -122,8 +122,11 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# The http1 load's path (the in-process scenario names its target in the query).
+# The http1 load's path (the in-process scenario names its target in the query) and its
+# connections (in-process uses 4: each of its requests holds two instances, the caller's and
+# the callee's, and the profiling build has 10 instance slots).
 REQUEST_PATH=/
+CONNECTIONS=8
 GRPC_FILE="$OUT/grpc-hello-request.bin"
 # gRPC frame: uncompressed, length 7, HelloRequest{name (field 1) = "bench"}.
 printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$GRPC_FILE"
@@ -132,7 +135,7 @@ printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$GRPC_FILE"
 load_argv() {
     local scenario="$1" port="$2" count="$3"
     case "$scenario" in
-        http1) printf '%s\n' h2load --h1 -c8 -t1 -n "$count" "http://127.0.0.1:$port$REQUEST_PATH" ;;
+        http1) printf '%s\n' h2load --h1 "-c$CONNECTIONS" -t1 -n "$count" "http://127.0.0.1:$port$REQUEST_PATH" ;;
         h2c) printf '%s\n' h2load -c8 -m1 -t1 -n "$count" "http://127.0.0.1:$port/" ;;
         grpc) printf '%s\n' h2load -c8 -m1 -t1 -n "$count" -H 'content-type: application/grpc' \
             -H 'te: trailers' -d "$GRPC_FILE" "http://127.0.0.1:$port/helloworld.Greeter/SayHello" ;;
@@ -442,7 +445,7 @@ for scenario in $SCENARIOS; do
             [ -s "$OUT/spans.jsonl" ] || { echo "the OTLP receiver got no spans" >&2; exit 1; } ;;
         in-process)
             for target in mesh loop; do
-                REQUEST_PATH="/?url=http%3A%2F%2Fhello.$target%2F" BOOTSTRAP=in-process \
+                REQUEST_PATH="/?url=http%3A%2F%2Fhello.$target%2F" BOOTSTRAP=in-process CONNECTIONS=4 \
                     profile "$scenario" "hello.$target" http1 "${BOOT[@]}" --workload "client=$WASM_DIR/outbound.wasm" \
                     --workload "hello=$WASM_DIR/hello.wasm" --egress-allow "hello.$target"
             done ;;

@@ -111,20 +111,22 @@ pub fn send(
     let client =
         trace.map(|trace| trace.child_span(|| format!("egress {authority}"), SpanKind::Client));
     forward.apply_to_request(&mut parts);
-    let client_span = client.and_then(|(mut span, child)| {
-        if let Some(span) = &mut span {
-            span.set_text("upstream_cluster", forward.cluster.clone());
-            span.set_text("mesh.workload", workload.to_string());
-            span.set_text("http.method", parts.method.to_string());
-            span.set_text("http.url", parts.uri.to_string());
+    // A local callee's component span joins the trace under `child`.
+    let (client_span, child) = match client {
+        Some((mut span, child)) => {
+            if let Some(span) = &mut span {
+                span.set_text("upstream_cluster", forward.cluster.clone());
+                span.set_text("mesh.workload", workload.to_string());
+                span.set_text("http.method", parts.method.to_string());
+                span.set_text("http.url", parts.uri.to_string());
+            }
+            if child.propagate && caller.policy().tracing.inject_traceparent {
+                child.context.inject(&mut parts.headers);
+            }
+            (span, Some(child))
         }
-        if child.propagate && caller.policy().tracing.inject_traceparent {
-            child.context.inject(&mut parts.headers);
-        }
-        // A local callee's component span joins the trace under this one.
-        parts.extensions.insert(child);
-        span
-    });
+        None => (None, None),
+    };
     let timeout = shortest(
         forward.timeout,
         options.and_then(|options| options.first_byte_timeout),
@@ -135,7 +137,7 @@ pub fn send(
         let mesh = mesh.clone();
         return Box::pin(async move {
             let served =
-                mesh.serve_in_process(&snapshot, target, &forward.cluster, &caller, request);
+                mesh.serve_in_process(&snapshot, target, &forward.cluster, &caller, request, child);
             let mut response = match timeout {
                 Some(limit) => match tokio::time::timeout(limit, served).await {
                     Ok(response) => response,

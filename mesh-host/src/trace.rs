@@ -6,8 +6,10 @@
 //! `operation`, the route's decorator, or Envoy's `ingress`/`egress`), the component's
 //! execution (INTERNAL, a child of it, opened by `inbound`), and each request the component
 //! sends (CLIENT, a child of the component's span, opened by `outbound`, which writes its
-//! context into the request's `traceparent`). The context travels in the requests'
-//! extensions as a [`RequestTrace`].
+//! context into the request's `traceparent`). The context travels as a [`RequestTrace`]:
+//! beside the request through the inbound pipeline to the runtime (an argument, not an
+//! extension, which would cost every request allocations), and from a component to its
+//! outbound requests in their extensions.
 
 mod export;
 mod otlp;

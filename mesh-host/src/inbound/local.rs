@@ -166,24 +166,43 @@ pub async fn serve_workload(
         Ok(workload) => {
             let (head, body) = request.into_parts();
             let no_clusters = Egress::new();
-            serve_local(metrics, &workload, head, body, &meta, None, &no_clusters).await
+            let served = Served {
+                forward: None,
+                upstream: &no_clusters,
+                trace: None,
+            };
+            serve_local(metrics, &workload, head, body, &meta, served).await
         }
         Err(failure) => answer::fail(metrics, &failure, "", meta.grpc),
     }
 }
 
-/// Runs the workload's filters, then the component; `forward` carries the route's rewrites,
-/// header mutations and timeouts when a route table chose the workload. Filters that call a
-/// service reach it through `upstream`, the client of the snapshot the request runs on.
+/// How a request reached a local workload.
+pub(super) struct Served<'a> {
+    /// The route's rewrites, header mutations and timeouts, when a route table chose the
+    /// workload.
+    pub forward: Option<&'a ForwardDecision>,
+    /// The upstream client of the snapshot the request runs on: filters that call a service
+    /// reach it through this.
+    pub upstream: &'a Egress,
+    /// The trace the request belongs to, if its connection manager traces.
+    pub trace: Option<&'a RequestTrace>,
+}
+
+/// Runs the workload's filters, then the component.
 pub(super) async fn serve_local(
     metrics: &Metrics,
     workload: &LocalWorkload,
     mut head: http::request::Parts,
     body: WasiBody,
     meta: &RequestMeta,
-    forward: Option<&ForwardDecision>,
-    upstream: &Egress,
+    served: Served<'_>,
 ) -> http::Response<ResponseBody> {
+    let Served {
+        forward,
+        upstream,
+        trace,
+    } = served;
     let label = workload.id.as_str();
     let limits = &workload.policy.limits;
     if let Some(failure) = over_limits(&head, limits) {
@@ -213,10 +232,11 @@ pub(super) async fn serve_local(
                 forward.apply_to_request(&mut head);
             }
             let timeout = deadline(forward, &workload.policy.limits, &head, meta.grpc);
-            component_span = open_component_span(workload, &mut head);
+            let (span, trace) = open_component_span(workload, trace);
+            component_span = span;
             match workload
                 .component
-                .serve(http::Request::from_parts(head, body), timeout)
+                .serve(http::Request::from_parts(head, body), timeout, trace)
                 .await
             {
                 Ok(mut response) => {
@@ -250,22 +270,24 @@ pub(super) async fn serve_local(
     }
 }
 
-/// Opens the span of the component's execution, a child of the request's span, and leaves
-/// its context in the request for the component's outbound requests (the runtime carries
-/// it). An unsampled trace gets no span, only a context to propagate.
+/// Opens the span of the component's execution, a child of the request's span, and returns
+/// it with the trace the component's outbound requests join (the runtime carries it). An
+/// unsampled trace gets no span, only a context to propagate.
 fn open_component_span(
     workload: &LocalWorkload,
-    head: &mut http::request::Parts,
-) -> Option<OpenSpan> {
-    // Replaced in place: most requests are not sampled, and this runs on each of them.
-    let trace = head.extensions.get_mut::<RequestTrace>()?;
+    trace: Option<&RequestTrace>,
+) -> (Option<OpenSpan>, Option<RequestTrace>) {
+    let Some(trace) = trace else {
+        return (None, None);
+    };
     let (span, child) =
         trace.child_span(|| format!("component {}", workload.id), SpanKind::Internal);
-    *trace = child;
-    let mut span = span?;
-    span.set_text("mesh.workload", workload.id.to_string());
-    span.set_text("mesh.component.kind", workload.component.kind());
-    Some(span)
+    let span = span.map(|mut span| {
+        span.set_text("mesh.workload", workload.id.to_string());
+        span.set_text("mesh.component.kind", workload.component.kind());
+        span
+    });
+    (span, Some(child))
 }
 
 /// The workload's own size limits: a declared body or a header section larger than it allows.

@@ -13,7 +13,7 @@ use sync_wrapper::SyncWrapper;
 use wasmtime_wasi_http::WasiBody;
 
 use super::answer;
-use super::local::{LocalWorkload, serve_local};
+use super::local::{LocalWorkload, Served, serve_local};
 use super::normalize::{REDIRECT_STATUS, Refusal, normalize};
 use super::upstream::forward_upstream;
 use super::workloads::LocalWorkloads;
@@ -23,7 +23,9 @@ use crate::filters::{FilterChain, FilterRequest, Overrides};
 use crate::frontend::Dispatch;
 use crate::metrics::Metrics;
 use crate::routing::Decision;
-use crate::shared::{Failure, OpenSpan, RequestMeta, ResponseFlag, ServedBy, UpstreamHost};
+use crate::shared::{
+    Failure, OpenSpan, RequestMeta, RequestTrace, ResponseFlag, ServedBy, UpstreamHost,
+};
 use crate::snapshot::{ListenerChain, Snapshot};
 
 /// What the listeners of a mesh handler, and the components' in-process requests, share.
@@ -120,18 +122,23 @@ impl ListenerInbound {
             Decision::Forward(forward) => Some(forward),
             _ => None,
         };
-        let server_span = chain.tracer.as_ref().and_then(|tracer| {
-            let started = tracer.start(
-                &head,
-                &meta,
-                forward.and_then(|f| f.tracing.as_deref()),
-                forward.map(|f| &*f.route_name),
-            );
-            head.extensions.insert(started.trace);
-            started
-                .span
-                .map(|span| (span, forward.map(|f| f.cluster.clone())))
-        });
+        // The trace travels beside the request, not in its extensions: an extension costs
+        // every request three allocations, and most requests are not sampled.
+        let (server_span, trace) = match &chain.tracer {
+            Some(tracer) => {
+                let started = tracer.start(
+                    &head,
+                    &meta,
+                    forward.and_then(|f| f.tracing.as_deref()),
+                    forward.map(|f| &*f.route_name),
+                );
+                let span = started
+                    .span
+                    .map(|span| (span, forward.map(|f| f.cluster.clone())));
+                (span, Some(started.trace))
+            }
+            None => (None, None),
+        };
         let response = self
             .mesh
             .serve(
@@ -142,6 +149,7 @@ impl ListenerInbound {
                 head,
                 body,
                 meta,
+                trace.as_ref(),
             )
             .await;
         match server_span {
@@ -188,6 +196,7 @@ impl MeshInbound {
         mut head: http::request::Parts,
         body: WasiBody,
         meta: RequestMeta,
+        trace: Option<&RequestTrace>,
     ) -> http::Response<ResponseBody> {
         let mut body = SyncWrapper::new(body);
         let cluster = match &decision {
@@ -213,16 +222,12 @@ impl MeshInbound {
             None => match decision {
                 Decision::Forward(forward) => {
                     if let Some(workload) = self.workloads.by_cluster(&forward.cluster) {
-                        serve_local(
-                            &self.metrics,
-                            &workload,
-                            head,
-                            body,
-                            &meta,
-                            Some(&forward),
-                            &snapshot.upstream,
-                        )
-                        .await
+                        let served = Served {
+                            forward: Some(&forward),
+                            upstream: &snapshot.upstream,
+                            trace,
+                        };
+                        serve_local(&self.metrics, &workload, head, body, &meta, served).await
                     } else if snapshot.config.clusters.contains_key(&forward.cluster) {
                         forward_upstream(
                             &self.metrics,
@@ -231,6 +236,7 @@ impl MeshInbound {
                             body,
                             &forward,
                             &meta,
+                            trace,
                         )
                         .await
                     } else {
@@ -249,7 +255,8 @@ impl MeshInbound {
     /// pipeline as if it had arrived on the inbound listener chain whose routes send it to that
     /// cluster (that chain's filters and per-route configuration apply), with `caller`'s
     /// identity as its authenticated principal. Without such a chain only the workload's own
-    /// policy applies. No socket, no serialisation.
+    /// policy applies. No socket, no serialisation. `trace` is the caller's client span's
+    /// context, which the callee's component span joins.
     pub async fn serve_in_process(
         &self,
         snapshot: &Snapshot,
@@ -257,6 +264,7 @@ impl MeshInbound {
         cluster: &str,
         caller: &LocalWorkload,
         request: http::Request<WasiBody>,
+        trace: Option<RequestTrace>,
     ) -> http::Response<ResponseBody> {
         let (head, body) = request.into_parts();
         let serving = snapshot
@@ -296,20 +304,17 @@ impl MeshInbound {
                     head,
                     body,
                     meta,
+                    trace.as_ref(),
                 )
                 .await
             }
             None => {
-                serve_local(
-                    &self.metrics,
-                    &target,
-                    head,
-                    body,
-                    &meta,
-                    None,
-                    &snapshot.upstream,
-                )
-                .await
+                let served = Served {
+                    forward: None,
+                    upstream: &snapshot.upstream,
+                    trace: trace.as_ref(),
+                };
+                serve_local(&self.metrics, &target, head, body, &meta, served).await
             }
         }
     }

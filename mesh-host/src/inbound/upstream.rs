@@ -22,10 +22,11 @@ pub(super) async fn forward_upstream(
     body: WasiBody,
     forward: &ForwardDecision,
     meta: &RequestMeta,
+    trace: Option<&RequestTrace>,
 ) -> http::Response<ResponseBody> {
     let timeout = upstream_timeout(forward, &head, meta.grpc);
     forward.apply_to_request(&mut head);
-    if let Some(trace) = head.extensions.get::<RequestTrace>()
+    if let Some(trace) = trace
         && trace.propagate
     {
         trace.context.inject(&mut head.headers);

@@ -90,8 +90,9 @@ impl DirectInstances {
         &self,
         request: http::Request<WasiBody>,
         deadline: Instant,
+        trace: Option<RequestTrace>,
     ) -> Result<Response, Failed> {
-        tokio::time::timeout_at(deadline.into(), self.call(request, deadline))
+        tokio::time::timeout_at(deadline.into(), self.call(request, deadline, trace))
             .await
             // Dropping the call stops the guest where it was suspended; its
             // instance is discarded with it.
@@ -100,10 +101,10 @@ impl DirectInstances {
 
     async fn call(
         &self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         deadline: Instant,
+        trace: Option<RequestTrace>,
     ) -> Result<Response, Failed> {
-        let trace = request.extensions_mut().remove::<RequestTrace>();
         let mut instance = match self.pool.take_idle() {
             Some(instance) => {
                 self.pool.reuses.inc();

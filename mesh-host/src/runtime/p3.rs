@@ -66,14 +66,15 @@ impl ConcurrentInstances {
     /// Queues `request` for an instance and waits for its response head.
     pub(super) async fn serve(
         &self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         deadline: Instant,
+        trace: Option<RequestTrace>,
     ) -> Result<http::Response<WasiBody>, Failed> {
         let instance = Arc::new(OnceLock::new());
         let data = RequestData {
             deadline,
             instance: instance.clone(),
-            trace: request.extensions_mut().remove::<RequestTrace>(),
+            trace,
         };
         let handled = tokio::time::timeout_at(deadline.into(), async {
             let response = self.handler.handle(data, request).await?;

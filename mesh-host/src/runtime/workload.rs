@@ -21,7 +21,7 @@ use super::p3::ConcurrentInstances;
 use super::store::{DeadlineTrap, StoreSetup};
 use crate::body::HoldPermit;
 use crate::metrics::WorkloadCounters;
-use crate::shared::{Failure, WorkloadId};
+use crate::shared::{Failure, RequestTrace, WorkloadId};
 
 /// Limits and reuse settings of one workload.
 #[derive(Debug, Clone)]
@@ -245,11 +245,13 @@ impl Workload {
     }
 
     /// Hands `request` to an instance and waits for its response head; the
-    /// body streams afterwards. `timeout` is the request's deadline.
+    /// body streams afterwards. `timeout` is the request's deadline; `trace`, the
+    /// trace the component's outbound requests join.
     pub async fn serve(
         &self,
         request: http::Request<WasiBody>,
         timeout: Duration,
+        trace: Option<RequestTrace>,
     ) -> Result<http::Response<WasiBody>, ServeError> {
         let permit = InFlight::enter(&self.in_flight)
             .ok_or_else(|| ServeError::Overloaded(self.id.clone()))?;
@@ -259,8 +261,10 @@ impl Workload {
         // by every request's pipeline future, P2's included, and copied with it into the box
         // each request starts in.
         let served = match &self.instances {
-            Instances::Direct(instances) => instances.serve(request, deadline).await,
-            Instances::Concurrent(instances) => Box::pin(instances.serve(request, deadline)).await,
+            Instances::Direct(instances) => instances.serve(request, deadline, trace).await,
+            Instances::Concurrent(instances) => {
+                Box::pin(instances.serve(request, deadline, trace)).await
+            }
         };
         match served {
             Ok(response) => Ok(response.map(|body| HoldPermit::new(body, permit).boxed_unsync())),

@@ -223,8 +223,8 @@ pub trait SpanSink: Send + Sync + 'static {
     fn record(&self, span: SpanRecord);
 }
 
-/// The trace a request belongs to, carried in its extensions from the inbound pipeline to
-/// the component and from the component to its outbound requests.
+/// The trace a request belongs to, passed beside it from the inbound pipeline to the
+/// component, and carried in the extensions of the component's outbound requests.
 #[derive(Clone)]
 pub struct RequestTrace {
     /// The span the next span is a child of (or, unsampled, the context to propagate).
