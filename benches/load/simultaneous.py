@@ -103,10 +103,11 @@ class PairResult:
         return [o.cpu_us_per_req / r.cpu_us_per_req for r, o in zip(self.reference, self.other)]
 
 
-def start_h2load(comparison: Comparison, peer: run.Peer, seconds: float, client: list[str],
+def start_h2load(comparison: Comparison, peer: run.Peer, seconds: float, affinity: run.Affinity,
                  out: Path) -> subprocess.Popen:
-    argv = client + ["h2load", *comparison.h2load_args, "-D", f"{seconds:g}",
-                     f"http://127.0.0.1:{peer.port}{peer.path or '/'}"]
+    """Starts h2load on `peer` with run.py's command line for the scenario; does not wait."""
+    scenario = run.Scenario(comparison.key, comparison.title, comparison.h2load_args, "/", [], comparison.checks)
+    argv = run.h2load_argv(scenario, peer, seconds, affinity, None)
     handle = open(out, "wb")
     try:
         proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -118,12 +119,12 @@ def start_h2load(comparison: Comparison, peer: run.Peer, seconds: float, client:
 
 
 def window(comparison: Comparison, a: run.RunningPeer, b: run.RunningPeer, seconds: float,
-           client: list[str], work: Path) -> tuple[Side, Side]:
+           affinity: run.Affinity, work: Path) -> tuple[Side, Side]:
     """Loads `a` and `b` for the same `seconds`; each side's req/s and CPU."""
     pids = [a.pids(), b.pids()]
     outs = [work / f"h2load-{side}.out" for side in ("a", "b")]
     before = [run.cpu_seconds(p) for p in pids]
-    procs = [start_h2load(comparison, peer.peer, seconds, client, out) for peer, out in zip((a, b), outs)]
+    procs = [start_h2load(comparison, peer.peer, seconds, affinity, out) for peer, out in zip((a, b), outs)]
     try:
         for proc in procs:
             proc.wait(timeout=seconds + 60)
@@ -163,13 +164,13 @@ def run_round(comparison: Comparison, args, affinity: run.Affinity, work: Path, 
         run.log(f"{comparison.key} round {number}: replies ok; warming up {args.warmup:g}s per pair")
         pairs = [(control, running[twin.key]), (test, running[subject.key])]
         for _, other in pairs:
-            window(comparison, running[reference.key], other, args.warmup, affinity.client, work)
+            window(comparison, running[reference.key], other, args.warmup, affinity, work)
         for index in range(args.windows_per_round):
             # Alternate which pair goes first so neither always follows the other.
             order = pairs if index % 2 == 0 else list(reversed(pairs))
             for result, other in order:
                 ref_side, other_side = window(comparison, running[reference.key], other, args.duration,
-                                              affinity.client, work)
+                                              affinity, work)
                 result.reference.append(ref_side)
                 result.other.append(other_side)
                 run.log(f"  round {number} window {index + 1}/{args.windows_per_round} "
