@@ -41,7 +41,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (the harness next to this file)
@@ -49,29 +48,30 @@ import run  # noqa: E402  (the harness next to this file)
 
 @dataclass
 class Comparison:
-    """A scenario of run.py, its reference and subject peers and the target on their ratio."""
+    """A scenario of run.py (its peers, h2load arguments and reply checks), which of its peers
+    is the reference and which the subject, and the target on their ratio."""
 
     key: str
-    title: str
-    h2load_args: list[str]
-    make_peers: Callable[[Path], list[run.Peer]]
     reference: str
     subject: str
     target: float
     target_text: str
-    checks: list[Callable[[int], None]]
 
 
 COMPARISONS = {
-    "tracing": Comparison(
-        "tracing", "HTTP/1.1 keep-alive, hello: tracing at 1 % sampling against none",
-        ["--h1", "-c64", "-t1"], run.tracing_peers, "tracing-off", "tracing-1pct", 0.95,
-        "req/s with tracing at 1 % sampling >= 0.95× without (issue #14)", [run.check_hello_http1]),
-    "in-process": Comparison(
-        "in-process", "component -> component in-process against the same call through the own listener",
-        ["--h1", "-c16", "-t1"], run.in_process_peers, "loopback", "in-process", 2.0,
-        "req/s in-process >= 2× through the host's own listener (issue #11)", [run.check_outbound]),
+    "tracing": Comparison("tracing", "tracing-off", "tracing-1pct", 0.95,
+                          "req/s with tracing at 1 % sampling >= 0.95× without (issue #14)"),
+    "in-process": Comparison("in-process", "loopback", "in-process", 2.0,
+                             "req/s in-process >= 2× through the host's own listener (issue #11)"),
 }
+
+# These scenarios' peers use no wasmtime CLI and no Envoy.
+NO_TOOLS = run.Tools(None, "not used", None, "not used")
+
+
+def scenario(comparison: Comparison, work: Path) -> run.Scenario:
+    """A fresh instance of run.py's scenario: its peers get new ports and files."""
+    return run.build_scenarios(NO_TOOLS, work, [comparison.key])[0]
 
 
 @dataclass
@@ -103,11 +103,10 @@ class PairResult:
         return [o.cpu_us_per_req / r.cpu_us_per_req for r, o in zip(self.reference, self.other)]
 
 
-def start_h2load(comparison: Comparison, peer: run.Peer, seconds: float, affinity: run.Affinity,
+def start_h2load(loaded: run.Scenario, peer: run.Peer, seconds: float, affinity: run.Affinity,
                  out: Path) -> subprocess.Popen:
     """Starts h2load on `peer` with run.py's command line for the scenario; does not wait."""
-    scenario = run.Scenario(comparison.key, comparison.title, comparison.h2load_args, "/", [], comparison.checks)
-    argv = run.h2load_argv(scenario, peer, seconds, affinity, None)
+    argv = run.h2load_argv(loaded, peer, seconds, affinity, None)
     handle = open(out, "wb")
     try:
         proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -118,13 +117,13 @@ def start_h2load(comparison: Comparison, peer: run.Peer, seconds: float, affinit
     return proc
 
 
-def window(comparison: Comparison, a: run.RunningPeer, b: run.RunningPeer, seconds: float,
+def window(loaded: run.Scenario, a: run.RunningPeer, b: run.RunningPeer, seconds: float,
            affinity: run.Affinity, work: Path) -> tuple[Side, Side]:
     """Loads `a` and `b` for the same `seconds`; each side's req/s and CPU."""
     pids = [a.pids(), b.pids()]
     outs = [work / f"h2load-{side}.out" for side in ("a", "b")]
     before = [run.cpu_seconds(p) for p in pids]
-    procs = [start_h2load(comparison, peer.peer, seconds, affinity, out) for peer, out in zip((a, b), outs)]
+    procs = [start_h2load(loaded, peer.peer, seconds, affinity, out) for peer, out in zip((a, b), outs)]
     try:
         for proc in procs:
             proc.wait(timeout=seconds + 60)
@@ -145,12 +144,13 @@ def window(comparison: Comparison, a: run.RunningPeer, b: run.RunningPeer, secon
 
 
 def run_round(comparison: Comparison, args, affinity: run.Affinity, work: Path, number: int,
-              control: PairResult, test: PairResult) -> None:
+              control: PairResult, test: PairResult) -> str:
     """Starts fresh servers of the three configurations, warms each pair up and adds
-    `args.windows_per_round` windows to each pair."""
-    peers = {peer.key: peer for peer in comparison.make_peers(work)}
+    `args.windows_per_round` windows to each pair; returns the scenario's title."""
+    loaded = scenario(comparison, work)
+    peers = {peer.key: peer for peer in loaded.peers}
     # A second, independent copy of the reference (own ports and files) for the control pair.
-    twin = next(peer for peer in comparison.make_peers(work) if peer.key == comparison.reference)
+    twin = next(peer for peer in scenario(comparison, work).peers if peer.key == comparison.reference)
     twin.key, twin.label = f"{twin.key}-twin", f"{twin.label} (second copy)"
     reference, subject = peers[comparison.reference], peers[comparison.subject]
     control.label = f"control: {reference.label} vs a second copy of it"
@@ -159,17 +159,17 @@ def run_round(comparison: Comparison, args, affinity: run.Affinity, work: Path, 
     try:
         for peer in (reference, subject, twin):
             running[peer.key] = run.RunningPeer(peer, affinity, work)
-            for check in comparison.checks:
+            for check in loaded.checks:
                 run.check_with_retry(check, peer.port)
         run.log(f"{comparison.key} round {number}: replies ok; warming up {args.warmup:g}s per pair")
         pairs = [(control, running[twin.key]), (test, running[subject.key])]
         for _, other in pairs:
-            window(comparison, running[reference.key], other, args.warmup, affinity, work)
+            window(loaded, running[reference.key], other, args.warmup, affinity, work)
         for index in range(args.windows_per_round):
             # Alternate which pair goes first so neither always follows the other.
             order = pairs if index % 2 == 0 else list(reversed(pairs))
             for result, other in order:
-                ref_side, other_side = window(comparison, running[reference.key], other, args.duration,
+                ref_side, other_side = window(loaded, running[reference.key], other, args.duration,
                                               affinity, work)
                 result.reference.append(ref_side)
                 result.other.append(other_side)
@@ -180,20 +180,23 @@ def run_round(comparison: Comparison, args, affinity: run.Affinity, work: Path, 
         for result, _ in pairs:
             result.rounds.append(len(result.reference))
         for peer in (reference, subject, twin):
-            for check in comparison.checks:
+            for check in loaded.checks:
                 check(peer.port)
+        return loaded.title
     finally:
         for started in running.values():
             started.stop()
 
 
-def run_comparison(comparison: Comparison, args, affinity: run.Affinity, work: Path) -> tuple[PairResult, PairResult]:
+def run_comparison(comparison: Comparison, args, affinity: run.Affinity,
+                   work: Path) -> tuple[str, PairResult, PairResult]:
     """Rounds of fresh processes: a server instance can be a percent or two faster than another
     copy of itself (where its memory landed), and new instances each round average that out."""
     control, test = PairResult("control"), PairResult("test")
+    title = ""
     for number in range(1, args.rounds + 1):
-        run_round(comparison, args, affinity, work, number, control, test)
-    return control, test
+        title = run_round(comparison, args, affinity, work, number, control, test)
+    return title, control, test
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -204,9 +207,9 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def table(comparison: Comparison, control: PairResult, test: PairResult) -> str:
+def table(title: str, comparison: Comparison, control: PairResult, test: PairResult) -> str:
     lines = [
-        f"#### {comparison.title}",
+        f"#### {title}",
         "",
         "| pair | req/s ratio: median (quartiles; min–max) | CPU µs/req ratio: median | req/s of each side: median "
         "| CPU seconds each side got per window: median | median of each round |",
@@ -273,8 +276,8 @@ def main(argv: list[str]) -> int:
     sections, raw = [], {}
     for key in args.scenarios:
         comparison = COMPARISONS[key]
-        control, test = run_comparison(comparison, args, affinity, work)
-        section = table(comparison, control, test)
+        title, control, test = run_comparison(comparison, args, affinity, work)
+        section = table(title, comparison, control, test)
         print("\n" + section, flush=True)
         sections.append(section)
         raw[key] = {pair.label: {"reference": [vars(s) for s in pair.reference],
