@@ -28,6 +28,10 @@
 #   in-process  outbound.wasm calling hello.wasm through the egress routes:
 #             in-process, and looped through the host's own listener
 #             (run.py's in-process bootstrap), loaded as http1 with 4 connections
+#   in-process-grpc  outbound.wasm making the unary gRPC call SayHello to
+#             greeter.wasm, in-process and looped (over HTTP/2) through the own
+#             listener (run.py's in-process-grpc scenario), loaded as HTTP/1.1
+#             POSTs with 4 connections
 #   <s>-jemalloc  scenario <s> again, both peers with LD_PRELOAD=libjemalloc.so.2
 # h2c and gRPC use -m1 (8 streams in flight), not run.py's -m32: every
 # in-flight request holds one component instance, and the profiling build
@@ -131,6 +135,10 @@ GRPC_FILE="$OUT/grpc-hello-request.bin"
 # gRPC frame: uncompressed, length 7, HelloRequest{name (field 1) = "bench"}.
 printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$GRPC_FILE"
 
+# What makes the outbound component's call a unary gRPC call (run.py's IN_PROCESS_GRPC_HEADERS).
+GRPC_CALL_HEADERS=(-H 'x-target-method: POST' -H 'x-target-content-type: application/grpc'
+    -H 'x-target-header-te: trailers')
+
 # load_argv SCENARIO PORT COUNT -> the h2load command line (one word a line)
 load_argv() {
     local scenario="$1" port="$2" count="$3"
@@ -139,6 +147,8 @@ load_argv() {
         h2c) printf '%s\n' h2load -c8 -m1 -t1 -n "$count" "http://127.0.0.1:$port/" ;;
         grpc) printf '%s\n' h2load -c8 -m1 -t1 -n "$count" -H 'content-type: application/grpc' \
             -H 'te: trailers' -d "$GRPC_FILE" "http://127.0.0.1:$port/helloworld.Greeter/SayHello" ;;
+        grpc-call) printf '%s\n' h2load --h1 "-c$CONNECTIONS" -t1 -n "$count" -d "$GRPC_FILE" "${GRPC_CALL_HEADERS[@]}" \
+            "http://127.0.0.1:$port$REQUEST_PATH" ;;
     esac
 }
 
@@ -162,6 +172,12 @@ check_reply() {
                 -H 'te: trailers' --data-binary @"$GRPC_FILE" "http://127.0.0.1:$port/helloworld.Greeter/SayHello" | tr -d '\r' | tr '\0' '.')"
             grep -Eq 'grpc-status: 0([^0-9]|$)' <<<"$body" && grep -q 'Hello bench' <<<"$body" ||
                 { echo "gRPC reply wrong: $body" >&2; return 1; }
+            return 0 ;;
+        grpc-call)
+            body="$(curl -sS --max-time 60 -i "${GRPC_CALL_HEADERS[@]}" --data-binary @"$GRPC_FILE" \
+                "http://127.0.0.1:$port$REQUEST_PATH" | tr -d '\r' | tr '\0' '.')"
+            grep -q '^x-upstream-status: 200$' <<<"$body" && grep -q 'Hello bench' <<<"$body" ||
+                { echo "gRPC call reply wrong: $body" >&2; return 1; }
             return 0 ;;
     esac
     [ "$body" = "Hello from mesh-host!" ] || { echo "reply wrong: $body" >&2; return 1; }
@@ -379,7 +395,7 @@ EOF
 }
 
 # write_bootstrap KIND PORT: run.py's bootstrap of that kind for a listener on PORT
-# (tracing-off, tracing-1pct exporting to $OTEL_PORT, in-process).
+# (tracing-off, tracing-1pct exporting to $OTEL_PORT, in-process, in-process-grpc).
 write_bootstrap() {
     python3 - "$REPO/benches/load" "$1" "$2" "${OTEL_PORT:-0}" <<'EOF'
 import json, sys
@@ -390,6 +406,7 @@ bootstrap = {
     "tracing-off": lambda: run.tracing_bootstrap(port, None),
     "tracing-1pct": lambda: run.tracing_bootstrap(port, otel),
     "in-process": lambda: run.in_process_bootstrap(port),
+    "in-process-grpc": lambda: run.in_process_bootstrap(port, "greeter", http2=True),
 }[kind]()
 print(json.dumps(bootstrap, indent=2))
 EOF
@@ -448,6 +465,13 @@ for scenario in $SCENARIOS; do
                 REQUEST_PATH="/?url=http%3A%2F%2Fhello.$target%2F" BOOTSTRAP=in-process CONNECTIONS=4 \
                     profile "$scenario" "hello.$target" http1 "${BOOT[@]}" --workload "client=$WASM_DIR/outbound.wasm" \
                     --workload "hello=$WASM_DIR/hello.wasm" --egress-allow "hello.$target"
+            done ;;
+        in-process-grpc)
+            for target in mesh loop; do
+                REQUEST_PATH="/?url=http%3A%2F%2Fgreeter.$target%2Fhelloworld.Greeter%2FSayHello" \
+                    BOOTSTRAP=in-process-grpc CONNECTIONS=4 \
+                    profile "$scenario" "greeter.$target" grpc-call "${BOOT[@]}" --workload "client=$WASM_DIR/outbound.wasm" \
+                    --workload "greeter=$WASM_DIR/greeter.wasm" --grpc --grpc-outbound --egress-allow "greeter.$target"
             done ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac

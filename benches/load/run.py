@@ -18,7 +18,9 @@ mesh-host, `wasmtime serve` (reuse 1 and 1024), Envoy -> `wasmtime serve`
 (against `wasmtime serve` on the same bytes) and `greeter_p3.wasm` (against
 tonic); a 1 MiB echo; mesh-host without tracing and with OpenTelemetry
 tracing at 1 % sampling to a real OTLP receiver (`--scenarios tracing`);
-cold start.
+`outbound.wasm` calling `hello.wasm` (`in-process`) and making a unary gRPC
+call to `greeter.wasm` (`in-process-grpc`) on the same host, in-process
+against the same call looped through the host's own listener; cold start.
 
 Per run: requests/s, p50/p99 latency (from h2load's per-request log), server
 CPU microseconds per request (utime+stime from /proc/<pid>/stat, summed over
@@ -49,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -569,6 +572,9 @@ def outbound_path(upstream: int) -> str:
 
 
 OUTBOUND_PATHS: dict[int, str] = {}
+# What makes the outbound component's call a gRPC call (its `x-target-*` headers).
+IN_PROCESS_GRPC_HEADERS = {"x-target-method": "POST", "x-target-content-type": "application/grpc",
+                           "x-target-header-te": "trailers"}
 
 
 def outbound_peers(tools: Tools, work: Path) -> list[Peer]:
@@ -593,10 +599,12 @@ def outbound_peers(tools: Tools, work: Path) -> list[Peer]:
     return [mesh_peer, wasmtime]
 
 
-def in_process_bootstrap(listen: int) -> dict:
-    """A component calling `hello` through the egress routes: `hello.mesh` goes to the cluster
-    the local `hello` workload serves (in-process); `hello.loop` goes to a STATIC cluster whose
-    endpoint is this host's own listener, which routes `hello.loop` to the same workload."""
+def in_process_bootstrap(listen: int, service: str = "hello", http2: bool = False) -> dict:
+    """A component calling `service` through the egress routes: `<service>.mesh` goes to the
+    cluster the local `service` workload serves (in-process); `<service>.loop` goes to a STATIC
+    cluster whose endpoint is this host's own listener, which routes `<service>.loop` to the
+    same workload. With `http2` that cluster speaks HTTP/2 (`explicit_http_config`), as a gRPC
+    upstream must."""
     def manager(name: str, hosts: list[tuple[str, str]]) -> dict:
         return {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -618,17 +626,22 @@ def in_process_bootstrap(listen: int) -> dict:
             **extra,
         }
 
+    loopback: dict = {
+        "name": "loopback", "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "loopback", "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}}}}]}]},
+    }
+    if http2:
+        loopback["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}}}
     return {"static_resources": {
         "listeners": [
-            listener("inbound", listen, [("hello.loop", "hello"), ("*", "client")]),
-            listener("egress", 15001, [("hello.mesh", "hello"), ("hello.loop", "loopback")],
+            listener("inbound", listen, [(f"{service}.loop", service), ("*", "client")]),
+            listener("egress", 15001, [(f"{service}.mesh", service), (f"{service}.loop", "loopback")],
                      traffic_direction="OUTBOUND"),
         ],
-        "clusters": [{
-            "name": "loopback", "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": "loopback", "endpoints": [{"lb_endpoints": [{"endpoint": {
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}}}}]}]},
-        }],
+        "clusters": [loopback],
     }}
 
 
@@ -648,6 +661,32 @@ def in_process_peers(work: Path) -> list[Peer]:
                                       "--request-timeout", REQUEST_TIMEOUT, "--max-instance-reuse", str(HIGH_REUSE)],
                         port)
         peer = Peer(key, label, [proc], path=f"/?url=http%3A%2F%2F{authority}%2F")
+        OUTBOUND_PATHS[peer.port] = peer.path or "/"
+        peers.append(peer)
+    return peers
+
+
+def in_process_grpc_peers(work: Path) -> list[Peer]:
+    """outbound.wasm making the unary gRPC call SayHello to greeter.wasm on the same host (issue
+    #11's gRPC client and server components): in-process, and looped through the host's own
+    listener (a socket and HTTP/2 both ways). The target is the `url` query parameter; the
+    call's method and gRPC headers are the outer request's `x-target-*` headers
+    (`IN_PROCESS_GRPC_HEADERS`)."""
+    peers = []
+    for key, label, authority in (("in-process", "gRPC component -> component in-process", "greeter.mesh"),
+                                  ("loopback", "gRPC component -> own listener (h2) -> component",
+                                   "greeter.loop")):
+        port = free_port()
+        bootstrap = work / f"in-process-grpc-bootstrap-{port}.json"
+        bootstrap.write_text(json.dumps(in_process_bootstrap(port, "greeter", http2=True), indent=2))
+        proc = ProcSpec("mesh-host", [str(RELEASE / "mesh-host"), "run", "--bootstrap", str(bootstrap),
+                                      "--workload", f"client={component('outbound')}",
+                                      "--workload", f"greeter={component('greeter')}",
+                                      "--grpc", "--grpc-outbound", "--egress-allow", authority,
+                                      "--request-timeout", REQUEST_TIMEOUT, "--max-instance-reuse", str(HIGH_REUSE)],
+                        port)
+        target = urllib.parse.quote(f"http://{authority}{GRPC_PATH}", safe="")
+        peer = Peer(key, label, [proc], path=f"/?url={target}")
         OUTBOUND_PATHS[peer.port] = peer.path or "/"
         peers.append(peer)
     return peers
@@ -759,6 +798,23 @@ def check_outbound(port: int) -> None:
     status, body = http1_request(port, "GET", OUTBOUND_PATHS[port])
     if status != 200 or body != GREETING:
         raise BenchError(f"outbound call answered {status} {body[:200]!r}; expected 200 {GREETING!r} relayed")
+
+
+def check_in_process_grpc(port: int) -> None:
+    """The outbound component's call of SayHello: relayed 200 from the greeter, its reply message."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", OUTBOUND_PATHS[port], body=grpc_frame(hello_request(GRPC_NAME)),
+                     headers=IN_PROCESS_GRPC_HEADERS)
+        response = conn.getresponse()
+        status, upstream, body = response.status, response.getheader("x-upstream-status"), response.read()
+    finally:
+        conn.close()
+    expected = f"Hello {GRPC_NAME}".encode()
+    reply = grpc_frame(bytes([0x0A, len(expected)]) + expected)
+    if status != 200 or upstream != "200" or body != reply:
+        raise BenchError(f"gRPC call through the outbound component answered {status} (upstream {upstream}) "
+                         f"{body[:200]!r}; expected 200, upstream 200 and {reply!r}")
 
 
 def check_echo(payload: bytes) -> Callable[[int], None]:
@@ -1238,6 +1294,8 @@ TARGETS = [
            "rps", ">=", 0.95, subject="mesh-host-filters"),
     Target("Component to component in-process: req/s >= 2× through the host's own listener", "in-process",
            ["loopback"], "rps", ">=", 2.0, subject="in-process"),
+    Target("gRPC component to component in-process: req/s >= 2× through the host's own listener",
+           "in-process-grpc", ["loopback"], "rps", ">=", 2.0, subject="in-process"),
     Target("HTTP/1.1 with tracing at 1 % sampling: req/s >= 0.95× without", "tracing", ["tracing-off"],
            "rps", ">=", 0.95, subject="tracing-1pct"),
 ]
@@ -1282,7 +1340,8 @@ def machine_note() -> str:
 # --------------------------------------------------------------------------
 
 
-SCENARIOS = ["http1", "h2c", "grpc", "p3-http1", "p3-grpc", "echo", "outbound", "in-process", "tracing", "cold"]
+SCENARIOS = ["http1", "h2c", "grpc", "p3-http1", "p3-grpc", "echo", "outbound", "in-process", "in-process-grpc", "tracing",
+             "cold"]
 
 
 def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scenario]:
@@ -1310,6 +1369,11 @@ def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scena
                              ["--h1", "-c16", "-t1"], "/", outbound_peers(tools, work), [check_outbound]),
         "in-process": lambda: Scenario("in-process", "Component calling a component on the same host",
                                ["--h1", "-c16", "-t1"], "/", in_process_peers(work), [check_outbound]),
+        "in-process-grpc": lambda: Scenario(
+            "in-process-grpc", "Component making a unary gRPC call to a component on the same host",
+            ["--h1", "-c16", "-t1", "-d", str(grpc_file),
+             *[arg for name, value in IN_PROCESS_GRPC_HEADERS.items() for arg in ("-H", f"{name}: {value}")]],
+            "/", in_process_grpc_peers(work), [check_in_process_grpc]),
         "tracing": lambda: Scenario("tracing", "HTTP/1.1 keep-alive, hello: tracing off and at 1 % sampling",
                             ["--h1", "-c64", "-t1"], "/", tracing_peers(work), [check_hello_http1]),
     }

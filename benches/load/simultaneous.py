@@ -26,6 +26,8 @@ Scenarios are run.py's (same bootstraps, same components, same h2load arguments)
               the OTLP receiver (which runs on h2load's CPU: it stands for a remote collector)
   in-process  the component -> component call looped through the host's own listener
               (reference) and the same call in-process
+  in-process-grpc  the same for a unary gRPC call (outbound.wasm -> greeter.wasm; looped over
+              HTTP/2, as a gRPC upstream must be)
 Needs the release build and components `run.py` uses (run it once, or build them).
 """
 
@@ -63,6 +65,8 @@ COMPARISONS = {
                           "req/s with tracing at 1 % sampling >= 0.95× without (issue #14)"),
     "in-process": Comparison("in-process", "loopback", "in-process", 2.0,
                              "req/s in-process >= 2× through the host's own listener (issue #11)"),
+    "in-process-grpc": Comparison("in-process-grpc", "loopback", "in-process", 2.0,
+                                  "gRPC req/s in-process >= 2× through the host's own listener (issue #11)"),
 }
 
 # These scenarios' peers use no wasmtime CLI and no Envoy.
