@@ -10,6 +10,8 @@
 //! lines, repeated `Host` headers joined with a comma). The head is checked here, then
 //! rewritten so that hyper only ever parses heads both agree on.
 
+use std::borrow::Cow;
+
 use http::StatusCode;
 
 /// Envoy's `max_headers_count` default: more request headers is a 431.
@@ -119,7 +121,8 @@ pub(super) fn parse_head(raw: &[u8], rules: Http1Rules) -> Result<Head, Rejectio
     let mut lines = raw.split(|byte| *byte == b'\n').map(strip_cr);
     let request_line = lines.next().ok_or(Rejection::bad("empty request"))??;
     let line = RequestLine::parse(request_line, rules)?;
-    let mut headers: Vec<(&[u8], Vec<u8>)> = Vec::new();
+    // Values borrow from `raw`; only a folded or joined one is copied.
+    let mut headers: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(16);
     for field in lines {
         let field = field?;
         if field.is_empty() {
@@ -133,6 +136,7 @@ pub(super) fn parse_head(raw: &[u8], rules: Http1Rules) -> Result<Head, Rejectio
             let more = trim_ows(field);
             check_value(more)?;
             if !more.is_empty() {
+                let value = value.to_mut();
                 value.push(b' ');
                 value.extend_from_slice(more);
             }
@@ -147,7 +151,7 @@ pub(super) fn parse_head(raw: &[u8], rules: Http1Rules) -> Result<Head, Rejectio
             return Err(Rejection::bad("invalid header name"));
         }
         check_value(value)?;
-        headers.push((name, value.to_vec()));
+        headers.push((name, Cow::Borrowed(value)));
         if headers.len() > MAX_HEADERS {
             return Err(Rejection::too_large("more than 100 headers"));
         }
@@ -241,7 +245,7 @@ impl<'a> RequestLine<'a> {
         })
     }
 
-    fn write(&self, headers: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
+    fn write(&self, headers: &[(&[u8], Cow<'_, [u8]>)]) -> Vec<u8> {
         let size = headers
             .iter()
             .map(|(name, value)| name.len() + value.len() + 4)
@@ -320,21 +324,16 @@ fn check_target(method: &[u8], target: &[u8]) -> Result<bool, Rejection> {
 /// both at once (unless `allow_chunked_length` and the coding is a lone `chunked`),
 /// several `Content-Length` headers (even equal ones), or one that is not all digits are
 /// 400; any other transfer coding but a lone `chunked` is 501.
-fn body_framing(headers: &[(&[u8], Vec<u8>)], rules: Http1Rules) -> Result<BodyFraming, Rejection> {
-    let named = |wanted: &'static [u8]| -> Vec<&[u8]> {
-        headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case(wanted))
-            .map(|(_, value)| value.as_slice())
-            .collect()
-    };
-    let lengths = named(b"content-length");
-    let codings = named(b"transfer-encoding");
-    if !codings.is_empty() {
-        let chunked =
-            matches!(codings.as_slice(), [coding] if coding.eq_ignore_ascii_case(b"chunked"));
+fn body_framing(
+    headers: &[(&[u8], Cow<'_, [u8]>)],
+    rules: Http1Rules,
+) -> Result<BodyFraming, Rejection> {
+    let lengths = Named::find(headers, b"content-length");
+    let codings = Named::find(headers, b"transfer-encoding");
+    if let Some(first) = codings.first {
+        let chunked = !codings.repeated && first.eq_ignore_ascii_case(b"chunked");
         // Envoy 1.40 answers a length beside any other coding 400, even with the option.
-        let length_allowed = lengths.is_empty() || (rules.allow_chunked_length && chunked);
+        let length_allowed = lengths.first.is_none() || (rules.allow_chunked_length && chunked);
         if !length_allowed {
             return Err(Rejection::bad("both Content-Length and Transfer-Encoding"));
         }
@@ -346,9 +345,9 @@ fn body_framing(headers: &[(&[u8], Vec<u8>)], rules: Http1Rules) -> Result<BodyF
             }),
         };
     }
-    match lengths.as_slice() {
-        [] => Ok(BodyFraming::None),
-        [length] if !length.is_empty() && length.iter().all(u8::is_ascii_digit) => {
+    match (lengths.first, lengths.repeated) {
+        (None, _) => Ok(BodyFraming::None),
+        (Some(length), false) if !length.is_empty() && length.iter().all(u8::is_ascii_digit) => {
             // Leading zeros are fine; only the value's size can still fail.
             std::str::from_utf8(length)
                 .ok()
@@ -359,26 +358,47 @@ fn body_framing(headers: &[(&[u8], Vec<u8>)], rules: Http1Rules) -> Result<BodyF
                 })
                 .ok_or(Rejection::bad("Content-Length out of range"))
         }
-        [_] => Err(Rejection::bad("invalid Content-Length")),
-        _ => Err(Rejection::bad("more than one Content-Length")),
+        (Some(_), false) => Err(Rejection::bad("invalid Content-Length")),
+        (Some(_), true) => Err(Rejection::bad("more than one Content-Length")),
+    }
+}
+
+/// The first value of a header and whether it appears more than once.
+struct Named<'h> {
+    first: Option<&'h [u8]>,
+    repeated: bool,
+}
+
+impl<'h> Named<'h> {
+    fn find(headers: &'h [(&[u8], Cow<'_, [u8]>)], wanted: &[u8]) -> Self {
+        let mut values = headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(wanted))
+            .map(|(_, value)| value.as_ref());
+        let first = values.next();
+        Self {
+            first,
+            repeated: values.next().is_some(),
+        }
     }
 }
 
 /// Envoy keeps one `Host`: repeated ones are joined with a comma, in order, where the
 /// first stood.
-fn join_hosts(headers: &mut Vec<(&[u8], Vec<u8>)>) {
+fn join_hosts(headers: &mut Vec<(&[u8], Cow<'_, [u8]>)>) {
     let is_host = |name: &[u8]| name.eq_ignore_ascii_case(b"host");
-    let hosts: Vec<&Vec<u8>> = headers
+    if headers
         .iter()
         .filter(|(name, _)| is_host(name))
-        .map(|(_, value)| value)
-        .collect();
-    if hosts.len() < 2 {
+        .nth(1)
+        .is_none()
+    {
         return;
     }
-    let joined = hosts
+    let joined = headers
         .iter()
-        .map(|value| value.as_slice())
+        .filter(|(name, _)| is_host(name))
+        .map(|(_, value)| value.as_ref())
         .collect::<Vec<_>>()
         .join(&b","[..]);
     let mut first = true;
@@ -387,7 +407,7 @@ fn join_hosts(headers: &mut Vec<(&[u8], Vec<u8>)>) {
             return true;
         }
         if std::mem::take(&mut first) {
-            value.clone_from(&joined);
+            *value = Cow::Owned(joined.clone());
             return true;
         }
         false
@@ -417,12 +437,33 @@ fn check_value(value: &[u8]) -> Result<(), Rejection> {
 
 /// RFC 9110 `tchar`.
 pub(super) fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+    TCHAR[usize::from(byte)]
 }
 
 /// The bytes of an RFC 3986 authority: unreserved, sub-delims, `:`, `@`, `[`, `]`, `%`.
 fn is_authority_char(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@[]%".contains(&byte)
+    AUTHORITY_CHAR[usize::from(byte)]
+}
+
+// Tables, because every byte of every header name is checked: a search of the punctuation
+// list per byte was a visible share of the head's cost.
+const TCHAR: [bool; 256] = byte_set(b"!#$%&'*+-.^_`|~");
+const AUTHORITY_CHAR: [bool; 256] = byte_set(b"-._~!$&'()*+,;=:@[]%");
+
+/// ASCII letters and digits, and `extra`.
+const fn byte_set(extra: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        set[byte] = (byte as u8).is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        set[extra[i] as usize] = true;
+        i += 1;
+    }
+    set
 }
 
 #[cfg(test)]
@@ -453,6 +494,29 @@ mod tests {
     #[test]
     fn the_known_methods_are_sorted_for_the_binary_search() {
         assert!(KNOWN_METHODS.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
+    fn the_byte_tables_hold_the_rfc_sets_and_nothing_else() {
+        let members = |test: fn(u8) -> bool| (0..=255u8).filter(|byte| test(*byte)).count();
+        // 62 letters and digits plus RFC 9110's 15 tchar symbols.
+        assert_eq!(members(is_tchar), 77);
+        for separator in b"\"(),/:;<=>?@[\\]{} \t\x7f\x80\xff" {
+            assert!(
+                !is_tchar(*separator),
+                "{:?} is no tchar",
+                *separator as char
+            );
+        }
+        // 62 plus RFC 3986's unreserved marks, sub-delims, `:`, `@`, `[`, `]` and `%`.
+        assert_eq!(members(is_authority_char), 82);
+        for outside in b"/?#\"<>\\^`{|} \x00\x80" {
+            assert!(
+                !is_authority_char(*outside),
+                "{:?} is no authority byte",
+                *outside as char
+            );
+        }
     }
 
     #[test]
