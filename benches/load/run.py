@@ -645,47 +645,28 @@ def in_process_bootstrap(listen: int, service: str = "hello", http2: bool = Fals
     }}
 
 
-def in_process_peers(work: Path) -> list[Peer]:
-    """outbound.wasm calling hello.wasm on the same host: in-process, and looped through the
-    host's own listener (a socket and HTTP/1.1 both ways)."""
+def in_process_peers(work: Path, grpc: bool = False) -> list[Peer]:
+    """outbound.wasm calling a component on the same host through the egress routes:
+    in-process, and looped through the host's own listener (a socket both ways). By default it
+    GETs hello.wasm (HTTP/1.1 on the loop); with `grpc` it makes the unary call SayHello to
+    greeter.wasm (issue #11's gRPC client and server components; HTTP/2 on the loop). The
+    target is the `url` query parameter; a gRPC call's method and headers are the outer
+    request's `x-target-*` headers (`IN_PROCESS_GRPC_HEADERS`)."""
+    service, path, flags = ("greeter", GRPC_PATH, ["--grpc", "--grpc-outbound"]) if grpc else ("hello", "/", [])
+    kind, loop = ("gRPC ", "own listener (h2)") if grpc else ("", "own listener")
     peers = []
-    for key, label, authority in (("in-process", "component -> component in-process", "hello.mesh"),
-                                  ("loopback", "component -> own listener -> component", "hello.loop")):
+    for key, label, authority in (("in-process", f"{kind}component -> component in-process", f"{service}.mesh"),
+                                  ("loopback", f"{kind}component -> {loop} -> component", f"{service}.loop")):
         port = free_port()
-        bootstrap = work / f"in-process-bootstrap-{port}.json"
-        bootstrap.write_text(json.dumps(in_process_bootstrap(port), indent=2))
+        bootstrap = work / f"in-process-{service}-bootstrap-{port}.json"
+        bootstrap.write_text(json.dumps(in_process_bootstrap(port, service, http2=grpc), indent=2))
         proc = ProcSpec("mesh-host", [str(RELEASE / "mesh-host"), "run", "--bootstrap", str(bootstrap),
                                       "--workload", f"client={component('outbound')}",
-                                      "--workload", f"hello={component('hello')}",
-                                      "--egress-allow", authority,
+                                      "--workload", f"{service}={component(service)}",
+                                      *flags, "--egress-allow", authority,
                                       "--request-timeout", REQUEST_TIMEOUT, "--max-instance-reuse", str(HIGH_REUSE)],
                         port)
-        peer = Peer(key, label, [proc], path=f"/?url=http%3A%2F%2F{authority}%2F")
-        OUTBOUND_PATHS[peer.port] = peer.path or "/"
-        peers.append(peer)
-    return peers
-
-
-def in_process_grpc_peers(work: Path) -> list[Peer]:
-    """outbound.wasm making the unary gRPC call SayHello to greeter.wasm on the same host (issue
-    #11's gRPC client and server components): in-process, and looped through the host's own
-    listener (a socket and HTTP/2 both ways). The target is the `url` query parameter; the
-    call's method and gRPC headers are the outer request's `x-target-*` headers
-    (`IN_PROCESS_GRPC_HEADERS`)."""
-    peers = []
-    for key, label, authority in (("in-process", "gRPC component -> component in-process", "greeter.mesh"),
-                                  ("loopback", "gRPC component -> own listener (h2) -> component",
-                                   "greeter.loop")):
-        port = free_port()
-        bootstrap = work / f"in-process-grpc-bootstrap-{port}.json"
-        bootstrap.write_text(json.dumps(in_process_bootstrap(port, "greeter", http2=True), indent=2))
-        proc = ProcSpec("mesh-host", [str(RELEASE / "mesh-host"), "run", "--bootstrap", str(bootstrap),
-                                      "--workload", f"client={component('outbound')}",
-                                      "--workload", f"greeter={component('greeter')}",
-                                      "--grpc", "--grpc-outbound", "--egress-allow", authority,
-                                      "--request-timeout", REQUEST_TIMEOUT, "--max-instance-reuse", str(HIGH_REUSE)],
-                        port)
-        target = urllib.parse.quote(f"http://{authority}{GRPC_PATH}", safe="")
+        target = urllib.parse.quote(f"http://{authority}{path}", safe="")
         peer = Peer(key, label, [proc], path=f"/?url={target}")
         OUTBOUND_PATHS[peer.port] = peer.path or "/"
         peers.append(peer)
@@ -1373,7 +1354,7 @@ def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scena
             "in-process-grpc", "Component making a unary gRPC call to a component on the same host",
             ["--h1", "-c16", "-t1", "-d", str(grpc_file),
              *[arg for name, value in IN_PROCESS_GRPC_HEADERS.items() for arg in ("-H", f"{name}: {value}")]],
-            "/", in_process_grpc_peers(work), [check_in_process_grpc]),
+            "/", in_process_peers(work, grpc=True), [check_in_process_grpc]),
         "tracing": lambda: Scenario("tracing", "HTTP/1.1 keep-alive, hello: tracing off and at 1 % sampling",
                             ["--h1", "-c64", "-t1"], "/", tracing_peers(work), [check_hello_http1]),
     }
