@@ -386,31 +386,29 @@ impl<'h> Named<'h> {
 /// Envoy keeps one `Host`: repeated ones are joined with a comma, in order, where the
 /// first stood.
 fn join_hosts(headers: &mut Vec<(&[u8], Cow<'_, [u8]>)>) {
-    let is_host = |name: &[u8]| name.eq_ignore_ascii_case(b"host");
-    if headers
-        .iter()
-        .filter(|(name, _)| is_host(name))
-        .nth(1)
-        .is_none()
-    {
+    if !Named::find(headers, b"host").repeated {
         return;
     }
+    let is_host = |name: &[u8]| name.eq_ignore_ascii_case(b"host");
     let joined = headers
         .iter()
         .filter(|(name, _)| is_host(name))
         .map(|(_, value)| value.as_ref())
         .collect::<Vec<_>>()
         .join(&b","[..]);
-    let mut first = true;
+    // The first `Host` takes the joined value; the others go.
+    let mut joined = Some(joined);
     headers.retain_mut(|(name, value)| {
         if !is_host(name) {
             return true;
         }
-        if std::mem::take(&mut first) {
-            *value = Cow::Owned(joined.clone());
-            return true;
+        match joined.take() {
+            Some(joined) => {
+                *value = Cow::Owned(joined);
+                true
+            }
+            None => false,
         }
-        false
     });
 }
 
