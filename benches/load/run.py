@@ -785,14 +785,13 @@ def check_in_process_grpc(port: int) -> None:
     """The outbound component's call of SayHello: relayed 200 from the greeter, its reply message."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("POST", OUTBOUND_PATHS[port], body=grpc_frame(hello_request(GRPC_NAME)),
+        conn.request("POST", OUTBOUND_PATHS[port], body=grpc_frame(hello_message(GRPC_NAME)),
                      headers=IN_PROCESS_GRPC_HEADERS)
         response = conn.getresponse()
         status, upstream, body = response.status, response.getheader("x-upstream-status"), response.read()
     finally:
         conn.close()
-    expected = f"Hello {GRPC_NAME}".encode()
-    reply = grpc_frame(bytes([0x0A, len(expected)]) + expected)
+    reply = grpc_frame(hello_message(f"Hello {GRPC_NAME}"))
     if status != 200 or upstream != "200" or body != reply:
         raise BenchError(f"gRPC call through the outbound component answered {status} (upstream {upstream}) "
                          f"{body[:200]!r}; expected 200, upstream 200 and {reply!r}")
@@ -808,9 +807,9 @@ def check_echo(payload: bytes) -> Callable[[int], None]:
     return check
 
 
-def hello_request(name: str) -> bytes:
-    """A serialized helloworld.HelloRequest (field 1, string)."""
-    raw = name.encode()
+def hello_message(text: str) -> bytes:
+    """A serialized helloworld.HelloRequest or HelloReply: both are field 1, a string."""
+    raw = text.encode()
     assert len(raw) < 128
     return bytes([0x0A, len(raw)]) + raw
 
@@ -827,11 +826,11 @@ def check_grpc(port: int) -> None:
     try:
         call = channel.unary_unary(GRPC_PATH)
         try:
-            reply, info = call.with_call(hello_request(GRPC_NAME), timeout=10)
+            reply, info = call.with_call(hello_message(GRPC_NAME), timeout=10)
         except grpc.RpcError as err:
             raise BenchError(f"gRPC SayHello failed: grpc-status {err.code().value[0]} ({err.code().name}) "
                              f"{err.details()!r}") from None
-        if info.code() != grpc.StatusCode.OK or reply != bytes([0x0A, len(expected)]) + expected:
+        if info.code() != grpc.StatusCode.OK or reply != hello_message(f"Hello {GRPC_NAME}"):
             raise BenchError(f"gRPC SayHello replied {info.code()} {reply!r}; expected grpc-status 0, "
                              f"message {expected!r}")
     finally:
@@ -1330,7 +1329,7 @@ def build_scenarios(tools: Tools, work: Path, selected: list[str]) -> list[Scena
     echo_file = work / "echo-1MiB.bin"
     echo_file.write_bytes(payload)
     grpc_file = work / "grpc-hello-request.bin"
-    grpc_file.write_bytes(grpc_frame(hello_request(GRPC_NAME)))
+    grpc_file.write_bytes(grpc_frame(hello_message(GRPC_NAME)))
     factories: dict[str, Callable[[], Scenario]] = {
         "http1": lambda: Scenario("http1", "HTTP/1.1 keep-alive, hello", ["--h1", "-c64", "-t1"], "/",
                           hello_peers(tools, work, h2=False), [check_hello_http1]),
