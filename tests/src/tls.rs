@@ -48,6 +48,27 @@ impl TestCert {
         Self::self_signed(params)
     }
 
+    /// Generates a fresh self-signed server certificate whose SANs are the URI `uri`, the DNS
+    /// names `names` and 127.0.0.1, as a mesh workload's certificate with a DNS name too.
+    pub fn for_identity(uri: &str, names: &[&str]) -> Self {
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names =
+            std::iter::once(rcgen::SanType::URI(uri.try_into().expect("an ASCII URI")))
+                .chain(
+                    names.iter().map(|name| {
+                        rcgen::SanType::DnsName((*name).try_into().expect("a DNS name"))
+                    }),
+                )
+                .chain(std::iter::once(rcgen::SanType::IpAddress(
+                    std::net::Ipv4Addr::LOCALHOST.into(),
+                )))
+                .collect();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, uri);
+        Self::self_signed(params)
+    }
+
     fn self_signed(params: rcgen::CertificateParams) -> Self {
         let key_pair = rcgen::KeyPair::generate().expect("generate key");
         let certificate = params.self_signed(&key_pair).expect("generate certificate");

@@ -189,6 +189,12 @@ fn resolve_upstream(tls: &mut UpstreamTls, secrets: SecretSet<'_>) -> Result<(),
             tls.validation_ca = Some(ca);
         }
         tls.subject_alt_names.extend(context.subject_alt_names);
+        if !tls.subject_alt_names.is_empty() && tls.validation_ca.is_none() {
+            return Err(ResolveError::Unusable {
+                field: reference.field.clone(),
+                why: crate::translate::SANS_WITHOUT_CA,
+            });
+        }
     }
     Ok(())
 }

@@ -15,7 +15,9 @@ use envoy_types::pb::envoy::config::listener::v3 as lds;
 use envoy_types::pb::google::protobuf::Any;
 use mesh_xds::ads::{AdsClient, AdsClientConfig, AdsState, Outgoing};
 use mesh_xds::bootstrap::{AdsApi, Bootstrap, Format};
-use mesh_xds::config::{DataSource, Listener, MeshConfig, ResourceKind, StringPattern};
+use mesh_xds::config::{
+    DataSource, Listener, MeshConfig, ResourceKind, SanMatcher, SanType, StringMatcher,
+};
 use mesh_xds::dump::DumpQuery;
 use mesh_xds::store::ConfigStore;
 use mesh_xds::test_control_plane::{Snapshot, TestControlPlane, resource_from_yaml};
@@ -422,8 +424,11 @@ transport_socket:
         "the default's SAN matcher stays"
     );
     assert_eq!(
-        tls.subject_alt_names[0].pattern,
-        StringPattern::Exact("backend.test".to_owned())
+        tls.subject_alt_names[0],
+        SanMatcher {
+            san_type: SanType::Dns,
+            matcher: StringMatcher::exact("backend.test"),
+        }
     );
 }
 

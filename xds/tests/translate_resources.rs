@@ -21,7 +21,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration};
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use mesh_xds::config::{
-    Cluster, HealthStatus, LbPolicy, Listener, LoadAssignment, RetryBudget, UpstreamProtocol,
+    Cluster, HealthStatus, LbPolicy, Listener, LoadAssignment, RetryBudget, StringMatcher,
+    UpstreamProtocol,
 };
 
 #[test]
@@ -512,6 +513,105 @@ fn downstream_tls_translates_with_one_certificate() {
     assert!(
         err.to_string()
             .contains("filter_chains[0].transport_socket.typed_config.require_client_certificate"),
+        "{err}"
+    );
+}
+
+/// A STATIC cluster whose TLS context has `validation_context` (Envoy YAML, inline).
+fn cluster_validating(
+    validation_context: &str,
+) -> Result<Cluster, mesh_xds::translate::TranslateError> {
+    let cluster: cds::Cluster = mesh_xds::test_control_plane::resource_from_yaml(&format!(
+        r#"
+name: backend
+type: STATIC
+load_assignment:
+  cluster_name: backend
+  endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8443 }} }} }} }}] }}]
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    common_tls_context:
+      validation_context: {validation_context}
+"#
+    ))
+    .expect("cluster yaml");
+    Cluster::try_from(cluster)
+}
+
+#[test]
+fn upstream_san_matchers_keep_their_type_and_need_a_ca_as_in_envoy() {
+    use mesh_xds::config::{SanMatcher, SanType};
+    let sans = |validation: &str| {
+        cluster_validating(validation)
+            .expect("valid")
+            .tls
+            .expect("TLS")
+            .subject_alt_names
+    };
+    let ca = "trusted_ca: { filename: ca.pem }";
+    let spiffe = StringMatcher::exact("spiffe://cluster.local/ns/default/sa/backend");
+    assert_eq!(
+        sans(&format!(
+            "{{ {ca}, match_typed_subject_alt_names: [{{ san_type: URI, matcher: {{ exact: \"spiffe://cluster.local/ns/default/sa/backend\" }} }}] }}"
+        )),
+        vec![SanMatcher {
+            san_type: SanType::Uri,
+            matcher: spiffe.clone(),
+        }]
+    );
+    // The deprecated untyped list is tried against every SAN type but OTHER_NAME...
+    assert_eq!(
+        sans(&format!(
+            "{{ {ca}, match_subject_alt_names: [{{ exact: \"spiffe://cluster.local/ns/default/sa/backend\" }}] }}"
+        ))
+        .into_iter()
+        .map(|san| (san.san_type, san.matcher == spiffe))
+        .collect::<Vec<_>>(),
+        vec![
+            (SanType::Dns, true),
+            (SanType::Uri, true),
+            (SanType::Email, true),
+            (SanType::IpAddress, true),
+        ]
+    );
+    // ...and ignored next to typed matchers, as Envoy 1.40 does.
+    assert_eq!(
+        sans(&format!(
+            "{{ {ca}, match_typed_subject_alt_names: [{{ san_type: DNS, matcher: {{ exact: a.test }} }}], match_subject_alt_names: [{{ exact: b.test }}] }}"
+        )),
+        vec![SanMatcher {
+            san_type: SanType::Dns,
+            matcher: StringMatcher::exact("a.test"),
+        }]
+    );
+
+    let refused = |validation: &str| {
+        cluster_validating(validation)
+            .expect_err("refused")
+            .to_string()
+    };
+    let err = refused(
+        "{ match_typed_subject_alt_names: [{ san_type: URI, matcher: { exact: spiffe://a } }] }",
+    );
+    assert!(
+        err.contains("match_typed_subject_alt_names")
+            && err.contains("without trusted CA is insecure"),
+        "{err}"
+    );
+    let err = refused(&format!(
+        "{{ {ca}, match_typed_subject_alt_names: [{{ san_type: OTHER_NAME, oid: 1.3.6.1.4.1.311.20.2.3, matcher: {{ exact: x }} }}] }}"
+    ));
+    assert!(
+        err.contains("match_typed_subject_alt_names[0].san_type") && err.contains("not supported"),
+        "{err}"
+    );
+    let err = refused(&format!(
+        "{{ {ca}, match_typed_subject_alt_names: [{{ matcher: {{ exact: x }} }}] }}"
+    ));
+    assert!(
+        err.contains("match_typed_subject_alt_names[0].san_type"),
         "{err}"
     );
 }

@@ -17,6 +17,7 @@ mod outlier;
 mod replay;
 mod request_hash;
 mod retry;
+mod san_verifier;
 mod status;
 mod upstream_tls;
 

@@ -1,6 +1,7 @@
 //! A cluster's upstream TLS context as rustls configuration: trusted roots
-//! (the cluster's CA, else the Mozilla roots), optional client certificate
-//! for mTLS, ALPN by upstream protocol, SNI.
+//! (the cluster's CA, else the Mozilla roots), the name check (the
+//! cluster's SAN matchers, else the SNI or endpoint host), optional client
+//! certificate for mTLS, ALPN by upstream protocol, SNI.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use thiserror::Error;
 use tokio_rustls::TlsConnector;
 
 use super::connector::UpstreamTls;
+use super::san_verifier::SanVerifier;
 
 /// Why a cluster's TLS context cannot be used.
 #[derive(Debug, Error)]
@@ -50,10 +52,18 @@ pub(super) fn build(
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let algorithms = provider.signature_verification_algorithms;
     let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
+        ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
+    let builder = if config.subject_alt_names.is_empty() {
+        builder.with_root_certificates(roots)
+    } else {
+        let sans = config.subject_alt_names.clone();
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SanVerifier::new(roots, sans, algorithms)))
+    };
     let mut client = match &config.client_certificate {
         Some(pair) => {
             builder.with_client_auth_cert(certs(&pair.cert_chain)?, key(&pair.private_key)?)?

@@ -33,3 +33,4 @@ mod sds;
 mod soak;
 mod tcp_proxy;
 mod tracing;
+mod upstream_tls_differential;

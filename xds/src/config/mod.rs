@@ -63,8 +63,8 @@ pub use route::{
 };
 pub use tcp_proxy::{TcpCluster, TcpProxy};
 pub use tls::{
-    CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, Secret, SecretMaterial,
-    UpstreamTls, ValidationContext,
+    CertificateKeyPair, ClientCertificates, DataSource, DownstreamTls, SanMatcher, SanType, Secret,
+    SecretMaterial, UpstreamTls, ValidationContext,
 };
 pub(crate) use tls::{SdsRefs, SecretRef, SecretSource};
 pub use tracing::{CustomTag, CustomTagValue, OpenTelemetry, RouteTracing, Tracing};

@@ -66,14 +66,16 @@ pub struct ClientCertificates {
 pub struct UpstreamTls {
     /// SNI sent to the upstream.
     pub sni: Option<String>,
-    /// CA bundle that the upstream certificate must chain to (`None`: not verified, as in Envoy).
+    /// CA bundle that the upstream certificate must chain to (`None`: the Mozilla roots, where
+    /// Envoy verifies nothing).
     pub validation_ca: Option<DataSource>,
     /// Client certificate for mTLS.
     pub client_certificate: Option<CertificateKeyPair>,
     /// ALPN protocols offered.
     pub alpn_protocols: Vec<String>,
-    /// Accepted subject alternative names (any of them); empty accepts any.
-    pub subject_alt_names: Vec<StringMatcher>,
+    /// Accepted subject alternative names (any of them); empty: the certificate must be valid
+    /// for the SNI (or endpoint host) instead.
+    pub subject_alt_names: Vec<SanMatcher>,
     /// SDS references not yet replaced by their secrets.
     pub(crate) secrets: SdsRefs,
 }
@@ -85,7 +87,31 @@ pub struct ValidationContext {
     /// CA bundle that peer certificates must chain to.
     pub trusted_ca: Option<DataSource>,
     /// Accepted subject alternative names (any of them); empty accepts any.
-    pub subject_alt_names: Vec<StringMatcher>,
+    pub subject_alt_names: Vec<SanMatcher>,
+}
+
+/// The kind of subject alternative name a [`SanMatcher`] compares (Envoy's
+/// `SubjectAltNameMatcher.SanType`, less `OTHER_NAME`, which is refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SanType {
+    /// `rfc822Name`.
+    Email,
+    /// `dNSName`; an exact matcher follows DNS wildcard rules (RFC 6125 6.4.3).
+    Dns,
+    /// `uniformResourceIdentifier` (a SPIFFE id in a mesh).
+    Uri,
+    /// `iPAddress`, compared in its text form.
+    IpAddress,
+}
+
+/// Envoy's `SubjectAltNameMatcher`: a certificate passes when one of its
+/// subject alternative names of `san_type` matches `matcher`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SanMatcher {
+    /// Which names are compared.
+    pub san_type: SanType,
+    /// The pattern they are compared with.
+    pub matcher: StringMatcher,
 }
 
 /// Envoy's `extensions.transport_sockets.tls.v3.Secret`: key material a TLS

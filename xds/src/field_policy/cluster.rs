@@ -100,7 +100,7 @@ pub(super) const CLUSTER: MessagePolicy = MessagePolicy {
         ),
         honoured(
             "transport_socket",
-            "TLS (`UpstreamTlsContext`: CA, SAN matchers and client certificate inline, from files, or by SDS name over ADS or from the bootstrap's static secrets, `combined_validation_context` merged as Envoy merges it; SDS from files or a separate SDS server is refused) or plaintext",
+            "TLS (`UpstreamTlsContext`: CA, SAN matchers (typed or untyped; not `OTHER_NAME`, not without a CA) and client certificate inline, from files, or by SDS name over ADS or from the bootstrap's static secrets, `combined_validation_context` merged as Envoy merges it; SDS from files or a separate SDS server is refused) or plaintext",
         ),
         honoured(
             "metadata",

@@ -42,6 +42,7 @@ mod tracing;
 pub use error::{FieldError, Problem, TranslateError};
 pub use log_format::{FormatError as LogFormatError, parse_format as parse_log_format};
 pub(crate) use path::FieldPath;
+pub(crate) use tls::SANS_WITHOUT_CA;
 
 pub(crate) use cluster::translate_cluster;
 pub(crate) use common::{json_to_struct, struct_to_json};

@@ -10,8 +10,8 @@ use super::matcher::string_matcher;
 use super::path::FieldPath;
 use super::reflect::{reject_unsupported, unsupported_variant};
 use crate::config::{
-    CertificateKeyPair, ClientCertificates, DownstreamTls, SdsRefs, SecretRef, SecretSource,
-    UpstreamTls, ValidationContext,
+    CertificateKeyPair, ClientCertificates, DownstreamTls, SanMatcher, SanType, SdsRefs, SecretRef,
+    SecretSource, UpstreamTls, ValidationContext,
 };
 
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -19,6 +19,9 @@ const RAW_BUFFER_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
 /// The `Secret` fields an SDS reference may need.
 const TLS_CERTIFICATE: &str = "tls_certificate";
 const VALIDATION_CONTEXT: &str = "validation_context";
+/// Envoy's words for SAN matchers without a CA to verify the certificate first.
+pub(crate) const SANS_WITHOUT_CA: &str =
+    "SAN-based verification of peer certificates without trusted CA is insecure and not allowed";
 
 /// Decodes a transport socket's typed config, or `None` for a plaintext socket.
 fn socket_config<M: prost::Message + prost::Name + Default>(
@@ -131,6 +134,19 @@ pub(crate) fn upstream_transport_socket(
     ctx.max_session_keys = None;
     ctx.enforce_rsa_key_usage = None;
     reject_unsupported(&ctx, &at)?;
+    // As Envoy: a SAN check against certificates nobody vouches for proves nothing. A CA still
+    // to come from SDS is checked when the secret arrives.
+    if !common.validation.subject_alt_names.is_empty()
+        && common.validation.trusted_ca.is_none()
+        && common.secrets.validation.is_none()
+    {
+        return Err(FieldError::invalid(
+            &at.field("common_tls_context")
+                .field("validation_context")
+                .field("match_typed_subject_alt_names"),
+            SANS_WITHOUT_CA,
+        ));
+    }
     Ok(Some(UpstreamTls {
         sni,
         validation_ca: common.validation.trusted_ca,
@@ -311,30 +327,70 @@ pub(super) fn validation_context(
         .transpose()?;
     let mut sans = Vec::new();
     let typed_path = path.field("match_typed_subject_alt_names");
-    for (i, mut san) in std::mem::take(&mut v.match_typed_subject_alt_names)
+    for (i, san) in std::mem::take(&mut v.match_typed_subject_alt_names)
         .into_iter()
         .enumerate()
     {
-        let at = typed_path.index(i);
-        let matcher = san
-            .matcher
-            .take()
-            .ok_or_else(|| FieldError::missing(&at.field("matcher")))?;
-        // The SAN type only narrows which SAN entries are compared; any listed entry may match.
-        san.san_type = 0;
-        reject_unsupported(&san, &at)?;
-        sans.push(string_matcher(matcher, &at.field("matcher"))?);
+        sans.push(san_matcher(san, &typed_path.index(i))?);
     }
     let legacy_path = path.field("match_subject_alt_names");
-    for (i, m) in std::mem::take(&mut v.match_subject_alt_names)
-        .into_iter()
-        .enumerate()
-    {
-        sans.push(string_matcher(m, &legacy_path.index(i))?);
+    let legacy = std::mem::take(&mut v.match_subject_alt_names);
+    // Envoy ignores the deprecated untyped list when typed matchers are given; otherwise each
+    // of its matchers is tried against every SAN type but OTHER_NAME.
+    if sans.is_empty() {
+        for (i, m) in legacy.into_iter().enumerate() {
+            let matcher = string_matcher(m, &legacy_path.index(i))?;
+            sans.extend(
+                [
+                    SanType::Dns,
+                    SanType::Uri,
+                    SanType::Email,
+                    SanType::IpAddress,
+                ]
+                .map(|san_type| SanMatcher {
+                    san_type,
+                    matcher: matcher.clone(),
+                }),
+            );
+        }
     }
     reject_unsupported(&v, path)?;
     Ok(ValidationContext {
         trusted_ca: ca,
         subject_alt_names: sans,
+    })
+}
+
+/// One `SubjectAltNameMatcher`. `OTHER_NAME` is refused: the host reads no other-name SANs, and
+/// a matcher it cannot evaluate must not pass or fail certificates by guess.
+fn san_matcher(
+    mut san: tls::SubjectAltNameMatcher,
+    path: &FieldPath<'_>,
+) -> FieldResult<SanMatcher> {
+    use tls::subject_alt_name_matcher::SanType as Proto;
+    let san_type = match Proto::try_from(san.san_type) {
+        Ok(Proto::Email) => SanType::Email,
+        Ok(Proto::Dns) => SanType::Dns,
+        Ok(Proto::Uri) => SanType::Uri,
+        Ok(Proto::IpAddress) => SanType::IpAddress,
+        Ok(Proto::OtherName) => return Err(FieldError::unsupported(&path.field("san_type"))),
+        Ok(Proto::Unspecified) | Err(_) => {
+            return Err(FieldError::invalid(
+                &path.field("san_type"),
+                "must be EMAIL, DNS, URI or IP_ADDRESS",
+            ));
+        }
+    };
+    let matcher = san
+        .matcher
+        .take()
+        .ok_or_else(|| FieldError::missing(&path.field("matcher")))?;
+    // Envoy ignores an OID on any SAN type but OTHER_NAME.
+    san.san_type = 0;
+    san.oid.clear();
+    reject_unsupported(&san, path)?;
+    Ok(SanMatcher {
+        san_type,
+        matcher: string_matcher(matcher, &path.field("matcher"))?,
     })
 }
