@@ -432,6 +432,68 @@ transport_socket:
     );
 }
 
+#[test]
+fn san_matchers_without_a_ca_keep_the_cluster_out_of_service_after_the_secret_arrives() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+    let cluster: cds::Cluster = resource_from_yaml(
+        r#"
+name: backend
+type: STATIC
+load_assignment:
+  cluster_name: backend
+  endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8443 } } } }] }]
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    common_tls_context:
+      validation_context_sds_secret_config: { name: backend-sans, sds_config: { ads: {} } }
+"#,
+    )
+    .expect("cluster yaml");
+    // A validation context of SAN matchers alone: nothing to verify the certificate with.
+    let mut secret = validation_secret("backend-sans", "");
+    secret.r#type = Some(tls::secret::Type::ValidationContext(
+        tls::CertificateValidationContext {
+            match_typed_subject_alt_names: vec![tls::SubjectAltNameMatcher {
+                san_type: tls::subject_alt_name_matcher::SanType::Uri as i32,
+                matcher: Some(envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher {
+                    match_pattern: Some(
+                        envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::Exact(
+                            "spiffe://cluster.local/ns/default/sa/backend".to_owned(),
+                        ),
+                    ),
+                    ignore_case: false,
+                }),
+                oid: String::new(),
+            }],
+            ..Default::default()
+        },
+    ));
+    let api = AdsApi::StateOfTheWorld;
+    let mut state = new_state(api);
+    state.start_stream();
+    state.handle(
+        response(
+            api,
+            CDS,
+            "1",
+            "n1",
+            vec![(leak("backend"), any(&cluster))],
+            &[],
+        ),
+        Instant::now(),
+    );
+    state.handle(
+        response(api, SDS, "1", "n2", vec![secret_any(&secret)], &[]),
+        Instant::now(),
+    );
+    assert!(
+        !publish(&state).clusters.contains_key("backend"),
+        "SAN matchers without a CA would prove nothing: the cluster takes no request"
+    );
+}
+
 fn bootstrap_with_static_secret(pem: &Pem, reference: &str) -> String {
     let indent = |text: &str| text.replace('\n', "\n          ");
     format!(
