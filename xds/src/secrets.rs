@@ -150,20 +150,26 @@ fn resolve_downstream(tls: &mut DownstreamTls, secrets: SecretSet<'_>) -> Result
     }
     if let Some(reference) = &refs.validation {
         let context = secrets.validation(reference)?;
-        if !context.subject_alt_names.is_empty() {
-            return Err(ResolveError::Unusable {
-                field: reference.field.clone(),
-                why: "a listener does not match client certificate SANs",
-            });
-        }
-        // Envoy merges the SDS context into the default one: its CA, when it has one, wins.
-        let default_ca = tls.client_certificates.take().map(|c| c.trusted_ca);
+        // Envoy merges the SDS context into the default one: its CA, when it has one, wins;
+        // SAN matchers add up.
+        let (default_ca, mut sans) = match tls.client_certificates.take() {
+            Some(default) => (Some(default.trusted_ca), default.subject_alt_names),
+            None => (None, refs.client_subject_alt_names),
+        };
+        sans.extend(context.subject_alt_names);
         let required = refs.require_client_certificate;
         tls.client_certificates = match context.trusted_ca.or(default_ca) {
             Some(trusted_ca) => Some(ClientCertificates {
                 trusted_ca,
                 required,
+                subject_alt_names: sans,
             }),
+            None if !sans.is_empty() => {
+                return Err(ResolveError::Unusable {
+                    field: reference.field.clone(),
+                    why: crate::translate::SANS_WITHOUT_CA,
+                });
+            }
             None if !required => None,
             None => {
                 return Err(ResolveError::Unusable {

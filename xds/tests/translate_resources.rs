@@ -498,6 +498,7 @@ fn downstream_tls_translates_with_one_certificate() {
         Some(mesh_xds::config::ClientCertificates {
             trusted_ca: mesh_xds::config::DataSource::Filename("/etc/certs/ca.pem".into()),
             required: true,
+            subject_alt_names: Vec::new(),
         })
     );
     assert_eq!(
@@ -612,6 +613,73 @@ fn upstream_san_matchers_keep_their_type_and_need_a_ca_as_in_envoy() {
     ));
     assert!(
         err.contains("match_typed_subject_alt_names[0].san_type"),
+        "{err}"
+    );
+}
+
+/// A listener terminating TLS whose `validation_context` is the given YAML flow mapping.
+fn listener_validating(
+    validation_context: &str,
+) -> Result<Listener, mesh_xds::translate::TranslateError> {
+    let listener: lds::Listener = mesh_xds::test_control_plane::resource_from_yaml(&format!(
+        r#"
+name: mtls
+address: {{ socket_address: {{ address: 127.0.0.1, port_value: 8443 }} }}
+filter_chains:
+- transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+      require_client_certificate: true
+      common_tls_context:
+        tls_certificates: [{{ certificate_chain: {{ filename: cert.pem }}, private_key: {{ filename: key.pem }} }}]
+        validation_context: {validation_context}
+  filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: mtls
+      route_config: {{ virtual_hosts: [{{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200 }} }}] }}] }}
+      http_filters: [{{ name: envoy.filters.http.router, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }} }}]
+"#
+    ))
+    .expect("listener yaml");
+    Listener::try_from(listener)
+}
+
+#[test]
+fn client_certificate_san_matchers_are_kept_and_need_a_ca() {
+    use mesh_xds::config::{SanMatcher, SanType};
+    let listener = listener_validating(
+        r#"{ trusted_ca: { filename: ca.pem }, match_typed_subject_alt_names: [{ san_type: URI, matcher: { prefix: "spiffe://cluster.local/" } }] }"#,
+    )
+    .expect("valid");
+    let client = listener.filter_chains[0]
+        .tls
+        .clone()
+        .expect("TLS")
+        .client_certificates
+        .expect("client certificates");
+    assert_eq!(
+        client.subject_alt_names,
+        vec![SanMatcher {
+            san_type: SanType::Uri,
+            matcher: StringMatcher {
+                pattern: mesh_xds::config::StringPattern::Prefix(
+                    "spiffe://cluster.local/".to_owned()
+                ),
+                ignore_case: false,
+            },
+        }]
+    );
+    let err = listener_validating(
+        "{ match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: client.test } }] }",
+    )
+    .expect_err("SAN matchers without a CA")
+    .to_string();
+    assert!(
+        err.contains("validation_context.match_typed_subject_alt_names")
+            && err.contains("without trusted CA is insecure"),
         "{err}"
     );
 }

@@ -16,6 +16,7 @@
 
 mod admission;
 mod chains;
+mod client_sans;
 mod connection;
 mod connection_limits;
 mod detect;

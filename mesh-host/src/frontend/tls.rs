@@ -1,14 +1,18 @@
-//! TLS termination of a filter chain: certificates, ALPN and client certificate verification,
+//! TLS termination of a filter chain: certificates, ALPN and client certificate verification
+//! (CA, and SAN matchers in `client_sans.rs`),
 //! loaded into a rustls server configuration when the listener binds, and again when its
 //! certificates change (new connections take the new one).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use mesh_xds::config::SanMatcher;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use thiserror::Error;
+
+use super::client_sans::SanClientVerifier;
 
 /// ALPN protocols `mesh-host run --tls-cert` offers, in preference order.
 const DEFAULT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -115,6 +119,9 @@ pub struct ClientVerification {
     /// Refuse clients that present no certificate. Without it a client may
     /// go without one, but a certificate it presents must verify.
     pub required: bool,
+    /// A presented certificate must carry a SAN one of these matches; empty: any that
+    /// chains to the CA.
+    pub subject_alt_names: Vec<SanMatcher>,
 }
 
 /// TLS termination of a filter chain: its certificate and the ALPN
@@ -193,7 +200,12 @@ fn client_verifier(
     } else {
         builder.allow_unauthenticated()
     };
-    builder.build().map_err(|error| failed(error.to_string()))
+    let verifier = builder.build().map_err(|error| failed(error.to_string()))?;
+    if verification.subject_alt_names.is_empty() {
+        return Ok(verifier);
+    }
+    let sans = verification.subject_alt_names.clone();
+    Ok(Arc::new(SanClientVerifier::new(verifier, sans)))
 }
 
 fn read_certs(source: &PemSource) -> Result<Vec<CertificateDer<'static>>, TlsError> {

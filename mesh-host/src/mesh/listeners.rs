@@ -387,6 +387,7 @@ fn tls_termination(chain: &FilterChain) -> Result<Option<TlsTermination>, FrontE
         .map(|client| ClientVerification {
             trusted_ca: pem_source(&client.trusted_ca),
             required: client.required,
+            subject_alt_names: client.subject_alt_names.clone(),
         });
     Ok(Some(TlsTermination {
         certificate: TlsCertificate {

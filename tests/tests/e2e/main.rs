@@ -32,5 +32,5 @@ mod runtime;
 mod sds;
 mod soak;
 mod tcp_proxy;
+mod tls_san_differential;
 mod tracing;
-mod upstream_tls_differential;

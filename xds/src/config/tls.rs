@@ -59,6 +59,9 @@ pub struct ClientCertificates {
     /// Reject clients without a certificate; without it a client may go
     /// without one, but one it presents must verify.
     pub required: bool,
+    /// A certificate a client presents must carry a SAN one of these matches (any of them);
+    /// empty: any certificate that chains to the CA.
+    pub subject_alt_names: Vec<SanMatcher>,
 }
 
 /// Envoy's `UpstreamTlsContext` (supported subset).
@@ -176,6 +179,9 @@ pub(crate) struct SdsRefs {
     /// A downstream context's `require_client_certificate`, which needs the CA the
     /// validation secret brings.
     pub(crate) require_client_certificate: bool,
+    /// A downstream context's SAN matchers while its CA is still to come with the validation
+    /// secret; the secret's matchers join them.
+    pub(crate) client_subject_alt_names: Vec<SanMatcher>,
 }
 
 impl SdsRefs {

@@ -101,7 +101,7 @@ pub(super) const FILTER_CHAIN: MessagePolicy = MessagePolicy {
         no_effect("metadata", "informational"),
         honoured(
             "transport_socket",
-            "TLS (`DownstreamTlsContext`: one certificate inline, from files, or by SDS name over ADS or from the bootstrap's static secrets; client certificates verified against a CA from `validation_context`, `validation_context_sds_secret_config` or `combined_validation_context`; SDS from files or a separate SDS server is refused) or plaintext",
+            "TLS (`DownstreamTlsContext`: one certificate inline, from files, or by SDS name over ADS or from the bootstrap's static secrets; client certificates verified against a CA and SAN matchers (typed or untyped; not `OTHER_NAME`, not without a CA) from `validation_context`, `validation_context_sds_secret_config` or `combined_validation_context`; SDS from files or a separate SDS server is refused) or plaintext",
         ),
         no_effect(
             "transport_socket_connect_timeout",

@@ -17,7 +17,7 @@ pub(super) const SECRET: MessagePolicy = MessagePolicy {
         unsupported("session_ticket_keys", "TLS session resumption keys"),
         honoured(
             "validation_context",
-            "`trusted_ca` (inline PEM checked on arrival) and SAN matchers, as in a TLS context's `validation_context`; a listener refuses SAN matchers",
+            "`trusted_ca` (inline PEM checked on arrival) and SAN matchers, as in a TLS context's `validation_context`",
         ),
         unsupported("generic_secret", "only TLS secrets are used"),
     ],

@@ -70,13 +70,6 @@ pub(crate) fn downstream_transport_socket(
         (None, Some(_)) => CertificateKeyPair::from_sds(),
         (None, None) => return Err(FieldError::missing(&common_path.field("tls_certificates"))),
     };
-    if !common.validation.subject_alt_names.is_empty() {
-        return Err(FieldError::unsupported(
-            &common_path
-                .field("validation_context")
-                .field("match_typed_subject_alt_names"),
-        ));
-    }
     let required = ctx
         .require_client_certificate
         .take()
@@ -89,14 +82,27 @@ pub(crate) fn downstream_transport_socket(
     ctx.prefer_client_ciphers = false;
     reject_unsupported(&ctx, &at)?;
     let mut secrets = common.secrets;
+    let sans = common.validation.subject_alt_names;
     let client_certificates = match common.validation.trusted_ca {
         Some(trusted_ca) => Some(ClientCertificates {
             trusted_ca,
             required,
+            subject_alt_names: sans,
         }),
-        None if !required => None,
         // The CA may still come with the validation context's secret.
-        None if secrets.validation.is_some() => None,
+        None if secrets.validation.is_some() => {
+            secrets.client_subject_alt_names = sans;
+            None
+        }
+        None if !sans.is_empty() => {
+            return Err(FieldError::invalid(
+                &common_path
+                    .field("validation_context")
+                    .field("match_typed_subject_alt_names"),
+                SANS_WITHOUT_CA,
+            ));
+        }
+        None if !required => None,
         // Verified clients cannot be required without something to verify
         // them against; accepting any certificate would pass for mTLS.
         None => {
@@ -225,7 +231,7 @@ fn common(mut c: tls::CommonTlsContext, path: &FieldPath<'_>) -> FieldResult<Com
         secrets: SdsRefs {
             certificate: certificate_secret,
             validation: validation_secret,
-            require_client_certificate: false,
+            ..SdsRefs::default()
         },
     })
 }

@@ -1,4 +1,6 @@
-//! Upstream certificate checks against a real Envoy 1.40: one bootstrap, whose
+//! Certificate SAN matchers against a real Envoy 1.40, both ways.
+//!
+//! Upstream: one bootstrap, whose
 //! clusters all reach the same TLS upstream (a real Envoy presenting a workload
 //! certificate: a SPIFFE id, a wildcard DNS name and 127.0.0.1) with different
 //! validation contexts, is loaded into Envoy and into mesh-host. Each cluster
@@ -10,6 +12,10 @@
 //! no certificate: with SAN matchers only the matchers decide. A cluster
 //! without matchers is asked without SNI, where mesh-host checks the endpoint's
 //! address (Envoy checks no name; README, "Egress").
+//!
+//! Downstream: listeners requiring client certificates, each with its own SAN
+//! matchers, in one bootstrap loaded into both proxies; clients with a
+//! SPIFFE identity and with another one must be let in or turned away alike.
 
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -251,6 +257,172 @@ async fn upstream_san_matchers_accept_and_refuse_certificates_as_envoy_does() {
         "{} cases; Envoy differs from the expectation in {}:\n  {}\n\
          mesh-host disagrees with Envoy in {}:\n  {}{envoy_log}",
         cases.len(),
+        envoy_unexpected.len(),
+        envoy_unexpected.join("\n  "),
+        disagreements.len(),
+        disagreements.join("\n  "),
+    );
+}
+
+/// A listener requiring client certificates with these SAN matchers (YAML flow fields after
+/// `trusted_ca`), and whether the `backend` and the `stranger` identity get in.
+struct ListenerCase {
+    name: &'static str,
+    sans: &'static str,
+    backend_in: bool,
+    stranger_in: bool,
+}
+
+#[rustfmt::skip]
+const LISTENER_CASES: &[ListenerCase] = &[
+    ListenerCase { name: "any", sans: "", backend_in: true, stranger_in: true },
+    ListenerCase { name: "backend-only", sans: r#"match_typed_subject_alt_names: [{ san_type: URI, matcher: { exact: "spiffe://cluster.local/ns/default/sa/backend" } }]"#, backend_in: true, stranger_in: false },
+    ListenerCase { name: "namespace", sans: r#"match_typed_subject_alt_names: [{ san_type: URI, matcher: { prefix: "spiffe://cluster.local/ns/default/" } }]"#, backend_in: true, stranger_in: true },
+    ListenerCase { name: "other-namespace", sans: r#"match_typed_subject_alt_names: [{ san_type: URI, matcher: { prefix: "spiffe://cluster.local/ns/other/" } }]"#, backend_in: false, stranger_in: false },
+    ListenerCase { name: "dns-type", sans: r#"match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: "spiffe://cluster.local/ns/default/sa/backend" } }]"#, backend_in: false, stranger_in: false },
+    ListenerCase { name: "untyped", sans: r#"match_subject_alt_names: [{ suffix: "/sa/stranger" }]"#, backend_in: false, stranger_in: true },
+];
+
+/// The listeners of [`LISTENER_CASES`] on `ports`, terminating TLS with `server`'s
+/// certificate and trusting the client certificates in `client_ca`.
+fn mtls_bootstrap(ports: &[u16], server: &TestCert, client_ca: &std::path::Path) -> String {
+    let listeners: String = LISTENER_CASES
+        .iter()
+        .zip(ports)
+        .map(|(case, port)| {
+            let sans = if case.sans.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", case.sans)
+            };
+            format!(
+                r#"
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates: [{{ certificate_chain: {{ filename: "{cert}" }}, private_key: {{ filename: "{key}" }} }}]
+            validation_context: {{ trusted_ca: {{ filename: "{ca}" }}{sans} }}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM}
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - {{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200, body: {{ inline_string: "in" }} }} }}] }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": {ROUTER} }}"#,
+                name = case.name,
+                cert = server.cert.display(),
+                key = server.key.display(),
+                ca = client_ca.display(),
+            )
+        })
+        .collect();
+    format!(
+        "node: {{ id: mtls-sans, cluster: mtls-sans }}\nstatic_resources:\n  listeners:{listeners}\n  clusters: []\n"
+    )
+}
+
+/// Whether `client` gets the listener's 200 over mTLS on `port`; the error otherwise.
+async fn let_in(server: &TestCert, port: u16, client: &TestCert) -> Result<(), String> {
+    let addr = ([127, 0, 0, 1], port).into();
+    let (stream, _) = server
+        .try_connect_as(addr, "localhost", &[b"http/1.1"], Some(client))
+        .await
+        .map_err(|error| format!("handshake: {error}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|error| format!("HTTP/1.1: {error}"))?;
+    tokio::spawn(connection);
+    let request = Request::get("/")
+        .header("host", "localhost")
+        .body(client::empty())
+        .expect("request");
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|error| format!("request: {error}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| format!("body: {error}"))?
+        .to_bytes();
+    if status == StatusCode::OK && body.as_ref() == b"in" {
+        Ok(())
+    } else {
+        Err(format!("{status} {body:?}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificate_san_matchers_let_in_and_turn_away_as_envoy_does() {
+    let server = TestCert::generate();
+    let backend = TestCert::for_uri(BACKEND);
+    let stranger = TestCert::for_uri("spiffe://cluster.local/ns/default/sa/stranger");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client_ca = dir.path().join("clients.pem");
+    std::fs::write(&client_ca, format!("{}{}", backend.pem(), stranger.pem())).expect("CA bundle");
+
+    let envoy_ports: Vec<u16> = LISTENER_CASES.iter().map(|_| free_port()).collect();
+    let Some(envoy) = Envoy::start(&mtls_bootstrap(&envoy_ports, &server, &client_ca)).await else {
+        return;
+    };
+    let mesh_ports: Vec<u16> = LISTENER_CASES.iter().map(|_| free_port()).collect();
+    let path = dir.path().join("bootstrap.yaml");
+    std::fs::write(&path, mtls_bootstrap(&mesh_ports, &server, &client_ca))
+        .expect("write bootstrap");
+    let _mesh = MeshHost::spawn(&[
+        "run".into(),
+        "--bootstrap".into(),
+        path.display().to_string(),
+        "--workload".into(),
+        format!("mtls-sans-unused={}", component("hello").display()),
+    ]);
+
+    let mut envoy_unexpected = Vec::new();
+    let mut disagreements = Vec::new();
+    for (i, case) in LISTENER_CASES.iter().enumerate() {
+        for (who, client, expected) in [
+            ("backend", &backend, case.backend_in),
+            ("stranger", &stranger, case.stranger_in),
+        ] {
+            let from_envoy = let_in(&server, envoy_ports[i], client).await;
+            let from_mesh = let_in(&server, mesh_ports[i], client).await;
+            if from_envoy.is_ok() != expected {
+                envoy_unexpected.push(format!(
+                    "{} as {who}: Envoy {from_envoy:?}, the case says {}",
+                    case.name,
+                    if expected { "in" } else { "turned away" }
+                ));
+            }
+            if from_envoy.is_ok() != from_mesh.is_ok() {
+                disagreements.push(format!(
+                    "{} as {who}: Envoy {from_envoy:?}, mesh-host {from_mesh:?}",
+                    case.name
+                ));
+            }
+        }
+    }
+    let envoy_log = if envoy_unexpected.is_empty() {
+        String::new()
+    } else {
+        format!("\nenvoy log:\n{}", envoy.log())
+    };
+    assert!(
+        envoy_unexpected.is_empty() && disagreements.is_empty(),
+        "Envoy differs from the expectation in {}:\n  {}\n\
+         mesh-host disagrees with Envoy in {}:\n  {}{envoy_log}",
         envoy_unexpected.len(),
         envoy_unexpected.join("\n  "),
         disagreements.len(),
