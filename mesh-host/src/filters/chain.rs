@@ -275,7 +275,8 @@ impl FilterChain {
                     Some(PerRoute::LocalRateLimit(route)) => route,
                     _ => own,
                 };
-                let outcome = limiter.decode(request);
+                let outcome =
+                    limiter.decode(request, overrides.rate_limits(0), overrides.rate_limits(1));
                 let halt = outcome.refusal().map(Halt::Fail);
                 (State::RateLimit(outcome), halt)
             }

@@ -4,10 +4,34 @@
 
 use std::net::IpAddr;
 
-use mesh_xds::config::{RateLimitAction, RateLimitPolicy};
+use mesh_xds::config::{RateLimitAction, RateLimitPolicy, VhRateLimits};
 
-use super::chain::FilterRequest;
+use super::chain::{FilterRequest, RateLimits};
 use crate::shared::RequestView;
+
+/// The `rate_limits` of the route and its virtual host that a rate limit filter reads when
+/// its own configuration names none, as Envoy chooses them: the route's, with the virtual
+/// host's as the route's `include_vh_rate_limits` or else the filter's `vh_rate_limits` says.
+pub(super) fn route_policies<'a>(
+    route: Option<&'a RateLimits>,
+    virtual_host: Option<&'a RateLimits>,
+    vh_rate_limits: VhRateLimits,
+) -> Vec<&'a RateLimitPolicy> {
+    let route_policies: &[RateLimitPolicy] = route.map_or(&[], |r| &r.policies);
+    let vhost: &[RateLimitPolicy] = virtual_host.map_or(&[], |v| &v.policies);
+    let option = if route.is_some_and(|r| r.include_vh) {
+        VhRateLimits::Include
+    } else {
+        vh_rate_limits
+    };
+    let with_vhost = match option {
+        VhRateLimits::Include => true,
+        VhRateLimits::Override => route_policies.is_empty(),
+        VhRateLimits::Ignore => false,
+    };
+    let vhost = if with_vhost { vhost } else { &[] };
+    route_policies.iter().chain(vhost).collect()
+}
 
 /// One descriptor per policy whose actions all produced an entry (or were skipped), in order.
 pub(super) fn descriptors<'p>(

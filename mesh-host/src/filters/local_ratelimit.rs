@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use mesh_policies::rate_limit::{LocalRateLimit as Bucket, TokenBucket as BucketSize};
-use mesh_xds::config::{Fraction, LocalRateLimit, RateLimitPolicy, TokenBucket};
+use mesh_xds::config::{Fraction, LocalRateLimit, RateLimitPolicy, TokenBucket, VhRateLimits};
 
-use super::chain::FilterRequest;
-use super::descriptors::descriptors;
+use super::chain::{FilterRequest, RateLimits};
+use super::descriptors::{descriptors, route_policies};
 use crate::shared::{EditList, Failure, InvalidHeaderEdit};
 
 const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -29,6 +29,7 @@ pub(super) struct RateLimiter {
     /// Strictest (fewest tokens per second) first, as Envoy consumes them.
     descriptors: Vec<DescriptorBucket>,
     rate_limits: Vec<RateLimitPolicy>,
+    vh_rate_limits: VhRateLimits,
     always_consume_default: bool,
     x_ratelimit_headers: bool,
     response_headers: EditList,
@@ -68,6 +69,7 @@ impl RateLimiter {
             default: config.token_bucket.map(bucket),
             descriptors,
             rate_limits: config.rate_limits.clone(),
+            vh_rate_limits: config.vh_rate_limits,
             always_consume_default: config.always_consume_default_token_bucket,
             x_ratelimit_headers: config.x_ratelimit_headers,
             response_headers: EditList::compile(&config.response_headers_to_add, &[])
@@ -80,15 +82,21 @@ impl RateLimiter {
         })
     }
 
-    /// Takes tokens for the request, or refuses it.
-    pub(super) fn decode(self: &Arc<Self>, request: &mut FilterRequest<'_>) -> RateLimitOutcome {
+    /// Takes tokens for the request, or refuses it; `route` and `virtual_host` are the
+    /// `rate_limits` read when the filter's configuration names none.
+    pub(super) fn decode(
+        self: &Arc<Self>,
+        request: &mut FilterRequest<'_>,
+        route: Option<&RateLimits>,
+        virtual_host: Option<&RateLimits>,
+    ) -> RateLimitOutcome {
         if !self.enabled.includes(rand::random()) {
             return RateLimitOutcome {
                 refused: None,
                 x_ratelimit: None,
             };
         }
-        let carried = self.request_descriptors(request);
+        let carried = self.request_descriptors(request, route, virtual_host);
         let allowed = self.take(&carried);
         let x_ratelimit = self
             .x_ratelimit_headers
@@ -153,12 +161,23 @@ impl RateLimiter {
     }
 
     /// The descriptors the request carries, one per `rate_limits` entry whose actions all
-    /// produced an entry (stage 0 only, as the local rate limit reads them).
-    fn request_descriptors(&self, request: &FilterRequest<'_>) -> Vec<Vec<(String, String)>> {
+    /// produced an entry (stage 0 only, as the local rate limit reads them): the filter's own
+    /// entries, else the route's and the virtual host's (how Envoy Gateway configures it).
+    fn request_descriptors(
+        &self,
+        request: &FilterRequest<'_>,
+        route: Option<&RateLimits>,
+        virtual_host: Option<&RateLimits>,
+    ) -> Vec<Vec<(String, String)>> {
         if self.descriptors.is_empty() {
             return Vec::new();
         }
-        descriptors(self.rate_limits.iter().filter(|p| p.stage == 0), request)
+        let policies = if self.rate_limits.is_empty() {
+            route_policies(route, virtual_host, self.vh_rate_limits)
+        } else {
+            self.rate_limits.iter().collect()
+        };
+        descriptors(policies.into_iter().filter(|p| p.stage == 0), request)
     }
 }
 
@@ -248,14 +267,18 @@ mod tests {
         let meta = RequestMeta::plaintext_from("10.0.0.2:1");
         let upstream = crate::egress::Egress::new();
         let mut body = crate::filters::chain::test_body();
-        let outcome = limiter.decode(&mut FilterRequest {
-            head: &mut head,
-            meta: &meta,
-            cluster: None,
-            routed: true,
-            body: &mut body,
-            upstream: &upstream,
-        });
+        let outcome = limiter.decode(
+            &mut FilterRequest {
+                head: &mut head,
+                meta: &meta,
+                cluster: None,
+                routed: true,
+                body: &mut body,
+                upstream: &upstream,
+            },
+            None,
+            None,
+        );
         (outcome, head.headers)
     }
 

@@ -17,7 +17,7 @@ use mesh_xds::config::{
 };
 
 use super::chain::{FilterRequest, RateLimits};
-use super::descriptors::descriptors;
+use super::descriptors::{descriptors, route_policies};
 use super::response_edits::{Edit, ResponseEdits};
 use super::upstream_call::ClusterChannel;
 use crate::egress::Egress;
@@ -146,22 +146,10 @@ impl GlobalRateLimiter {
         if !self.config.rate_limits.is_empty() {
             return self.config.rate_limits.iter().collect();
         }
-        let route: &[RateLimitPolicy] = limits.route.map_or(&[], |r| &r.policies);
-        let vhost: &[RateLimitPolicy] = limits.virtual_host.map_or(&[], |v| &v.policies);
-        let option = if limits.route.is_some_and(|r| r.include_vh) {
-            VhRateLimits::Include
-        } else {
-            limits
-                .per_route
-                .map_or(VhRateLimits::Override, |p| p.vh_rate_limits)
-        };
-        let with_vhost = match option {
-            VhRateLimits::Include => true,
-            VhRateLimits::Override => route.is_empty(),
-            VhRateLimits::Ignore => false,
-        };
-        let vhost = if with_vhost { vhost } else { &[] };
-        route.iter().chain(vhost).collect()
+        let vh_rate_limits = limits
+            .per_route
+            .map_or(VhRateLimits::Override, |p| p.vh_rate_limits);
+        route_policies(limits.route, limits.virtual_host, vh_rate_limits)
     }
 
     async fn ask(

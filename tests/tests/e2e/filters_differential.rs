@@ -190,6 +190,9 @@ virtual_hosts:
   - match: {{ prefix: /descriptors }}
     route: {{ cluster: backend }}
     typed_per_filter_config:{descriptors}
+  - match: {{ prefix: /route-descriptors }}
+    route: {{ cluster: backend, rate_limits: [{{ actions: [{{ request_headers: {{ header_name: x-client, descriptor_key: client }} }}] }}] }}
+    typed_per_filter_config:{route_descriptors}
   - match: {{ prefix: /grpc-exhausted }}
     route: {{ cluster: backend }}
     typed_per_filter_config:{grpc_exhausted}
@@ -217,6 +220,10 @@ virtual_hosts:
         )),
         descriptors = per_route(&format!(
             "{enforced}\n        token_bucket: {{ max_tokens: 100, fill_interval: 60s }}\n        always_consume_default_token_bucket: false\n        rate_limits: [{{ actions: [{{ request_headers: {{ header_name: x-client, descriptor_key: client }} }}] }}]\n        descriptors: [{{ entries: [{{ key: client, value: a }}], token_bucket: {{ max_tokens: 1, fill_interval: 60s }} }}]"
+        )),
+        // Envoy Gateway's shape: the actions on the route, only the buckets in the filter.
+        route_descriptors = per_route(&format!(
+            "{enforced}\n        token_bucket: {{ max_tokens: 100, fill_interval: 60s }}\n        always_consume_default_token_bucket: false\n        descriptors: [{{ entries: [{{ key: client, value: a }}], token_bucket: {{ max_tokens: 1, fill_interval: 60s }} }}]"
         )),
         grpc_exhausted = per_route(&format!(
             "{enforced}\n        token_bucket: {{ max_tokens: 1, fill_interval: 60s }}\n        rate_limited_as_resource_exhausted: true"
@@ -722,6 +729,21 @@ fn rate_limit_cases() -> Vec<Case> {
         case(
             "ratelimit_no_descriptor_uses_the_default_bucket",
             rl("/descriptors"),
+            to("backend"),
+        ),
+        case(
+            "ratelimit_route_descriptor_bucket_first",
+            rl("/route-descriptors").header("x-client", "a"),
+            to("backend"),
+        ),
+        case(
+            "ratelimit_route_descriptor_bucket_exhausted",
+            rl("/route-descriptors").header("x-client", "a"),
+            LIMITED,
+        ),
+        case(
+            "ratelimit_route_other_descriptor_uses_the_default_bucket",
+            rl("/route-descriptors").header("x-client", "b"),
             to("backend"),
         ),
         case("ratelimit_grpc_first", rl("/grpc").grpc(), to("backend")),
