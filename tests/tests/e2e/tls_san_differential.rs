@@ -84,6 +84,25 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Fails when Envoy did not do what a case says (with Envoy's log) or mesh-host did
+/// otherwise than Envoy.
+fn assert_agreement(envoy: &Envoy, envoy_unexpected: &[String], disagreements: &[String]) {
+    let envoy_log = if envoy_unexpected.is_empty() {
+        String::new()
+    } else {
+        format!("\nenvoy log:\n{}", envoy.log())
+    };
+    assert!(
+        envoy_unexpected.is_empty() && disagreements.is_empty(),
+        "Envoy differs from the expectation in {}:\n  {}\n\
+         mesh-host disagrees with Envoy in {}:\n  {}{envoy_log}",
+        envoy_unexpected.len(),
+        envoy_unexpected.join("\n  "),
+        disagreements.len(),
+        disagreements.join("\n  "),
+    );
+}
+
 /// The upstream: a real Envoy terminating TLS with `server`'s certificate on `port`.
 fn upstream_bootstrap(port: u16, server: &TestCert) -> String {
     format!(
@@ -247,21 +266,7 @@ async fn upstream_san_matchers_accept_and_refuse_certificates_as_envoy_does() {
             ));
         }
     }
-    let envoy_log = if envoy_unexpected.is_empty() {
-        String::new()
-    } else {
-        format!("\nenvoy log:\n{}", envoy.log())
-    };
-    assert!(
-        envoy_unexpected.is_empty() && disagreements.is_empty(),
-        "{} cases; Envoy differs from the expectation in {}:\n  {}\n\
-         mesh-host disagrees with Envoy in {}:\n  {}{envoy_log}",
-        cases.len(),
-        envoy_unexpected.len(),
-        envoy_unexpected.join("\n  "),
-        disagreements.len(),
-        disagreements.join("\n  "),
-    );
+    assert_agreement(&envoy, &envoy_unexpected, &disagreements);
 }
 
 /// A listener requiring client certificates with these SAN matchers (YAML flow fields after
@@ -414,18 +419,5 @@ async fn client_certificate_san_matchers_let_in_and_turn_away_as_envoy_does() {
             }
         }
     }
-    let envoy_log = if envoy_unexpected.is_empty() {
-        String::new()
-    } else {
-        format!("\nenvoy log:\n{}", envoy.log())
-    };
-    assert!(
-        envoy_unexpected.is_empty() && disagreements.is_empty(),
-        "Envoy differs from the expectation in {}:\n  {}\n\
-         mesh-host disagrees with Envoy in {}:\n  {}{envoy_log}",
-        envoy_unexpected.len(),
-        envoy_unexpected.join("\n  "),
-        disagreements.len(),
-        disagreements.join("\n  "),
-    );
+    assert_agreement(&envoy, &envoy_unexpected, &disagreements);
 }
